@@ -1,0 +1,466 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""Benchmark adapters: every label lands where it should, splits follow the protocols, bad files fail loudly."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+from datasets import Image as ImageFeature
+from datasets import concatenate_datasets
+
+from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
+from tests.fixtures.benchmark_formats import (
+    write_age_csv,
+    write_bp4d,
+    write_celeba,
+    write_disfa,
+    write_image_folder,
+    write_pose_dataset,
+    write_raf_db,
+    write_utkface,
+)
+from training.data import (
+    BP4D_PARTS,
+    DISFA_PARTS,
+    FEATURES,
+    DataFormatError,
+    carve,
+    load_source,
+    prepare_source,
+    read_rows,
+)
+from training.data.raf_db import RafDbSource
+
+AU = {name: i for i, name in enumerate(AU_NAMES)}
+ATTR = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
+
+
+def au_of(row) -> dict[str, int]:
+    return dict(zip(AU_NAMES, row["au"]))
+
+
+def by_file(rows) -> dict[str, dict]:
+    return {r["image"].replace("\\", "/").split("/")[-1]: r for r in rows}
+
+
+# ------------------------------------------------------------------------------------------------------ RAF-DB
+RAF_LABELS = {"train_00001.jpg": 5, "train_00002.jpg": 1, "train_00003.jpg": 7, "test_0001.jpg": 4, "test_0002.jpg": 6}
+
+
+def test_raf_db_labels_official_split_and_aligned_paths(tmp_path):
+    root = write_raf_db(tmp_path, RAF_LABELS)
+    trainval, report = read_rows("raf_db", root, "trainval")
+    test, _ = read_rows("raf_db", root, "test")
+    assert report.num_rows == 3 and report.skipped == 0
+    rows = by_file(trainval + test)
+    assert set(rows) == {n.replace(".jpg", "_aligned.jpg") for n in RAF_LABELS}
+    assert rows["train_00001_aligned.jpg"]["expression"] == EXPRESSION_NAMES.index("sadness") == 4  # label 5
+    assert rows["train_00002_aligned.jpg"]["expression"] == EXPRESSION_NAMES.index("surprise") == 0  # label 1
+    assert rows["train_00003_aligned.jpg"]["expression"] == EXPRESSION_NAMES.index("neutral") == 6  # label 7
+    assert rows["test_0001_aligned.jpg"]["expression"] == 3 and rows["test_0002_aligned.jpg"]["expression"] == 5
+    row = rows["test_0001_aligned.jpg"]
+    assert row["au"] == [-1] * 15 and row["attributes"] == [-1] * 40
+    assert row["age"] is None and row["head_pose"] is None
+    assert row["source"] == "raf_db" and row["subject_id"] == ""
+    original, _ = read_rows("raf_db", tmp_path, "test", aligned=False)  # the parent of basic/ works too
+    assert sorted(by_file(original)) == ["test_0001.jpg", "test_0002.jpg"]
+
+
+def test_raf_db_val_is_a_deterministic_seeded_part_of_train(tmp_path):
+    labels = {f"train_{i:05d}.jpg": 1 + i % 7 for i in range(1, 21)}
+    root = write_raf_db(tmp_path, labels)
+    names = {}
+    for split in ("train", "val", "trainval"):
+        names[split] = {r["image"] for r in read_rows("raf_db", root, split, val_fraction=0.25)[0]}
+    assert len(names["val"]) == 5 and len(names["train"]) == 15
+    assert names["train"].isdisjoint(names["val"]) and names["train"] | names["val"] == names["trainval"]
+    again = {r["image"] for r in read_rows("raf_db", root, "val", val_fraction=0.25)[0]}
+    other_seed = {r["image"] for r in read_rows("raf_db", root, "val", val_fraction=0.25, seed=1)[0]}
+    assert again == names["val"] and other_seed != names["val"]
+
+
+def test_raf_db_bad_lines_raise_with_file_and_line_or_are_skipped_and_counted(tmp_path):
+    root = write_raf_db(
+        tmp_path, {"train_00001.jpg": 5, "train_00002.jpg": 2}, missing_images=["train_00002.jpg"],
+        extra_lines=["train_00003.jpg 8", "train_00004.jpg"],
+    )  # fmt: skip
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    expected = r"list_patition_label\.txt, line 3: label: expected 1..7, got '8'"
+    with pytest.raises(DataFormatError, match=expected) as info:
+        read_rows("raf_db", root, "trainval")
+    assert info.value.path == str(label_file) and info.value.line_no == 3
+    rows, report = read_rows("raf_db", root, "trainval", on_error="skip")
+    assert [r["expression"] for r in rows] == [4]
+    assert report.skipped == 3 and report.num_rows == 1
+    assert any("line 4" in m and "expected '<file_name> <label>'" in m for m in report.skipped_examples)
+    assert any("line 2" in m and "image not found" in m for m in report.skipped_examples)
+
+
+# ------------------------------------------------------------------------------------------------------ CelebA
+def _attrs(present: set[str]) -> list[int]:
+    return [1 if name in present else -1 for name in ATTRIBUTE_NAMES]
+
+
+@pytest.mark.parametrize("layout", ["drive", "flat"])
+def test_celeba_attributes_minus_one_is_absent_and_official_partition(tmp_path, layout):
+    attributes = {
+        "000001.jpg": _attrs({"Smiling", "Young", "Arched_Eyebrows"}),
+        "000002.jpg": _attrs(set()),
+        "000003.jpg": _attrs(set(ATTRIBUTE_NAMES)),
+        "000004.jpg": _attrs({"5_o_Clock_Shadow", "Male"}),
+    }
+    partition = {"000001.jpg": 0, "000002.jpg": 0, "000003.jpg": 1, "000004.jpg": 2}
+    identities = {"000001.jpg": 2880, "000002.jpg": 17}
+    root = write_celeba(tmp_path, attributes, partition, identities=identities, layout=layout)
+    splits = {s: by_file(read_rows("celeba", root, s)[0]) for s in ("train", "val", "test")}
+    assert {s: sorted(r) for s, r in splits.items()} == {
+        "train": ["000001.jpg", "000002.jpg"], "val": ["000003.jpg"], "test": ["000004.jpg"],
+    }  # fmt: skip
+    first = splits["train"]["000001.jpg"]["attributes"]
+    assert [ATTRIBUTE_NAMES[i] for i, v in enumerate(first) if v == 1] == ["Arched_Eyebrows", "Smiling", "Young"]
+    assert first.count(0) == 37 and -1 not in first
+    assert splits["train"]["000002.jpg"]["attributes"] == [0] * 40
+    assert splits["val"]["000003.jpg"]["attributes"] == [1] * 40
+    test_row = splits["test"]["000004.jpg"]
+    assert test_row["attributes"][ATTR["5_o_Clock_Shadow"]] == 1 and test_row["attributes"][ATTR["Male"]] == 1
+    assert sum(test_row["attributes"]) == 2
+    assert splits["train"]["000001.jpg"]["subject_id"] == "2880" and test_row["subject_id"] == ""
+    assert test_row["expression"] == -1 and test_row["au"] == [-1] * 15 and test_row["age"] is None
+
+
+def test_celeba_header_must_match_attribute_names_even_when_skipping(tmp_path):
+    names = list(ATTRIBUTE_NAMES)
+    names[2], names[3] = names[3], names[2]
+    root = write_celeba(tmp_path, {"000001.jpg": _attrs(set())}, {"000001.jpg": 0}, names=names)
+    with pytest.raises(DataFormatError, match=r"line 2: attribute names differ .*column 3 is 'Bags_Under_Eyes'"):
+        read_rows("celeba", root, "train", on_error="skip")
+
+
+def test_celeba_bad_value_and_truncated_file(tmp_path):
+    bad = _attrs(set())
+    bad[ATTR["Bald"]] = 0  # CelebA codes absence as -1, so a 0 means a corrupt line
+    partition = {"000001.jpg": 0, "000002.jpg": 0}
+    root = write_celeba(tmp_path, {"000001.jpg": _attrs({"Bald"}), "000002.jpg": bad}, partition)
+    with pytest.raises(DataFormatError, match=r"list_attr_celeba\.txt, line 4: Bald: expected 1 or -1, got '0'"):
+        read_rows("celeba", root, "train")
+    rows, report = read_rows("celeba", root, "train", on_error="skip")
+    assert len(rows) == 1 and rows[0]["attributes"][ATTR["Bald"]] == 1 and report.skipped == 1
+    truncated = write_celeba(tmp_path / "t", {"000001.jpg": _attrs(set())}, {"000001.jpg": 0}, declared_count=5)
+    with pytest.raises(DataFormatError, match="line 1: header declares 5 images but the file lists 1"):
+        read_rows("celeba", truncated, "train", on_error="skip")
+
+
+# ------------------------------------------------------------------------------------------------------ BP4D
+@pytest.fixture(scope="module")
+def bp4d(tmp_path_factory):
+    overrides = {("F001", "T1", 1): {1: 1, 2: 0, 4: 9, 9: 1, 24: 1, 25: 1, 26: 0}}
+    return write_bp4d(tmp_path_factory.mktemp("bp4d"), overrides=overrides)
+
+
+def test_bp4d_au_columns_map_to_au_names_and_nine_is_missing(bp4d):
+    root, written = bp4d
+    rows, _ = read_rows("bp4d", root, "test", fold=3)  # fold 3 tests on part 1, which holds F001
+    row = next(r for r in rows if r["image"].endswith("F001/T1/0001.jpg"))
+    au = au_of(row)
+    assert (au["AU1"], au["AU2"], au["AU4"], au["AU24"]) == (1, 0, -1, 1)
+    assert au["AU9"] == au["AU25"] == au["AU26"] == -1  # coded in the CSV, but not BP4D protocol AUs
+    assert row["subject_id"] == "F001" and row["source"] == "bp4d"
+    for row in rows:  # every frame, every protocol AU: exactly the written value (9 -> -1)
+        subject, task, frame = row["image"].split("/")[-3:]
+        values = written[(subject, task, int(frame[:4]))]
+        expected = {f"AU{n}": -1 for n in (9, 25, 26)}
+        protocol = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
+        expected.update({f"AU{n}": -1 if values[n] == 9 else values[n] for n in protocol})
+        assert au_of(row) == expected
+
+
+def test_bp4d_three_folds_are_subject_exclusive_with_protocol_sizes(bp4d):
+    root, _ = bp4d
+    all_subjects = {s for part in BP4D_PARTS for s in part}
+    assert len(all_subjects) == 41
+    for fold, test_part in ((1, 2), (2, 1), (3, 0)):
+        train = {r["subject_id"] for r in read_rows("bp4d", root, "train", fold=fold)[0]}
+        test_rows, _ = read_rows("bp4d", root, "test", fold=fold)
+        test = {r["subject_id"] for r in test_rows}
+        assert test == set(BP4D_PARTS[test_part]) and train == all_subjects - test
+        assert len(test_rows) == len(BP4D_PARTS[test_part]) * 8 * 2  # subjects x tasks x frames
+    assert len(read_rows("bp4d", root, "all")[0]) == 41 * 8 * 2
+
+
+def test_bp4d_bad_value_missing_image_and_missing_label_file(tmp_path, monkeypatch):
+    from training.data.au_datasets import BP4DSource
+
+    monkeypatch.setattr(BP4DSource, "parts", (("F001",), ("M001",), ("F002",)))  # a 3-subject protocol
+    overrides = {("F001", "T2", 2): {12: 2}}
+    root, _ = write_bp4d(tmp_path, overrides=overrides, frame_header="0", subjects=["F001", "M001", "F002"])
+    (root / "BP4D-training" / "M001" / "T8" / "0001.jpg").unlink()
+    with pytest.raises(DataFormatError, match=r"F001_T2\.csv, line 3: AU12: expected 0, 1 or 9, got '2'"):
+        read_rows("bp4d", root, "all")
+    rows, report = read_rows("bp4d", root, "all", on_error="skip")
+    assert len(rows) == 3 * 8 * 2 - 2 and report.skipped == 2
+    assert any("M001_T8.csv, line 2: image not found" in m for m in report.skipped_examples)
+    (root / "AUCoding" / "AU_OCC" / "F002_T5.csv").unlink()
+    with pytest.raises(DataFormatError, match=r"F002_T5\.csv: label file not found"):
+        read_rows("bp4d", root, "test", fold=1, on_error="skip")
+
+
+# ------------------------------------------------------------------------------------------------------ DISFA
+@pytest.fixture(scope="module")
+def disfa(tmp_path_factory):
+    overrides = {("SN001", 1): {1: 2, 2: 1, 4: 5, 5: 5, 6: 0, 9: 3, 12: 2, 15: 4, 17: 5, 20: 3, 25: 0, 26: 4}}
+    return write_disfa(tmp_path_factory.mktemp("disfa"), overrides=overrides)
+
+
+def test_disfa_intensity_threshold_and_au_mapping(disfa):
+    root, written = disfa
+    rows, _ = read_rows("disfa", root, "test", fold=3)  # part 1 holds SN001
+    row = next(r for r in rows if r["image"].endswith("SN001/0.png"))  # label frame 1 -> extracted frame 0
+    assert au_of(row) == {
+        "AU1": 1, "AU2": 0, "AU4": 1, "AU6": 0, "AU7": -1, "AU9": 1, "AU10": -1, "AU12": 1, "AU14": -1,
+        "AU15": -1, "AU17": -1, "AU23": -1, "AU24": -1, "AU25": 0, "AU26": 1,
+    }  # fmt: skip
+    for row in rows:
+        subject, image = row["image"].split("/")[-2:]
+        values = written[(subject, int(image.split(".")[0]) + 1)]
+        assert [row["au"][AU[f"AU{n}"]] for n in (1, 2, 4, 6, 9, 12, 25, 26)] == [
+            int(values[n] >= 2) for n in (1, 2, 4, 6, 9, 12, 25, 26)
+        ]
+    strict, _ = read_rows("disfa", root, "test", fold=3, threshold=5)
+    assert au_of(next(r for r in strict if r["image"].endswith("SN001/0.png")))["AU1"] == 0
+
+
+def test_disfa_three_folds_are_subject_exclusive(disfa):
+    root, _ = disfa
+    for fold, test_part in ((1, 2), (2, 1), (3, 0)):
+        test_rows, _ = read_rows("disfa", root, "test", fold=fold)
+        train = {r["subject_id"] for r in read_rows("disfa", root, "train", fold=fold)[0]}
+        assert {r["subject_id"] for r in test_rows} == set(DISFA_PARTS[test_part])
+        assert train.isdisjoint(DISFA_PARTS[test_part]) and len(train) == 18
+        assert len(test_rows) == 9 * 3
+
+
+def test_disfa_bad_intensity_and_frame_missing_from_one_au_file(tmp_path, monkeypatch):
+    from training.data.au_datasets import DISFASource
+
+    monkeypatch.setattr(DISFASource, "parts", (("SN001",), ("SN002",), ("SN003",)))
+    root, _ = write_disfa(tmp_path, overrides={("SN002", 2): {6: 7}})
+    au9 = root / "ActionUnit_Labels" / "SN003" / "SN003_au9.txt"
+    au9.write_text("1,3\n2,0\n")  # frame 3 has no AU9 label
+    with pytest.raises(DataFormatError, match=r"SN002_au6\.txt, line 2: intensity: expected 0..5, got 7"):
+        read_rows("disfa", root, "all")
+    rows, report = read_rows("disfa", root, "all", on_error="skip")
+    assert report.skipped == 1 and len(rows) == 3 * 3 - 1
+    assert not any(r["image"].endswith("SN002/1.png") for r in rows)  # the frame with the bad line is dropped
+    frame3 = next(r for r in rows if r["image"].endswith("SN003/2.png"))
+    assert au_of(frame3)["AU9"] == -1 and au_of(frame3)["AU1"] in (0, 1)
+
+
+# ------------------------------------------------------------------------------------------------------ age
+def test_utkface_age_from_file_name_and_seeded_splits(tmp_path):
+    names = [
+        "25_0_1_20170116174525125.jpg.chip.jpg", "1_1_2_20161219203650636.jpg.chip.jpg",
+        "39_1_20170116174525125.jpg.chip.jpg",  # an official file without the race field
+        "116_1_0_20170120134921760.jpg.chip.jpg",
+        *(f"{30 + i}_0_0_2017011{i}000000000.jpg.chip.jpg" for i in range(6)),
+    ]  # fmt: skip
+    root = write_utkface(tmp_path, names)
+    rows = by_file(read_rows("utkface", root, "all")[0])
+    assert len(rows) == 10 and rows[names[0]]["age"] == 25.0 and rows[names[1]]["age"] == 1.0
+    assert rows[names[2]]["age"] == 39.0 and rows[names[3]]["age"] == 116.0 and rows[names[0]]["expression"] == -1
+    parts = {s: set(by_file(read_rows("utkface", root, s)[0])) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [8, 1, 1]
+    assert parts["train"] | parts["val"] | parts["test"] == set(names)
+    (root / "not_a_face.jpg").write_bytes((root / names[0]).read_bytes())
+    with pytest.raises(DataFormatError, match=r"not_a_face\.jpg: file name is not"):
+        read_rows("utkface", root, "all")
+    assert read_rows("utkface", root, "all", on_error="skip")[1].skipped == 1
+
+
+def test_age_csv_columns_split_column_and_errors(tmp_path):
+    rows = [["a.jpg", 23, "train"], ["b.jpg", 41.5, "test"], ["c.jpg", 60, "train"]]
+    root = write_age_csv(tmp_path, ["file_name", "age", "split"], rows)
+    test = read_rows("age_csv", root, "test", source_name="morph2")[0]
+    assert [(r["image"].endswith("b.jpg"), r["age"], r["source"]) for r in test] == [(True, 41.5, "morph2")]
+    assert [r["age"] for r in read_rows("age_csv", root, "train")[0]] == [23.0, 60.0]
+    with pytest.raises(ValueError, match="the CSV's split column has"):
+        read_rows("age_csv", root, "val")
+    clap_rows = [["x.jpg", 30.2, 4.1], ["y.jpg", "n/a", 3]]
+    clap = write_age_csv(tmp_path / "clap", ["image", "mean", "stdv"], clap_rows, image_column="image")
+    with pytest.raises(DataFormatError, match=r"labels\.csv, line 3: age: expected a number of years, got 'n/a'"):
+        read_rows("age_csv", clap, "all", image_column="image", age_column="mean")
+    with pytest.raises(DataFormatError, match=r"line 1: missing column\(s\) \['file_name'\]"):
+        read_rows("age_csv", clap, "all", age_column="mean")
+
+
+def test_age_csv_without_split_column_carves_subject_exclusive_splits(tmp_path):
+    rows = [[f"{s}_{k}.jpg", 20 + k, s] for s in ("s1", "s2", "s3", "s4") for k in range(3)]
+    root = write_age_csv(tmp_path, ["file_name", "age", "person"], rows)
+    fractions = {"train": 0.5, "test": 0.5}
+    options = {"subject_column": "person", "split_fractions": fractions}
+    parts = {s: read_rows("age_csv", root, s, **options)[0] for s in ("train", "test")}
+    subjects = {s: {r["subject_id"] for r in rows} for s, rows in parts.items()}
+    assert len(subjects["train"]) == len(subjects["test"]) == 2 and subjects["train"].isdisjoint(subjects["test"])
+    assert len(parts["train"]) == len(parts["test"]) == 6
+
+
+# ------------------------------------------------------------------------------------------------------ pose
+def test_300w_lp_pose_para_radians_to_degrees_in_yaw_pitch_roll_order(tmp_path):
+    root = write_pose_dataset(tmp_path, "300W_LP", {
+        "AFW/AFW_134212_1_0.jpg": (0.1, -0.5, 0.25),  # pitch, yaw, roll (radians)
+        "AFW_Flip/AFW_134212_1_0.jpg": (0.1, 0.5, -0.25),
+        "HELEN/HELEN_232194_1_12.jpg": (-0.3, 1.2, 0.0),
+    })  # fmt: skip
+    rows = read_rows("300w_lp", root, "train")[0]
+    assert len(rows) == 3
+    poses = {r["image"].split("300W_LP/")[1]: r for r in rows}
+    assert poses["AFW/AFW_134212_1_0.jpg"]["head_pose"] == pytest.approx([-28.6479, 5.72958, 14.3239], abs=1e-3)
+    assert poses["AFW_Flip/AFW_134212_1_0.jpg"]["head_pose"] == pytest.approx([28.6479, 5.72958, -14.3239], abs=1e-3)
+    helen = poses["HELEN/HELEN_232194_1_12.jpg"]
+    assert helen["head_pose"] == pytest.approx([math.degrees(1.2), math.degrees(-0.3), 0.0], abs=1e-3)
+    assert poses["AFW/AFW_134212_1_0.jpg"]["subject_id"] == "AFW_134212_1"
+    assert poses["AFW_Flip/AFW_134212_1_0.jpg"]["subject_id"] == "AFW_134212_1"
+    assert helen["subject_id"] == "HELEN_232194_1" and helen["age"] is None and helen["expression"] == -1
+
+
+def test_aflw2000_keeps_only_angles_within_99_degrees_and_reports_the_dropped(tmp_path, caplog):
+    deg = math.radians
+    root = write_pose_dataset(tmp_path, "AFLW2000", {
+        "image00002.jpg": (deg(10), deg(-20), deg(5)),
+        "image00004.jpg": (deg(-98.9), deg(98.9), deg(0)),
+        "image00006.jpg": (deg(0), deg(100.0), deg(0)),  # yaw out of range
+        "image00008.jpg": (deg(-99.5), deg(0), deg(3)),  # pitch out of range
+    })  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="training.data.errors"):
+        rows, report = read_rows("aflw2000", root, "test")
+    assert sorted(by_file(rows)) == ["image00002.jpg", "image00004.jpg"]
+    assert by_file(rows)["image00002.jpg"]["head_pose"] == pytest.approx([-20.0, 10.0, 5.0], abs=1e-4)
+    assert report.filtered == {"angle outside [-99, 99] deg": 2} and report.skipped == 0
+    assert "2 filtered out (angle outside [-99, 99] deg)" in caplog.text
+    assert len(read_rows("aflw2000", root, "test", max_abs_degrees=None)[0]) == 4
+    write_pose_dataset(tmp_path, "AFLW2000", {"image00010.jpg": None})  # an image without its .mat
+    with pytest.raises(DataFormatError, match=r"image00010\.jpg: no pose file next to the image"):
+        read_rows("aflw2000", root, "test")
+    assert read_rows("aflw2000", root, "test", on_error="skip")[1].skipped == 1
+
+
+# ------------------------------------------------------------------------------------------------------ image folder
+def test_image_folder_metadata_fills_only_given_columns(tmp_path):
+    records = [
+        {"file_name": "a.png", "expression": "happiness", "age": 31, "subject_id": "p1"},
+        {"file_name": "sub/b.png", "au": {"AU12": 1, "AU4": 0}, "head_pose": {"yaw": 10, "pitch": -5, "roll": 2.5}},
+        {"file_name": "c.png", "attributes": [1] * 20 + [0] * 19 + [-1], "expression": 6, "head_pose": None},
+    ]
+    root = write_image_folder(tmp_path, records, folder="train")
+    rows = by_file(read_rows("image_folder", root, "train", source_name="my_faces")[0])
+    a, b, c = rows["a.png"], rows["b.png"], rows["c.png"]
+    assert (a["expression"], a["age"], a["subject_id"], a["source"]) == (3, 31.0, "p1", "my_faces")
+    assert a["au"] == [-1] * 15 and a["head_pose"] is None
+    assert au_of(b) == {name: {"AU12": 1, "AU4": 0}.get(name, -1) for name in AU_NAMES}
+    assert b["head_pose"] == [10.0, -5.0, 2.5] and b["expression"] == -1 and b["age"] is None
+    assert c["attributes"] == [1] * 20 + [0] * 19 + [-1] and c["expression"] == 6
+
+
+def test_image_folder_rejects_unknown_columns_and_bad_values(tmp_path):
+    records = [
+        {"file_name": "a.png", "expresion": 2},
+        {"file_name": "b.png", "au": [1, 0]},
+        {"file_name": "c.png", "expression": 7},
+        {"file_name": "d.png", "age": 40, "split": "test"},
+    ]
+    root = write_image_folder(tmp_path, records)
+    with pytest.raises(DataFormatError, match=r"metadata\.jsonl, line 1: unknown column\(s\) \['expresion'\]"):
+        read_rows("image_folder", root, "all")
+    rows, report = read_rows("image_folder", root, "all", on_error="skip")
+    assert [r["age"] for r in rows] == [40.0] and report.skipped == 3
+    assert any("line 2: au: expected 15 values" in m for m in report.skipped_examples)
+    assert any("line 3: expression: expected -1..6" in m for m in report.skipped_examples)
+    assert [r["age"] for r in read_rows("image_folder", root, "test", on_error="skip")[0]] == [40.0]
+
+
+# ------------------------------------------------------------------------------------------------------ Dataset build
+def _one_of_each_source(tmp_path) -> dict[str, tuple]:
+    """(root, split, options) for a tiny instance of every registered source."""
+    aflw_pose = (math.radians(1), math.radians(2), math.radians(3))  # pitch, yaw, roll
+    bp4d_root, _ = write_bp4d(tmp_path, frames_per_task=1)
+    disfa_root, _ = write_disfa(tmp_path, frames_per_subject=1)
+    return {
+        "raf_db": (write_raf_db(tmp_path, RAF_LABELS), "test", {}),
+        "celeba": (write_celeba(tmp_path, {"000001.jpg": _attrs({"Male"})}, {"000001.jpg": 2}), "test", {}),
+        "bp4d": (bp4d_root, "test", {"fold": 2}),
+        "disfa": (disfa_root, "test", {"fold": 1}),
+        "utkface": (write_utkface(tmp_path, ["20_0_0_20170116174525125.jpg.chip.jpg"]), "all", {}),
+        "age_csv": (write_age_csv(tmp_path, ["file_name", "age"], [["a.jpg", 44]]), "all", {}),
+        "300w_lp": (write_pose_dataset(tmp_path, "300W_LP", {"AFW/AFW_1_1_0.jpg": (0.1, 0.2, 0.3)}), "train", {}),
+        "aflw2000": (write_pose_dataset(tmp_path, "AFLW2000", {"image00002.jpg": aflw_pose}), "test", {}),
+        "image_folder": (write_image_folder(tmp_path, [{"file_name": "x.png", "age": 9}]), "all", {}),
+    }
+
+
+def test_every_source_builds_the_same_features_and_concatenates(tmp_path):
+    built = {
+        name: load_source(name, root, split, cache_dir=tmp_path / "cache", **options)
+        for name, (root, split, options) in _one_of_each_source(tmp_path / "data").items()
+    }
+    assert all(ds.features == FEATURES for ds in built.values())
+    mixed = concatenate_datasets(list(built.values()))
+    expected_sizes = {"raf_db": 2, "celeba": 1, "bp4d": 14 * 8, "disfa": 9, "utkface": 1, "age_csv": 1}
+    expected_sizes.update({"300w_lp": 1, "aflw2000": 1, "image_folder": 1})
+    assert {n: len(ds) for n, ds in built.items()} == expected_sizes and len(mixed) == sum(expected_sizes.values())
+    assert mixed.features == FEATURES
+    raw = built["celeba"].cast_column("image", ImageFeature(decode=False))[0]["image"]
+    assert raw["bytes"] is None and raw["path"].endswith("img_align_celeba/000001.jpg")  # a path, not pixels
+    assert built["celeba"][0]["image"].size == (8, 8)  # decoded lazily on access
+    assert built["aflw2000"][0]["head_pose"] == pytest.approx([2.0, 1.0, 3.0], abs=1e-4)
+    assert built["celeba"][0]["age"] is None and built["age_csv"][0]["age"] == 44.0
+    torch_rows = built["raf_db"].with_format("torch", columns=["age", "expression"])[:]
+    assert torch_rows["expression"].tolist() == [3, 5] and torch_rows["age"].isnan().all()
+
+
+def test_prepare_reuses_the_arrow_cache_and_rebuilds_when_labels_change(tmp_path, monkeypatch):
+    root = write_raf_db(tmp_path, RAF_LABELS)
+    calls = []
+    original = RafDbSource.iter_rows
+
+    def counting_iter_rows(self, split, report):
+        calls.append(split)
+        yield from original(self, split, report)
+
+    monkeypatch.setattr(RafDbSource, "iter_rows", counting_iter_rows)
+    first, report1 = prepare_source("raf_db", root, "trainval", cache_dir=tmp_path / "cache")
+    second, report2 = prepare_source("raf_db", root, "trainval", cache_dir=tmp_path / "cache")
+    assert calls == ["trainval"] and not report1.from_cache and report2.from_cache
+    assert second.cache_files == first.cache_files and second["expression"] == first["expression"] == [4, 0, 6]
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    label_file.write_text(label_file.read_text().replace("train_00001.jpg 5", "train_00001.jpg 2"))
+    third, report3 = prepare_source("raf_db", root, "trainval", cache_dir=tmp_path / "cache")
+    assert calls == ["trainval", "trainval"] and not report3.from_cache and third["expression"] == [1, 0, 6]
+
+
+def test_prepare_surfaces_format_errors_skips_and_empty_splits(tmp_path):
+    root = write_raf_db(tmp_path, RAF_LABELS, extra_lines=["test_0003.jpg nine"])
+    with pytest.raises(DataFormatError, match=r"line 6: label: expected 1..7, got 'nine'"):
+        load_source("raf_db", root, "test", cache_dir=tmp_path / "cache")
+    dataset, report = prepare_source("raf_db", root, "test", cache_dir=tmp_path / "cache", on_error="skip")
+    assert len(dataset) == 2 and report.skipped == 1 and report.num_rows == 2
+    _, cached = prepare_source("raf_db", root, "test", cache_dir=tmp_path / "cache", on_error="skip")
+    assert cached.from_cache and cached.skipped == 1  # the report survives the cache
+    with pytest.raises(ValueError, match="split 'val' has no rows"):
+        load_source("raf_db", root, "val", cache_dir=tmp_path / "cache", val_fraction=0.0, on_error="skip")
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['fold'\]"):
+        load_source("raf_db", root, "test", fold=1)
+    with pytest.raises(ValueError, match="unknown data source 'rafdb'"):
+        load_source("rafdb", root, "test")
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        read_rows("raf_db", root, "dev")
+
+
+def test_carve_is_deterministic_order_free_and_proportional():
+    keys = [f"k{i}" for i in range(100)]
+    split = carve(keys, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=3)
+    assert split == carve(list(reversed(keys)), {"train": 0.7, "val": 0.1, "test": 0.2}, seed=3)
+    assert [sum(v == s for v in split.values()) for s in ("train", "val", "test")] == [70, 10, 20]
+    assert split != carve(keys, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=4)
+    with pytest.raises(ValueError, match="summing to 1"):
+        carve(keys, {"train": 0.7, "test": 0.2})

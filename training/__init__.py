@@ -1,0 +1,1 @@
+"""Q-Face training: datasets, losses, metrics and the training loop (not needed for inference)."""

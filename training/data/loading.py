@@ -1,0 +1,155 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""The source registry and the cached build of a `datasets.Dataset` from one benchmark split.
+
+`prepare_source` streams an adapter's rows through `Dataset.from_generator` into an Arrow file under `cache_dir`
+(the datasets cache when None). The cache is keyed by a fingerprint of the source name, root, split, options,
+`on_error`, `FORMAT_VERSION` and the label files' paths, sizes and modification times, so a second call with the
+same inputs memory-maps the existing Arrow file without reading a label file, and editing a label file rebuilds it.
+Rows hold image paths only; images are decoded when a row is accessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+from pathlib import Path
+
+import datasets
+from datasets import Dataset
+from datasets.exceptions import DatasetGenerationError
+
+from .age import AgeCsvSource, UTKFaceSource
+from .au_datasets import BP4DSource, DISFASource
+from .base import SourceAdapter
+from .celeba import CelebASource
+from .errors import DataFormatError, LoadReport
+from .image_folder import ImageFolderSource
+from .pose import AFLW2000Source, Pose300WLPSource
+from .raf_db import RafDbSource
+from .schema import FEATURES
+
+# Bump when a change in parsing would change the rows built from unchanged files (invalidates every cache).
+FORMAT_VERSION = 1
+
+SOURCES: dict[str, type[SourceAdapter]] = {
+    cls.name: cls
+    for cls in (
+        RafDbSource, CelebASource, BP4DSource, DISFASource, UTKFaceSource, AgeCsvSource,
+        Pose300WLPSource, AFLW2000Source, ImageFolderSource,
+    )
+}  # fmt: skip
+
+
+def build_adapter(name: str, root: str | os.PathLike, **options) -> SourceAdapter:
+    """The adapter registered as `name`, with its options checked against its constructor."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
+    cls = SOURCES[name]
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "root")]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")
+    return cls(root, **options)
+
+
+def read_rows(name: str, root, split: str = "train", *, on_error: str = "raise", **options):
+    """All rows of one split as a list of dicts, and the `LoadReport` (no Arrow, no cache: for inspection)."""
+    adapter = build_adapter(name, root, **options)
+    report = LoadReport(source=name, split=split, on_error=on_error)
+    rows = list(adapter.iter_rows(split, report))
+    report.num_rows = len(rows)
+    report.log()
+    return rows, report
+
+
+def _generate_rows(name: str, root: str, split: str, options: dict, on_error: str, report_path: str):
+    """The `from_generator` generator: streams rows and, once done, writes the report next to the cache."""
+    adapter = build_adapter(name, root, **options)
+    report = LoadReport(source=name, split=split, on_error=on_error)
+    for row in adapter.iter_rows(split, report):
+        report.num_rows += 1
+        yield row
+    Path(report_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(report_path).write_text(json.dumps(report.to_dict(), indent=1))
+
+
+def source_fingerprint(adapter: SourceAdapter, split: str, on_error: str) -> str:
+    """Hex digest of everything a split's rows depend on (see the module docstring)."""
+    material = {
+        "format_version": FORMAT_VERSION,
+        "source": adapter.name,
+        "root": str(adapter.root),
+        "split": split,
+        "options": adapter.options,
+        "on_error": on_error,
+        "inputs": adapter.fingerprint_inputs(split),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def prepare_source(
+    name: str,
+    root: str | os.PathLike,
+    split: str = "train",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    on_error: str = "raise",
+    **options,
+) -> tuple[Dataset, LoadReport]:
+    """Builds (once) and returns one split of a source as a `datasets.Dataset` in the Q-Face schema.
+
+    Args:
+        name: a key of `SOURCES` ("raf_db", "celeba", "bp4d", "disfa", "utkface", "age_csv", "300w_lp",
+            "aflw2000", "image_folder").
+        root: the dataset's top folder, laid out as distributed (see each adapter's module docstring).
+        split: a split of that source (e.g. "train", "val", "test"; BP4D/DISFA also take `fold=1..3`).
+        cache_dir: where the Arrow file and the load report go; None = the datasets cache
+            (`datasets.config.HF_DATASETS_CACHE`).
+        on_error: "raise" (default) stops at the first bad record with a `DataFormatError` naming file and line;
+            "skip" drops bad records and counts them in the report (file-level problems always raise).
+        **options: adapter options (an unknown one raises TypeError listing the accepted ones).
+
+    Returns:
+        `(dataset, report)`: the dataset has exactly `schema.FEATURES`; the report counts rows, skipped and
+        filtered records (`report.from_cache` tells whether the Arrow file was reused). A warning is logged when
+        anything was skipped or filtered.
+    """
+    LoadReport(source=name, split=split, on_error=on_error)  # validates on_error before any work
+    adapter = build_adapter(name, root, **options)
+    fingerprint = source_fingerprint(adapter, split, on_error)
+    cache_root = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
+    report_path = cache_root / "qface_reports" / f"{name}-{split}-{fingerprint}.json"
+    # The generator rewrites the report whenever it runs, so an unchanged report means the Arrow file was reused.
+    stamp_before = report_path.stat().st_mtime_ns if report_path.is_file() else None
+    try:
+        dataset = Dataset.from_generator(
+            _generate_rows,
+            features=FEATURES,
+            cache_dir=str(cache_root),
+            fingerprint=f"qface-{name}-{split}-{fingerprint}",
+            gen_kwargs={
+                "name": name, "root": str(adapter.root), "split": split, "options": adapter.options,
+                "on_error": on_error, "report_path": str(report_path),
+            },  # fmt: skip
+        )
+    except DatasetGenerationError as error:
+        # datasets wraps generator exceptions; surface ours (file + line) unchanged.
+        if isinstance(error.__cause__, (DataFormatError, ValueError, FileNotFoundError)):
+            raise error.__cause__ from None
+        raise
+    except ValueError as error:
+        if report_path.is_file() and json.loads(report_path.read_text())["num_rows"] == 0:
+            report = LoadReport.from_dict(json.loads(report_path.read_text()))
+            raise ValueError(f"{name}: split {split!r} has no rows ({report.summary()})") from error
+        raise
+    report = LoadReport.from_dict(json.loads(report_path.read_text()))
+    report.from_cache = stamp_before is not None and report_path.stat().st_mtime_ns == stamp_before
+    report.log()
+    return dataset, report
+
+
+def load_source(name: str, root: str | os.PathLike, split: str = "train", **kwargs) -> Dataset:
+    """`prepare_source(...)[0]`: one split of one source as a cached `datasets.Dataset` (see `prepare_source`)."""
+    return prepare_source(name, root, split, **kwargs)[0]
