@@ -26,9 +26,10 @@ ATTRIBUTE_NAMES = (
     "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
 )  # fmt: skip
 
-# Head pose angles in degrees. Sign convention (the 300W-LP / AFLW2000 one, used everywhere in Q-Face):
-# yaw > 0 when the face turns towards the image's left (the subject's right), pitch > 0 when the face looks up,
-# roll > 0 when the face tilts so that its top moves towards the image's left... see README "Head pose".
+# Head pose angles in degrees, in the 300W-LP / AFLW2000 convention (that of Hopenet / 6DRepNet / WHENet and of
+# published head-pose numbers), seen in the image: yaw > 0 turns the nose towards the image's left (the subject's
+# right), pitch > 0 raises the face (looking up), roll > 0 turns the face clockwise in the image (the top of the
+# head towards the image's right). A horizontal flip negates yaw and roll and keeps pitch.
 HEAD_POSE_NAMES = ("yaw", "pitch", "roll")
 
 TASK_KINDS = ("multiclass", "multilabel", "regression", "distribution")

@@ -1,0 +1,24 @@
+# Two commands on a fresh machine: `make demo` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test benchmark
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# The CPU build of torch first (a local wheel here): a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m modeling_qface.demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+benchmark: install
+	$(PY) benchmarks/model_benchmark.py --presets qface-tiny qface-base --batch-size 8
