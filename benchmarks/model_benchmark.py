@@ -2,12 +2,12 @@
 
 For each preset, fp32, eval mode, no grad, one batch of random pixels:
   qface         QFaceModel: encoder + multi-stage fusion + label-query decoder + five heads (all tasks at once)
-  encoder       the same ViTMAEModel alone (all patches, in order): the floor Q-Face builds on
+  encoder       a bare ViTMAEModel of the same geometry (all patches, in order): the floor Q-Face builds on
   five_models   five copies of that encoder, each with one linear head on the mean patch token (expression 7,
                 AU 15, attributes 40, age 101 bins, pose 3): what a user stacking single-task models runs
 The three are timed interleaved (A, B, C, A, B, C, ...) so load on the machine hits each alike; medians are
-reported with ratios. Peak memory is measured per variant in a fresh subprocess (ru_maxrss), minus the RSS of that
-process after building the model, i.e. the activation memory of one forward, plus the parameter count.
+reported with ratios. Memory is the peak RSS of a fresh process that builds the variant and runs one forward
+(weights + activations + the Python/torch runtime, what a user needs free), measured per variant in a subprocess.
 
     python benchmarks/model_benchmark.py --presets qface-tiny qface-base --batch-size 8 --json out.json
 """
@@ -45,6 +45,12 @@ class SingleTaskModel(nn.Module):
         return self.head(tokens[:, 1:].mean(1))
 
 
+def ordered_noise(encoder, x: torch.Tensor) -> torch.Tensor:
+    """Monotone noise: ViTMAE keeps every patch in its original order (as Q-Face runs it)."""
+    num_patches = encoder.embeddings.patch_embeddings.num_patches
+    return torch.arange(num_patches, dtype=torch.float32).expand(len(x), -1)
+
+
 def build(variant: str, preset: str):
     config = load_preset(preset)
     torch.manual_seed(0)
@@ -52,13 +58,12 @@ def build(variant: str, preset: str):
         model = QFaceModel(config).eval()
         return model, lambda x: model(x)
     if variant == "encoder":
-        model = QFaceModel(config).eval()
-        return model.encoder, lambda x: model.encode(x)
+        encoder = transformers.ViTMAEModel(config.backbone_config).eval()
+        return encoder, lambda x: encoder(x, noise=ordered_noise(encoder, x))
     models = nn.ModuleList(SingleTaskModel(config.backbone_config, w) for w in TASK_WIDTHS.values()).eval()
 
     def run_all(x):
-        noise = torch.arange(models[0].encoder.embeddings.patch_embeddings.num_patches, dtype=torch.float32)
-        noise = noise.expand(len(x), -1)
+        noise = ordered_noise(models[0].encoder, x)
         return [m(x, noise) for m in models]
 
     return models, run_all
@@ -93,14 +98,11 @@ def time_variants(preset: str, batch_size: int, repeats: int, warmup: int) -> di
 
 
 def peak_memory_child(variant: str, preset: str, batch_size: int) -> None:
-    """Runs in a subprocess: prints the RSS growth (MiB) of one forward after the model is built."""
-    module, run = build(variant, preset)
-    x = pixels(preset, batch_size)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """Runs in a fresh subprocess: prints its peak RSS (MiB) after building the model and running one forward."""
+    _, run = build(variant, preset)
     with torch.inference_mode():
-        run(x)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"forward_peak_mib": (after - before) / 1024, "process_peak_mib": after / 1024}))
+        run(pixels(preset, batch_size))
+    print(json.dumps({"process_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def peak_memory(variant: str, preset: str, batch_size: int) -> dict:
@@ -137,11 +139,11 @@ def main(argv=None):
         results["presets"][preset] = timing
         q, e, f = (timing[v]["median_s"] for v in ("qface", "encoder", "five_models"))
         print(f"\n{preset}: batch {args.batch_size}, fp32, median of {repeats}")
-        print("| variant | median ms | params (M) | forward peak MiB |")
+        print("| variant | median ms | params (M) | process peak MiB |")
         print("|---|---|---|---|")
         for variant in ("qface", "encoder", "five_models"):
             t = timing[variant]
-            print(f"| {variant} | {t['median_s'] * 1e3:.1f} | {t['parameters'] / 1e6:.2f} | {t['forward_peak_mib']:.0f} |")
+            print(f"| {variant} | {t['median_s'] * 1e3:.1f} | {t['parameters'] / 1e6:.2f} | {t['process_peak_mib']:.0f} |")
         print(f"fusion+decoder+heads overhead over the encoder: {100 * (q / e - 1):+.1f} %")
         print(f"five single-task models / Q-Face: {f / q:.2f}x")
     if args.json:

@@ -233,6 +233,8 @@ class QFacePreTrainedModel(PreTrainedModel):
         super().initialize_weights()
         if isinstance(getattr(self, "encoder", None), ViTMAEModel):
             init_vit_mae_embeddings(self.encoder.embeddings)
+            # The sin-cos positions are fixed, but `from_pretrained` hands them back as trainable parameters.
+            self.encoder.embeddings.position_embeddings.requires_grad_(False)
 
 
 def init_vit_mae_embeddings(embeddings: nn.Module) -> None:

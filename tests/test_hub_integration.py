@@ -43,6 +43,10 @@ def test_save_and_reload_is_bit_identical_and_safetensors_only(tmp_path, tiny_mo
 
     reloaded, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
     assert type(reloaded) is QFaceModel and type(AutoConfig.from_pretrained(tmp_path)) is QFaceConfig
+    # MAE's sin-cos positions stay frozen after loading (transformers hands them back trainable).
+    assert not reloaded.encoder.embeddings.position_embeddings.requires_grad
+    trainable = {n for n, p in reloaded.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in tiny_model.named_parameters() if p.requires_grad}
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
     with torch.no_grad():
         assert_same_outputs(reference, reloaded.eval()(pixel_values))
