@@ -1,0 +1,240 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""Scoring a Q-Face model on benchmark splits: the periodic evaluation of fine-tuning and `qface evaluate`.
+
+Metrics come from `training.metrics.compute_task_metrics` and are reported per evaluation set as
+`<set>/<task>/<metric>` (e.g. `raf_db_test/expression/accuracy`). A task labelled by exactly one evaluation set is
+also reported without the prefix (`expression/accuracy`), which is what a recipe's `eval.best_metric` usually names.
+
+    qface evaluate --model runs/qface/final --source raf_db:/data/RAF-DB/basic:test --source aflw2000:/data/AFLW2000
+    qface evaluate --model runs/qface/final --config configuration/train-paper.yaml   # the recipe's eval sources
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from modeling_qface.heads_qface import output_fields
+from training.batching import QFaceBatchTransform
+
+METRIC_SEPARATOR = "/"
+
+
+def _task_output(task: dict) -> str:
+    """The output field scored for a task: logits, values or the distribution's expected value."""
+    fields = output_fields(task)
+    return fields.get("logits") or fields.get("values") or fields["expected"]
+
+
+@torch.no_grad()
+def predict(model, dataset, config, image_processor, batch_size: int, device, rank: int = 0, world_size: int = 1,
+            autocast=None) -> tuple[dict, dict]:  # fmt: skip
+    """Runs `model` over this process's share (`rank::world_size`) of `dataset` (schema rows).
+
+    Returns `(predictions, references)`: per task name, numpy arrays over the rows, in row order of the share.
+    Every process runs the same number of equally sized batches (a short share is padded with row 0, whose outputs
+    are dropped): sharded models (FSDP) need every process in every forward pass.
+    """
+    transform = QFaceBatchTransform(config, image_processor)
+    indices = list(range(rank, len(dataset), world_size))
+    real = len(indices)
+    indices += [0] * (math.ceil(len(dataset) / world_size) - real)
+    predictions = {task["name"]: [] for task in config.tasks}
+    references = {task["name"]: [] for task in config.tasks}
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(indices), batch_size):
+        rows = dataset[indices[start : start + batch_size]]
+        batch = transform(rows)
+        pixel_values = batch["pixel_values"].to(device)
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            output = model(pixel_values=pixel_values)
+        for task in config.tasks:
+            predictions[task["name"]].append(output.field(_task_output(task)).float().cpu().numpy())
+            references[task["name"]].append(batch[f"{task['name']}_labels"].numpy())
+    model.train(was_training)
+    return tuple({name: array[:real] for name, array in _concatenate(arrays).items()}
+                 for arrays in (predictions, references))  # fmt: skip
+
+
+def _concatenate(arrays: dict[str, list]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate(parts) if parts else np.zeros((0,)) for name, parts in arrays.items()}
+
+
+def labelled_counts(config, references: dict) -> dict[str, int]:
+    """Per task, the number of samples carrying at least one label of it (-1 / NaN mark missing labels)."""
+    counts = {}
+    for task in config.tasks:
+        values = np.asarray(references[task["name"]], dtype=np.float64)
+        if values.size == 0:
+            counts[task["name"]] = 0
+            continue
+        present = ~np.isnan(values) if task["kind"] in ("regression", "distribution") else values != -1
+        counts[task["name"]] = int(present.reshape(len(values), -1).any(axis=1).sum())
+    return counts
+
+
+def score_sets(config, results: dict[str, tuple[dict, dict]], threshold: float = 0.5) -> tuple[dict, dict]:
+    """`{set name: (predictions, references)}` -> flat metrics (prefixed per set, plus unprefixed aliases for
+    tasks labelled by one set only) and `{set name: {task: labelled samples}}`."""
+    from training.metrics import compute_task_metrics
+
+    metrics, counts = {}, {}
+    for name, (predictions, references) in results.items():
+        counts[name] = labelled_counts(config, references)
+        scores = compute_task_metrics(config.tasks, predictions, references, threshold)
+        metrics.update({f"{name}{METRIC_SEPARATOR}{key}": value for key, value in scores.items()})
+    for task in config.task_names:
+        sets = [name for name, per_task in counts.items() if per_task[task] > 0]
+        if len(sets) == 1:
+            prefix = f"{sets[0]}{METRIC_SEPARATOR}{task}{METRIC_SEPARATOR}"
+            metrics.update({key.removeprefix(f"{sets[0]}{METRIC_SEPARATOR}"): value
+                            for key, value in list(metrics.items()) if key.startswith(prefix)})  # fmt: skip
+    return metrics, counts
+
+
+def evaluate_sets(model, eval_sets: dict, config, image_processor, batch_size: int, accelerator=None,
+                  threshold: float = 0.5) -> tuple[dict, dict]:  # fmt: skip
+    """Scores `model` on every `{name: dataset}`; with an `accelerator`, each process predicts its share and the
+    shares are gathered, so every process returns the same metrics."""
+    if accelerator is None:
+        device = next(model.parameters()).device
+        results = {name: predict(model, dataset, config, image_processor, batch_size, device)
+                   for name, dataset in eval_sets.items()}  # fmt: skip
+        return score_sets(config, results, threshold)
+    from accelerate.utils import gather_object
+
+    results = {}
+    for name, dataset in eval_sets.items():
+        mine = predict(model, dataset, config, image_processor, batch_size, accelerator.device,
+                       accelerator.process_index, accelerator.num_processes, accelerator.autocast)  # fmt: skip
+        shares = gather_object([mine])  # one (predictions, references) per process, in rank order
+        results[name] = tuple(
+            {task: np.concatenate([share[i][task] for share in shares if len(share[i][task])] or [np.zeros((0,))])
+             for task in config.task_names}
+            for i in range(2)
+        )  # fmt: skip
+    return score_sets(config, results, threshold)
+
+
+def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int = 64, device: str | None = None,
+                   threshold: float = 0.5, cache_dir: str | None = None) -> dict:  # fmt: skip
+    """Scores a saved Q-Face model on data sources.
+
+    Args:
+        model_path: a folder written by `save_pretrained` (e.g. `<output_dir>/final` or `best`).
+        sources: dicts `{"name", "root", "split", "options", "label"}` (a recipe's `data.eval` entries).
+        batch_size, device, threshold: evaluation batch size, torch device (default: cuda if available), multilabel
+            probability threshold.
+        cache_dir: Arrow cache of the prepared sources.
+
+    Returns:
+        `{"model", "data": [{name, root, split, options, label, num_samples}], "metrics": {set: {key: value}},
+        "aliases": {key: value}, "labelled": {set: {task: count}}}`.
+    """
+    from modeling_qface import QFaceModel
+    from modeling_qface.image_processor import build_image_processor
+    from training.data import load_source
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = QFaceModel.from_pretrained(model_path).to(device).eval()
+    image_processor = build_image_processor(model.config)
+    eval_sets, data = {}, []
+    for source in sources:
+        label = source.get("label") or f"{source['name']}_{source.get('split', 'test')}"
+        if label in eval_sets:
+            raise ValueError(f"two evaluation sources are named {label!r}; give them distinct labels")
+        dataset = load_source(source["name"], source["root"], source.get("split", "test"), cache_dir=cache_dir,
+                              **(source.get("options") or {}))  # fmt: skip
+        eval_sets[label] = dataset
+        data.append({**{k: source.get(k) for k in ("name", "root", "split", "options")}, "label": label,
+                     "num_samples": len(dataset)})  # fmt: skip
+    metrics, counts = evaluate_sets(model, eval_sets, model.config, image_processor, batch_size, threshold=threshold)
+    per_set = {label: {} for label in eval_sets}
+    aliases = {}
+    for key, value in metrics.items():
+        head, _, rest = key.partition(METRIC_SEPARATOR)
+        if head in per_set:
+            per_set[head][rest] = value
+        else:
+            aliases[key] = value
+    return {"model": str(model_path), "data": data, "metrics": per_set, "aliases": aliases, "labelled": counts}
+
+
+def format_table(report: dict) -> str:
+    """The main numbers of an `evaluate_model` report as an aligned text table (per-label scores left out)."""
+    rows = [("set", "metric", "value", "labelled")]
+    for label, metrics in report["metrics"].items():
+        for key, value in metrics.items():
+            task, _, metric = key.partition(METRIC_SEPARATOR)
+            if METRIC_SEPARATOR in metric:  # per class / per AU / per angle: in the JSON only
+                continue
+            rows.append((label, key, f"{value:.4f}" if math.isfinite(value) else str(value),
+                         str(report["labelled"][label][task])))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def parse_source(text: str) -> dict:
+    """`NAME:ROOT[:SPLIT[:KEY=VALUE,...]]` -> a source dict (split defaults to "test"; values read as YAML)."""
+    parts = text.split(":", 3)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise argparse.ArgumentTypeError(f"--source {text!r}: expected NAME:ROOT[:SPLIT[:KEY=VALUE,...]]")
+    options = {}
+    for item in filter(None, (parts[3] if len(parts) > 3 else "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--source {text!r}: option {item!r} is not KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return {"name": parts[0], "root": parts[1], "split": parts[2] if len(parts) > 2 and parts[2] else "test",
+            "options": options}  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qface evaluate", description="Score a saved Q-Face model on benchmarks.")
+    parser.add_argument("--model", required=True, help="folder of a saved model (e.g. <output_dir>/final)")
+    parser.add_argument("--source", action="append", type=parse_source, default=[], metavar="NAME:ROOT[:SPLIT]",
+                        help="a data source to score on (repeatable), e.g. raf_db:/data/RAF-DB/basic:test; "
+                             "adapter options after a 4th colon: bp4d:/data/BP4D:test:fold=2")  # fmt: skip
+    parser.add_argument("--config", help="a training recipe whose data.eval sources to score on")
+    parser.add_argument("--data-root", help="with --config: overrides the recipe's data.root")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--threshold", type=float, default=0.5, help="multilabel probability threshold")
+    parser.add_argument("--cache-dir", help="Arrow cache of the prepared sources")
+    parser.add_argument("--output", default="eval_results.json", help="where to write the JSON report")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sources = list(args.source)
+    if args.config:
+        from training.recipe import load_recipe
+
+        overrides = [(["data", "root"], args.data_root)] if args.data_root else []
+        # Only the eval roots matter here, and their adapters check them.
+        recipe = load_recipe(args.config, overrides, check_paths=False)
+        sources += [{**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
+                    for source in recipe.data.eval]  # fmt: skip
+    if not sources:
+        print("qface evaluate: give at least one --source or a --config with data.eval sources", file=sys.stderr)
+        return 2
+    report = evaluate_model(args.model, sources, args.batch_size, args.device, args.threshold, args.cache_dir)
+    print(format_table(report))
+    Path(args.output).write_text(json.dumps(report, indent=1))
+    print(f"\nwritten: {args.output}")
+    return 0
+
+
+__all__ = ["build_parser", "evaluate_model", "evaluate_sets", "format_table", "main", "predict", "score_sets"]

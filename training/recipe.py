@@ -1,0 +1,321 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""Fine-tuning recipes: a YAML file, checked key by key, with command-line overrides.
+
+A recipe (see `configuration/train-tiny.yaml` for a complete one) has the sections `model`, `data`, `augment`,
+`train`, `optimizer`, `eval`, `checkpoint`, `logging` and the top-level `output_dir` and `seed`. Every key is
+validated: an unknown key, a value of the wrong type or a data folder that does not exist raises `RecipeError`
+naming the file and the key (`data.train[2].root`). Relative paths are taken from the current directory, except
+source roots, which are taken from `data.root` when it is set.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.data.loading import SOURCES
+
+
+# A Hugging Face Hub repository id: "name" or "owner/name".
+_HUB_ID = re.compile(r"(?![.~])[\w.-]+(/[\w.-]+)?")
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names the file and the offending key."""
+
+
+class _Section(BaseModel):
+    # Unknown keys are errors: a misspelt `weight_decy` would otherwise silently keep its default.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelSection(_Section):
+    """What to build. Exactly one of `preset`, `config` and `init_from` gives the architecture."""
+
+    preset: str | None = None  # a name from `modeling_qface.PRESET_NAMES`, e.g. "qface-base"
+    config: str | None = None  # a QFaceConfig JSON file or a folder holding config.json
+    backbone: str | None = None  # a ViT-MAE checkpoint for `QFaceModel.from_pretrained_backbone`
+    init_from: str | None = None  # a saved Q-Face model to continue from (weights and config)
+    loss_weights: dict[str, float] = Field(default_factory=dict)  # task name -> loss weight (overrides the config)
+    activation_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _one_architecture(self):
+        given = [key for key in ("preset", "config", "init_from") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of preset, config, init_from (got {given or 'none'})")
+        if self.backbone is not None and self.init_from is not None:
+            raise ValueError("backbone and init_from exclude each other: init_from already holds an encoder")
+        for task, weight in self.loss_weights.items():
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"loss_weights.{task}: expected a finite weight >= 0, got {weight}")
+        return self
+
+
+class SourceSection(_Section):
+    """One data source: a `training.data` adapter name, its folder, split and adapter options."""
+
+    name: str
+    root: str
+    split: str = "train"
+    options: dict[str, Any] = Field(default_factory=dict)
+    label: str | None = None  # how logs and metrics name this source; defaults to "<name>_<split>"
+
+    @field_validator("name")
+    @classmethod
+    def _known_source(cls, name: str) -> str:
+        if name not in SOURCES:
+            raise ValueError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
+        return name
+
+    @property
+    def display_name(self) -> str:
+        return self.label or f"{self.name}_{self.split}"
+
+
+class TrainSourceSection(SourceSection):
+    share: float = Field(gt=0.0, le=1.0)  # fraction of every batch drawn from this source
+
+
+class DataSection(_Section):
+    root: str | None = None  # base folder of relative source roots
+    cache_dir: str | None = None  # Arrow cache of the prepared sources (None: the datasets cache)
+    num_workers: int = Field(0, ge=0)  # DataLoader worker processes per training process
+    train: list[TrainSourceSection] = Field(min_length=1)
+    eval: list[SourceSection] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shares_and_labels(self):
+        total = sum(source.share for source in self.train)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train: the shares must sum to 1, got {total:g}")
+        for what, sources in (("train", self.train), ("eval", self.eval)):
+            names = [source.display_name for source in sources]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{what}: two sources are named {duplicates}; give them distinct `label`s")
+        return self
+
+
+class AugmentSection(_Section):
+    enabled: bool = True
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # area fraction of the random resized crop
+    crop_ratio: tuple[float, float] = (0.9, 1.0 / 0.9)  # aspect ratio (width / height) of the crop
+    flip: float = Field(0.5, ge=0.0, le=1.0)  # probability of a horizontal flip
+    brightness: float = Field(0.2, ge=0.0, lt=1.0)  # factors drawn from [1 - x, 1 + x]
+    contrast: float = Field(0.2, ge=0.0, lt=1.0)
+    saturation: float = Field(0.2, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        low, high = self.crop_scale
+        if not 0.0 < low <= high <= 1.0:
+            raise ValueError(f"crop_scale: expected 0 < low <= high <= 1, got {list(self.crop_scale)}")
+        low, high = self.crop_ratio
+        if not 0.0 < low <= high:
+            raise ValueError(f"crop_ratio: expected 0 < low <= high, got {list(self.crop_ratio)}")
+        return self
+
+
+class TrainSection(_Section):
+    batch_size: int = Field(gt=0)  # global batch of one forward pass, over all processes
+    max_steps: int | None = Field(None, gt=0)  # optimizer steps
+    epochs: float | None = Field(None, gt=0)  # alternative to max_steps, see `training.mixing.steps_per_epoch`
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
+    mixed_precision: Literal["no", "bf16"] = "no"
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value):
+        # YAML 1.1 reads an unquoted `no` as False.
+        return "no" if value is False else value
+
+    @model_validator(mode="after")
+    def _length(self):
+        if (self.max_steps is None) == (self.epochs is None):
+            raise ValueError("give exactly one of max_steps and epochs")
+        return self
+
+
+class OptimizerSection(_Section):
+    lr: float = Field(gt=0)  # peak learning rate of the decoder and heads
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    layer_decay: float = Field(0.75, gt=0, le=1)  # lr factor per ViT block going down from the top
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of each group's peak lr
+
+    @model_validator(mode="after")
+    def _warmup(self):
+        if self.warmup_steps is not None and self.warmup_ratio is not None:
+            raise ValueError("give at most one of warmup_steps and warmup_ratio")
+        return self
+
+
+class EvalSection(_Section):
+    every_steps: int | None = Field(None, gt=0)  # None: evaluate only at the end
+    batch_size: int = Field(64, gt=0)
+    best_metric: str | None = None  # e.g. "expression/accuracy" or "raf_db_test/expression/accuracy"
+    best_mode: Literal["max", "min"] = "max"
+    threshold: float = Field(0.5, gt=0, lt=1)  # probability threshold of multilabel tasks
+
+
+class CheckpointSection(_Section):
+    every_steps: int | None = Field(None, gt=0)  # None: only the final model is saved
+    keep_last: int = Field(2, gt=0)
+
+
+class LoggingSection(_Section):
+    every_steps: int = Field(10, gt=0)
+    tensorboard: bool = True
+    sample_ids: bool = False  # write what each process trained on to <output_dir>/sample_ids/rank<r>.jsonl
+
+
+class Recipe(_Section):
+    output_dir: str
+    seed: int = 0
+    model: ModelSection
+    data: DataSection
+    augment: AugmentSection = Field(default_factory=AugmentSection)
+    train: TrainSection
+    optimizer: OptimizerSection
+    eval: EvalSection = Field(default_factory=EvalSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    logging: LoggingSection = Field(default_factory=LoggingSection)
+
+    @model_validator(mode="after")
+    def _best_needs_eval(self):
+        if self.eval.best_metric is not None and not self.data.eval:
+            raise ValueError("eval.best_metric is set but data.eval lists no source to evaluate on")
+        return self
+
+    def source_root(self, source: SourceSection) -> Path:
+        """The source's folder: `root` as given when absolute, else under `data.root` (or the current folder)."""
+        root = Path(source.root).expanduser()
+        if not root.is_absolute() and self.data.root is not None:
+            root = Path(self.data.root).expanduser() / root
+        return root.resolve()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _key_path(loc: tuple) -> str:
+    """pydantic's `('data', 'train', 2, 'root')` -> `data.train[2].root`."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format_errors(error: ValidationError, where: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = _key_path(item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        shown = "" if item["type"] in ("missing", "value_error") else f" (got {item['input']!r})"
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"  {key}: {message}{shown}")
+    return f"{where}: invalid recipe\n" + "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`"optimizer.lr=3e-4"` -> `(["optimizer", "lr"], 0.0003)`; the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. optimizer.lr=3e-4")
+    parsed = yaml.safe_load(value) if value else None
+    # YAML 1.1 reads 3e-4 (no dot) as a string; a number is what every such key wants.
+    if isinstance(parsed, str):
+        try:
+            parsed = float(parsed) if any(c in parsed for c in ".eE") else parsed
+        except ValueError:
+            pass
+    return key.split("."), parsed
+
+
+def apply_override(raw: dict, path: list[str], value: Any) -> None:
+    """Sets `raw[path[0]][path[1]]...` (list items by index), creating missing mapping levels."""
+    node = raw
+    for depth, part in enumerate(path[:-1]):
+        child = node[int(part)] if isinstance(node, list) else node.get(part)
+        if child is None:
+            child = {}
+            node[part] = child
+        if not isinstance(child, (dict, list)):
+            raise RecipeError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is not a section")
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def load_recipe(
+    path: str | Path | None = None,
+    overrides: list[tuple[list[str], Any]] = (),
+    raw: dict | None = None,
+    check_paths: bool = True,
+) -> Recipe:
+    """Reads and validates a recipe.
+
+    Args:
+        path: the YAML file (or None with `raw`).
+        overrides: `(key path, value)` pairs applied before validation (command-line flags).
+        raw: the recipe as a dict instead of a file.
+        check_paths: also check that every data source's root folder (and local model paths) exist.
+    """
+    where = str(path) if path is not None else "recipe"
+    if raw is None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise RecipeError(f"recipe file not found: {path}") from None
+        except yaml.YAMLError as error:
+            raise RecipeError(f"{where}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{where}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    raw = copy.deepcopy(raw)
+    for key_path, value in overrides:
+        apply_override(raw, key_path, value)
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as error:
+        raise RecipeError(_format_errors(error, where)) from None
+    if check_paths:
+        check_recipe_paths(recipe, where)
+    return recipe
+
+
+def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
+    """Raises `RecipeError` naming every source root and local model path that does not exist."""
+    problems = []
+    for section in ("train", "eval"):
+        for i, source in enumerate(getattr(recipe.data, section)):
+            root = recipe.source_root(source)
+            if not root.is_dir():
+                problems.append(f"  data.{section}[{i}].root: folder not found: {root}")
+    for key in ("config", "backbone", "init_from"):
+        value = getattr(recipe.model, key)
+        if value is None or Path(value).expanduser().exists():
+            continue
+        # backbone / init_from may name a Hub repository ("facebook/vit-mae-base") on a machine with network.
+        if key != "config" and _HUB_ID.fullmatch(value):
+            continue
+        problems.append(f"  model.{key}: not found: {value}")
+    if problems:
+        raise RecipeError(f"{where}: invalid recipe\n" + "\n".join(problems))
+
+
+__all__ = ["Recipe", "RecipeError", "apply_override", "check_recipe_paths", "load_recipe", "parse_override"]
