@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -102,7 +101,14 @@ def peak_memory_child(variant: str, preset: str, batch_size: int) -> None:
     _, run = build(variant, preset)
     with torch.inference_mode():
         run(pixels(preset, batch_size))
-    print(json.dumps({"process_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"process_peak_mib": peak_rss_mib()}))
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent across fork + exec."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
 
 
 def peak_memory(variant: str, preset: str, batch_size: int) -> dict:

@@ -383,6 +383,7 @@ class QFaceModel(QFacePreTrainedModel):
         head_pose_labels: torch.Tensor | None = None,
         task_labels: dict[str, torch.Tensor] | None = None,
         output_attentions: bool | None = None,
+        tasks: list[str] | None = None,
     ) -> QFaceOutput:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`):
@@ -401,13 +402,22 @@ class QFaceModel(QFacePreTrainedModel):
             Labels of any task by name (tasks added with `add_task` or a custom config).
         output_attentions (`bool`, *optional*):
             Also return the decoder's cross-attention maps and each task's `stage_usage`.
+        tasks (`list[str]`, *optional*):
+            Run only these tasks' heads (and losses); the other output fields stay `None`. The decoder still runs
+            every query, since queries read each other: a task's answer never depends on which others were asked.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if tasks is not None:
+            unknown = sorted(set(tasks) - set(self.config.task_names))
+            if unknown:
+                raise ValueError(f"tasks: unknown task(s) {unknown}; this model's tasks are {self.config.task_names}")
         labels = self._collect_labels(
             len(pixel_values),
             {"expression": expression_labels, "au": au_labels, "attributes": attributes_labels,
              "age": age_labels, "head_pose": head_pose_labels, **(task_labels or {})},
         )  # fmt: skip
+        if tasks is not None and labels is not None and set(labels) - set(tasks):
+            raise ValueError(f"labels given for {sorted(set(labels) - set(tasks))}, which are not in tasks={list(tasks)}")
 
         encoded = self.encode(pixel_values)
         hidden_states = encoded.hidden_states
@@ -439,8 +449,10 @@ class QFaceModel(QFacePreTrainedModel):
             start = 0
             for task in group:
                 count = len(task["labels"])
-                head_outputs[task["name"]] = self.heads[task["name"]](states[:, start : start + count])
                 start += count
+                if tasks is not None and task["name"] not in tasks:
+                    continue
+                head_outputs[task["name"]] = self.heads[task["name"]](states[:, start - count : start])
                 for key, field in output_fields(task).items():
                     target = fields if field in QFaceOutput.__dataclass_fields__ else extra
                     target[field] = head_outputs[task["name"]][key]

@@ -253,3 +253,17 @@ def test_multilabel_pos_weight_is_applied(tiny_config, pixel_values):
     per = -(weight * labels.clamp(min=0) * F.logsigmoid(logits) + (1 - labels.clamp(min=0)) * F.logsigmoid(-logits))
     torch.testing.assert_close(out.loss, per[keep].mean())
     assert not math.isnan(out.loss.item())
+
+
+def test_a_subset_of_tasks_gives_the_same_answers(tiny_model, pixel_values):
+    with torch.no_grad():
+        full = tiny_model(pixel_values)
+        subset = tiny_model(pixel_values, tasks=["age", "expression"])
+    assert torch.equal(subset.age, full.age) and torch.equal(subset.expression_logits, full.expression_logits)
+    assert subset.au_logits is None and subset.head_pose is None and subset.attributes_logits is None
+    with pytest.raises(ValueError, match=r"tasks: unknown task\(s\) \['gender'\]"):
+        tiny_model(pixel_values, tasks=["gender"])
+    with pytest.raises(ValueError, match=r"labels given for \['au'\], which are not in tasks"):
+        tiny_model(pixel_values, tasks=["age"], au_labels=torch.zeros(4, 15, dtype=torch.long))
+    out = tiny_model(pixel_values, tasks=["age"], age_labels=torch.tensor([20.0, 30.0, float("nan"), 50.0]))
+    assert set(out.task_losses) == {"age"}
