@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import io
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
+
+from .augment import random_resized_crop_box
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +150,8 @@ class RandomResizedCropFlip:
     """A random crop of `scale` x the image area and aspect ratio in `ratio`, then a horizontal flip with
     probability `flip_prob`; the image processor resizes the crop afterwards.
 
-    Same sampling as torchvision's `RandomResizedCrop` (10 tries, then the largest centred crop within `ratio`),
-    drawn from torch's RNG so `DataLoader` worker seeding makes it reproducible. Faces are pre-aligned crops, so
+    The crop is `training.augment.random_resized_crop_box` (torchvision's `RandomResizedCrop` sampling), drawn from
+    torch's RNG so `DataLoader` worker seeding makes it reproducible. Faces are pre-aligned crops, so
     the default scale keeps most of the face.
     """
 
@@ -159,26 +161,9 @@ class RandomResizedCropFlip:
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) in pixels."""
-        area = width * height
-        log_ratio = torch.log(torch.tensor(self.ratio))
-        for _ in range(10):
-            target_area = area * torch.empty(1).uniform_(*self.scale).item()
-            aspect = math.exp(torch.empty(1).uniform_(log_ratio[0].item(), log_ratio[1].item()).item())
-            w = round(math.sqrt(target_area * aspect))
-            h = round(math.sqrt(target_area / aspect))
-            if 0 < w <= width and 0 < h <= height:
-                left = int(torch.randint(0, width - w + 1, (1,)))
-                top = int(torch.randint(0, height - h + 1, (1,)))
-                return left, top, left + w, top + h
-        in_ratio = width / height
-        if in_ratio < self.ratio[0]:
-            w, h = width, round(width / self.ratio[0])
-        elif in_ratio > self.ratio[1]:
-            w, h = round(height * self.ratio[1]), height
-        else:
-            w, h = width, height
-        left, top = (width - w) // 2, (height - h) // 2
-        return left, top, left + w, top + h
+        # Seeded from torch's RNG, so DataLoader worker seeding keeps runs reproducible.
+        rng = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,))))
+        return random_resized_crop_box(width, height, self.scale, self.ratio, rng)
 
     def __call__(self, image: Image.Image) -> Image.Image:
         image = image.crop(self.crop_box(*image.size))
