@@ -35,7 +35,7 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.fixtures.fetch_sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
+from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
 from modeling_qface.face_alignment_qface import detect_faces  # noqa: E402
 
 

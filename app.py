@@ -1,0 +1,17 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""Q-Face web demo, Hugging Face Spaces layout: Spaces runs `python app.py` and serves `demo`.
+
+Locally: `python app.py` or `qface serve --model PATH_OR_PRESET` (see docs/web-demo.md).
+Settings come from the environment, as a Space gets them:
+    QFACE_MODEL          folder of a saved Q-Face model, or a preset name (default: qface-tiny, random weights)
+    QFACE_SAMPLE_PHOTOS  folder of example photos (default: ~/.cache/qface/sample_photos)
+"""
+
+import os
+
+from modeling_qface.serve import DEFAULT_MODEL, build_demo
+
+demo = build_demo(os.environ.get("QFACE_MODEL", DEFAULT_MODEL))
+
+if __name__ == "__main__":
+    demo.launch()

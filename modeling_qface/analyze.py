@@ -1,0 +1,279 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""`qface analyze`: every face of many images through a Q-Face model, written as JSON Lines or CSV.
+
+    qface analyze photos/ "more/**/*.jpg" group.png --model runs/qface/final --output faces.csv
+    qface analyze photos/ --model runs/qface/final --output faces.jsonl --render-dir annotated/ --attention-dir att/
+
+Inputs are files, folders (searched recursively for image files) and glob patterns (quote them so the shell does
+not expand them; `**` recurses). The output format follows the extension of `--output`:
+
+- `.jsonl`: one line per image, `{"input": path, "faces": [...]}` with the pipeline's face dicts, or
+  `{"input": path, "error": reason}` for a file that could not be read.
+- `.csv`: one row per face with py-feat-style columns (`modeling_qface.dataframe.results_to_dataframe`).
+
+A file that cannot be read is reported and skipped; the exit status is 0 unless `--strict` is given and some
+file failed (then 1). Exit status 2: bad arguments or no model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import sys
+from collections import deque
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD
+from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
+from .pipeline_qface import DEFAULT_AU_THRESHOLD, register_face_analysis_pipeline
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+OUTPUT_FORMATS = (".jsonl", ".csv")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qface analyze",
+        description="Detect every face in images and analyse it (expression, AUs, attributes, age, head pose).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
+    parser.add_argument("--output", "-o", required=True, help="results file: .jsonl (per image) or .csv (per face)")
+    parser.add_argument(
+        "--model", required=True,
+        help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=8, help="faces per forward pass")
+    parser.add_argument("--tasks", help="comma-separated tasks to compute; None: all of the model's")
+    parser.add_argument("--au-threshold", type=float, default=DEFAULT_AU_THRESHOLD, help="probability for au_active")
+    parser.add_argument(
+        "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="face detection threshold"
+    )
+    parser.add_argument(
+        "--max-image-side", type=int, default=DEFAULT_MAX_IMAGE_SIDE, help="images are downscaled to this for detection"
+    )
+    parser.add_argument(
+        "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, help="larger images are refused"
+    )
+    parser.add_argument("--no-detect", action="store_true", help="inputs are aligned face crops: skip detection")
+    parser.add_argument("--render-dir", type=Path, help="write each image with its faces drawn on it here")
+    parser.add_argument("--attention-dir", type=Path, help="write attention figures (per face) and stage usage here")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a preset (untrained) model")
+    parser.add_argument("--strict", action="store_true", help="exit with status 1 when any input failed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------------------ inputs
+
+
+def collect_inputs(patterns: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expands files, folders and globs into image files (in order, each once) and the patterns that gave nothing.
+
+    Folders and glob matches keep files with an image extension only; a file named explicitly is always taken
+    (and reported later if it is not an image).
+    """
+    files, failures = [], []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = _images_under(path)
+        elif path.is_file():
+            found = [path]
+        elif glob.has_magic(pattern):
+            found = []
+            for match in sorted(glob.glob(pattern, recursive=True)):
+                match = Path(match)
+                found += _images_under(match) if match.is_dir() else [match] * _is_image_name(match)
+        else:
+            failures.append((pattern, "no such file or folder"))
+            continue
+        if not found:
+            failures.append((pattern, "no image file found"))
+        files += found
+    return list(dict.fromkeys(files)), failures
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_image_name(p))
+
+
+# ------------------------------------------------------------------------------------------------------- model
+
+
+def load_pipeline(model: str, device: str | None = None, seed: int = 0):
+    """The face-analysis pipeline for a saved model folder, or for a preset's randomly initialised model."""
+    from transformers import AutoImageProcessor, pipeline
+
+    from .modeling_qface import QFaceModel
+    from .presets import PRESET_NAMES, load_preset
+
+    register_face_analysis_pipeline()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if model in PRESET_NAMES:
+        message = (
+            f"--model {model} is a preset: the model is RANDOMLY INITIALISED (untrained) and its outputs are "
+            "meaningless. Use it to test the workflow; pass a trained model folder for real results."
+        )
+        print(f"\nWARNING: {message}\n", file=sys.stderr)
+        torch.manual_seed(seed)
+        network, processor = QFaceModel(load_preset(model)).eval(), None
+    elif Path(model).is_dir():
+        network = QFaceModel.from_pretrained(model).eval()
+        try:
+            processor = AutoImageProcessor.from_pretrained(model)
+        except OSError:
+            processor = None  # the pipeline builds Q-Face's processor from the config
+    else:
+        raise FileNotFoundError(f"--model {model}: neither a model folder nor a preset ({', '.join(PRESET_NAMES)})")
+    return pipeline("face-analysis", model=network, image_processor=processor, device=device)
+
+
+# -------------------------------------------------------------------------------------------------------- run
+
+
+class Writer:
+    """Streams JSON Lines as results come, or gathers faces for one CSV at the end."""
+
+    def __init__(self, path: Path):
+        self.path, self.format = path, path.suffix.lower()
+        self.results, self.inputs = [], []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream = path.open("w", encoding="utf-8") if self.format == ".jsonl" else None
+
+    def add(self, source: Path, faces: list[dict]) -> None:
+        faces = [{k: v for k, v in face.items() if k != "attention"} for face in faces]  # arrays go to figures
+        if self.stream:
+            self.stream.write(json.dumps({"input": str(source), "faces": faces}) + "\n")
+        else:
+            self.results.append(faces)
+            self.inputs.append(str(source))
+
+    def add_failure(self, source: str, reason: str) -> None:
+        if self.stream:
+            self.stream.write(json.dumps({"input": str(source), "error": reason}) + "\n")
+
+    def close(self) -> None:
+        if self.stream:
+            self.stream.close()
+            return
+        from .dataframe import results_to_dataframe
+
+        results_to_dataframe(self.results, self.inputs).to_csv(self.path, index=False)
+
+
+def unique_name(stem: str, used: set[str], suffix: str) -> str:
+    """`stem + suffix`, or `stem_2 + suffix`, ... if an earlier image had the same name."""
+    name, count = stem + suffix, 1
+    while name in used:
+        count += 1
+        name = f"{stem}_{count}{suffix}"
+    used.add(name)
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    output = Path(args.output)
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        print(f"qface analyze: --output must end in {' or '.join(OUTPUT_FORMATS)}, got {output.name}", file=sys.stderr)
+        return 2
+    if args.batch_size < 1:
+        print(f"qface analyze: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
+        return 2
+    files, failures = collect_inputs(args.inputs)
+    try:
+        pipe = load_pipeline(args.model, args.device, args.seed)
+        call = {
+            "au_threshold": args.au_threshold, "score_threshold": args.score_threshold,
+            "max_image_side": args.max_image_side, "max_image_pixels": args.max_image_pixels,
+            "detect_faces": not args.no_detect, "output_attentions": args.attention_dir is not None,
+        }  # fmt: skip
+        if args.tasks:
+            call["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        pipe._sanitize_parameters(**call)  # checks the arguments (tasks, thresholds) before any image is read
+    except (OSError, ValueError) as error:  # no model, a folder that is not a Q-Face model, bad tasks/thresholds
+        print(f"qface analyze: {error}", file=sys.stderr)
+        return 2
+
+    writer = Writer(output)
+    for source, reason in failures:
+        writer.add_failure(source, reason)
+    for directory in (args.render_dir, args.attention_dir):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+    progress = tqdm(total=len(files), unit="image", disable=args.no_progress, file=sys.stderr)
+    pending = deque()  # (path, image) of images handed to the pipeline whose results have not come back yet
+
+    def readable_images():
+        for path in files:
+            try:
+                image = load_image_rgb(path, max_pixels=args.max_image_pixels)
+            except ImageLoadError as error:
+                failures.append((str(path), str(error)))
+                writer.add_failure(str(path), str(error))
+                progress.update(1)
+                continue
+            pending.append((path, image if args.render_dir else None))
+            yield image
+
+    num_images = num_faces = 0
+    used_names: set[str] = set()
+    all_stage_usage = []
+    for faces in pipe(readable_images(), batch_size=args.batch_size, **call):
+        path, image = pending.popleft()
+        writer.add(path, faces)
+        num_images, num_faces = num_images + 1, num_faces + len(faces)
+        name = unique_name(path.stem, used_names, "")
+        if args.render_dir is not None:
+            _save_render(image, faces, args.render_dir / f"{name}.jpg")
+        if args.attention_dir is not None:
+            all_stage_usage += [face["stage_usage"] for face in faces]
+            _save_attention_figures(faces, args.attention_dir, name)
+        progress.update(1)
+    progress.close()
+    writer.close()
+    if args.attention_dir is not None and all_stage_usage:
+        from .visualization import stage_usage_chart
+
+        stage_usage_chart(all_stage_usage).savefig(args.attention_dir / "stage_usage.png", dpi=100)
+
+    print(summary(num_images, num_faces, failures, output))
+    return 1 if args.strict and failures else 0
+
+
+def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], output: Path) -> str:
+    lines = [
+        f"{num_images} image(s) analysed, {num_faces} face(s) found, {len(failures)} failure(s); results: {output}"
+    ]
+    lines += [f"  failed: {reason}" if reason.startswith(str(source)) else f"  failed: {source}: {reason}"
+              for source, reason in failures]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _save_render(image, faces: list[dict], path: Path) -> None:
+    from .visualization import render
+
+    render(image, faces).save(path, quality=90)
+
+
+def _save_attention_figures(faces: list[dict], folder: Path, name: str) -> None:
+    from .visualization import attention_figure_for_face
+
+    for index, face in enumerate(faces):
+        attention_figure_for_face(face).savefig(folder / f"{name}_face{index}_attention.png", dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

