@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import torch
 import transformers
 from torch import nn
 
+from measure import peak_rss_mib, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 
 TASK_WIDTHS = {"expression": 7, "au": 15, "attributes": 40, "age": 101, "head_pose": 3}
@@ -104,13 +104,6 @@ def peak_memory_child(variant: str, preset: str, batch_size: int) -> None:
     print(json.dumps({"process_peak_mib": peak_rss_mib()}))
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent across fork + exec."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
 def peak_memory(variant: str, preset: str, batch_size: int) -> dict:
     command = [sys.executable, __file__, "--memory-child", variant, preset, str(batch_size)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -131,8 +124,7 @@ def main(argv=None):
         return peak_memory_child(variant, preset, int(batch_size))
 
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
+        **run_header("cpu"),
         "batch_size": args.batch_size,
         "presets": {},
     }
@@ -152,9 +144,7 @@ def main(argv=None):
             print(f"| {variant} | {t['median_s'] * 1e3:.1f} | {t['parameters'] / 1e6:.2f} | {t['process_peak_mib']:.0f} |")
         print(f"fusion+decoder+heads overhead over the encoder: {100 * (q / e - 1):+.1f} %")
         print(f"five single-task models / Q-Face: {f / q:.2f}x")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+    write_json(results, args.json)
 
 
 if __name__ == "__main__":

@@ -17,17 +17,15 @@ time goes (the rest is image decoding and post-processing).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
-import transformers
 from PIL import Image
 from transformers import ViTConfig, ViTForImageClassification, pipeline
 
+from measure import run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 from modeling_qface.face_alignment_qface import align_face, detect_faces
 from modeling_qface.image_processor import build_image_processor
@@ -97,11 +95,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     photos = fetch_sample_photos()
     photo = Image.open(photos.get(args.photo, args.photo))
-    results = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
-        "photo": args.photo, "presets": {},
-    }  # fmt: skip
+    results = {**run_header("cpu"), "photo": args.photo, "presets": {}}
     for preset in args.presets:
         r = run(preset, photo, args.batch_sizes, args.repeats)
         results["presets"][preset] = r
@@ -114,9 +108,7 @@ def main(argv=None):
             print(f"| {batch_size} | {b['faces_per_s']:.1f} | {shares[0]:.0%} | {shares[1]:.0%} | {shares[2]:.0%} | "
                   f"{b['qface_faces_per_s_on_crops']:.1f} faces/s | {b['five_pipelines_faces_per_s_on_crops']:.1f} faces/s "
                   f"({b['five_pipelines_s'] / b['model_s']:.1f}x slower) |")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+    write_json(results, args.json)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import transformers
 from torch import nn
 from torch.nn import functional as F
 
+from measure import peak_rss_mib, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 
 
@@ -121,13 +121,6 @@ def memory_child(variant: str, preset: str, batch_size: int, device_name: str, d
     print(json.dumps({"peak_mib": peak}))
 
 
-def peak_rss_mib() -> float:
-    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that over from the parent across fork + exec."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
 def peak_memory(variant, preset, batch_size, device, dtype) -> float:
     command = [sys.executable, __file__, "--memory-child", variant, preset, str(batch_size), str(device), dtype]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -151,8 +144,7 @@ def main(argv=None):
 
     device = torch.device(args.device)
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
+        **run_header(str(device)),
         "batch_size": args.batch_size, "dtype": args.dtype, "presets": {},
     }  # fmt: skip
     for preset in args.presets:
@@ -169,9 +161,7 @@ def main(argv=None):
         for name, t in (("qface (5 tasks)", q), ("encoder + linear head (1 task)", s)):
             print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['samples_per_s']:.1f} | {t['parameters'] / 1e6:.2f} | {t['peak_mib']:.0f} |")
         print(f"multi-task step overhead over the single-task step: {100 * (q['median_s'] / s['median_s'] - 1):+.1f} %")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+    write_json(results, args.json)
 
 
 if __name__ == "__main__":
