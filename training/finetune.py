@@ -278,8 +278,9 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
     window_start, window_paused, window_steps, train_seconds, trained_steps = time.perf_counter(), 0.0, 0, 0.0, 0
     sampler_state, grad_norm, last_eval_step = sampler.state_dict(), None, None
     while step < max_steps:
-        losses = torch.zeros(accumulation)
-        task_losses = torch.full((accumulation, len(task_names)), float("nan"))
+        # Kept on the device until a log line needs them: a `.cpu()` per micro-batch would sync a GPU every step.
+        losses = torch.zeros(accumulation, device=accelerator.device)
+        task_losses = torch.full((accumulation, len(task_names)), float("nan"), device=accelerator.device)
         for micro in range(accumulation):
             batch = next(batches)
             sampler_state = batch_sampler.pop_consumed_state()
@@ -294,10 +295,10 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-            losses[micro] = output.loss.detach().float().cpu()
+            losses[micro] = output.loss.detach().float()
             for i, name in enumerate(task_names):
                 if name in output.task_losses:
-                    task_losses[micro, i] = output.task_losses[name].detach().float().cpu()
+                    task_losses[micro, i] = output.task_losses[name].detach().float()
         if not accelerator.sync_gradients:
             raise RuntimeError("gradient accumulation went out of step with the optimizer steps")
         step += 1
