@@ -20,6 +20,9 @@ demo: install
 	$(PY) -m modeling_qface.demo
 
 test: install
+	# The web demo's browser test needs Debian's Chromium: installed here when missing and possible (root, apt-get);
+	# otherwise one line says why, and that test is skipped (a failure under QFACE_REQUIRE_BROWSER=1, as in CI).
+	@bash tests/browser/install-chromium.sh
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 benchmark: install

@@ -32,6 +32,27 @@ ATTRIBUTE_NAMES = (
 # head towards the image's right). A horizontal flip negates yaw and roll and keeps pitch.
 HEAD_POSE_NAMES = ("yaw", "pitch", "roll")
 
+# The 5-point template of the standard ArcFace / insightface 112 x 112 crop (image-left eye, image-right eye, nose
+# tip, image-left and image-right mouth corners).
+ARCFACE_TEMPLATE_112 = (
+    (38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041),
+)  # fmt: skip
+
+
+def _mirror_symmetric(template, side: float) -> list[list[float]]:
+    """The template averaged with its mirror image (x -> side - x, left and right points swapped)."""
+    mirrored = [(side - x, y) for x, y in (template[1], template[0], template[2], template[4], template[3])]
+    return [[round((a + b) / 2, 4) for a, b in zip(p, q)] for p, q in zip(template, mirrored)]
+
+
+# The Q-Face crop's default template is ArcFace's made exactly mirror-symmetric (it moves no point by more than
+# 0.2 px): ArcFace's eye line is tilted by 0.32 degrees, so the crop of a mirrored face would not be the mirrored
+# crop, and a flip would change the crop's in-plane angle (and the reported roll) by 0.64 degrees. The margin of 0.15
+# widens the field of view by 15 % of the side on each side: ArcFace's crop runs from mid-forehead to just below the
+# mouth and often cuts the chin; with the margin the whole face shows, with forehead and chin.
+DEFAULT_FACE_CROP = {"template": _mirror_symmetric(ARCFACE_TEMPLATE_112, 112.0), "template_size": 112.0,
+                     "margin": 0.15}  # fmt: skip
+
 TASK_KINDS = ("multiclass", "multilabel", "regression", "distribution")
 
 _TASK_KEYS = {
@@ -129,6 +150,10 @@ def normalize_task(task: dict, where: str = "tasks") -> dict:
     return out
 
 
+def _is_finite_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def _number(value, where: str, minimum: float, strict: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: expected a finite number, got {value!r}")
@@ -168,6 +193,12 @@ class QFaceConfig(PreTrainedConfig):
             Epsilon of the fusion and decoder LayerNorms.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Std of the normal initialisation of projections, label queries and stage embeddings.
+        face_crop (`dict`, *optional*):
+            The Q-Face crop, the only thing the model ever sees (data preparation, training, evaluation and the
+            pipeline all cut faces with it; see `face_alignment_qface.FaceCrop`): `template` (5 `[x, y]` points in
+            `LANDMARK_NAMES` order, in a `template_size` square), `template_size` and `margin` (extra field of view
+            on each side, a fraction of the template square). The crop's side is the encoder's `image_size`.
+            Defaults to the ArcFace template, made mirror-symmetric, with a 0.15 margin.
         tasks (`list[dict]`, *optional*):
             The task set, as data (see [`normalize_task`] for the keys). Defaults to the paper's five tasks:
             `expression` (7 RAF-DB classes), `au` (15 AUs, BP4D + DISFA), `attributes` (40 CelebA attributes),
@@ -197,6 +228,7 @@ class QFaceConfig(PreTrainedConfig):
     activation_function: str = "gelu"
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
+    face_crop: dict | None = None
     tasks: list[dict] | tuple[dict, ...] | None = None
 
     def __post_init__(self, **kwargs):
@@ -214,6 +246,7 @@ class QFaceConfig(PreTrainedConfig):
         # Never keep a caller's mask_ratio: a masked encoder silently drops 75 % of the patches.
         self.backbone_config.mask_ratio = 0.0
         self.fusion_layers = list(self.fusion_layers)
+        self.face_crop = {**copy.deepcopy(DEFAULT_FACE_CROP), **(self.face_crop or {})}
         tasks = default_tasks() if self.tasks is None else copy.deepcopy(list(self.tasks))
         self.tasks = [normalize_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)]
 
@@ -247,6 +280,25 @@ class QFaceConfig(PreTrainedConfig):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
 
+    def validate_face_crop(self):
+        crop = self.face_crop
+        unknown = sorted(set(crop) - set(DEFAULT_FACE_CROP))
+        if unknown:
+            raise ValueError(f"face_crop: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_FACE_CROP)}")
+        points = crop["template"]
+        if (
+            not isinstance(points, (list, tuple)) or len(points) != 5
+            or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points)
+            or not all(_is_finite_number(v) for p in points for v in p)
+        ):  # fmt: skip
+            raise ValueError(f"face_crop.template: expected 5 [x, y] points, got {points!r}")
+        crop["template"] = [[float(v) for v in p] for p in points]
+        crop["template_size"] = _number(crop["template_size"], "face_crop.template_size", minimum=0.0, strict=True)
+        margin = crop["margin"]
+        if not _is_finite_number(margin) or not 0.0 <= margin < 2.0:
+            raise ValueError(f"face_crop.margin: expected a fraction of the template square in [0, 2), got {margin!r}")
+        crop["margin"] = float(margin)
+
     def validate_tasks(self):
         if not self.tasks:
             raise ValueError("tasks: expected at least one task")
@@ -267,6 +319,6 @@ class QFaceConfig(PreTrainedConfig):
 
 
 __all__ = [
-    "ATTRIBUTE_NAMES", "AU_NAMES", "EXPRESSION_NAMES", "HEAD_POSE_NAMES", "TASK_KINDS",
+    "ARCFACE_TEMPLATE_112", "ATTRIBUTE_NAMES", "AU_NAMES", "DEFAULT_FACE_CROP", "EXPRESSION_NAMES", "HEAD_POSE_NAMES", "TASK_KINDS",
     "QFaceConfig", "default_tasks", "normalize_task",
 ]  # fmt: skip

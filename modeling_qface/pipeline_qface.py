@@ -12,8 +12,10 @@ from transformers import AutoModel
 from transformers.pipelines import PIPELINE_REGISTRY
 from transformers.pipelines.base import ChunkPipeline
 
-from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, align_face
-from .face_alignment_qface import detect_faces as find_faces
+from .configuration_qface import HEAD_POSE_NAMES
+from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, FaceCrop
+from .face_alignment_qface import locate_faces
+from .head_pose_qface import rotate_pose_in_plane
 from .heads_qface import output_fields
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, load_image_rgb
 from .image_processor import build_image_processor
@@ -25,8 +27,10 @@ DEFAULT_BATCH_SIZE = 8
 
 class FaceAnalysisPipeline(ChunkPipeline):
     r"""
-    Detects every face of an image (RetinaFace), aligns each by its 5 landmarks to the model's input size and runs
-    a Q-Face model on them; the faces of all images are batched together (`batch_size` counts faces, default 8).
+    Detects every face of an image (RetinaFace), cuts each into the Q-Face crop the model was trained on (its 5
+    landmarks aligned to `config.face_crop`, upright, at the model's input size; `face_alignment_qface.FaceCrop`)
+    and runs a Q-Face model on them; the faces of all images are batched together (`batch_size` counts faces,
+    default 8).
 
     Inputs: a file path, the bytes of an image file, a `PIL.Image.Image`, a numpy array (`(H, W)`, `(H, W, 3)` or
     `(H, W, 4)`; uint8, uint16 or float in [0, 1]), or a list of these. EXIF orientation is applied, transparency is
@@ -39,19 +43,24 @@ class FaceAnalysisPipeline(ChunkPipeline):
         box          [x1, y1, x2, y2] in pixels of the (EXIF-rotated) input
         score        detector confidence in [0, 1]
         landmarks    [[x, y]] * 5: image-left eye, image-right eye, nose tip, image-left / image-right mouth corner
+                     (refined on the upright face unless `refine_landmarks=False`; the crop is cut from them)
         expression   {"label": top class, "scores": {class: probability}} (probabilities sum to 1)
         au           {"AU1": probability, ...};  au_active: AUs with probability >= their `au_threshold`
         attributes   {CelebA attribute: probability}
         age          {"years": expected age, "std": standard deviation of the predicted age distribution}
-        head_pose    {"yaw": deg, "pitch": deg, "roll": deg}
+        head_pose    {"yaw": deg, "pitch": deg, "roll": deg}, the head's rotation in the photo's frame
 
     Head pose sign convention (that of 300W-LP / AFLW2000, Hopenet, 6DRepNet), seen in the image: yaw > 0 turns the
-    nose towards the image's left, pitch > 0 raises the face (looking up), roll > 0 turns the face clockwise.
+    nose towards the image's left, pitch > 0 raises the face (looking up), roll > 0 turns the face clockwise. The
+    model answers in the frame of the upright crop; the pipeline composes that rotation with the alignment's
+    in-plane rotation (`head_pose_qface`), so rotating a photo by a degrees anticlockwise turns the reported pose by
+    exactly that rotation (a frontal face's roll changes by -a), and mirroring it negates yaw and roll.
 
     Tasks added to the model (`add_task`) appear under their own name: multiclass like `expression`, multilabel like
     `attributes`, regression like `head_pose`, distribution like `age` (keyed by the task's `units`, else "value").
-    With `detect_faces=False` the whole input is taken as one already aligned face crop (resized to the model's
-    input size); its `box` is the whole image and `score` and `landmarks` are `None`.
+    With `detect_faces=False` the input is taken as one already aligned, upright face crop: its central square is
+    scaled to the model's input size (`FaceCrop.central`, the rule training data preparation uses for images without
+    a detected face); its `box` is that square and `score` and `landmarks` are `None`.
 
     Call arguments:
         tasks (`list[str]`, *optional*): compute and return only these tasks.
@@ -61,6 +70,10 @@ class FaceAnalysisPipeline(ChunkPipeline):
             (`int`, defaults to 960; larger images are downscaled for detection only, a huge value detects at full
             resolution): face detection settings (see `face_alignment_qface.detect_faces`).
         max_image_pixels (`int`, defaults to ~89.5 M, Pillow's default): larger images raise `ImageTooLargeError`.
+        refine_landmarks (`bool`, defaults to `True`): re-detect each face's landmarks on its upright crop under a
+            few rotations and a mirror (`face_alignment_qface.refine_landmarks`, 16 small detector runs per face),
+            which makes the crop's in-plane rotation, and so the reported roll, follow the photo's within a degree
+            or two; `False` uses RetinaFace's first landmarks (faster, several degrees noisier).
         output_attentions (`bool`, defaults to `False`): also return, per face, `stage_usage` ({task: {stage:
             share}}, JSON-ready) and `attention`, a dict of numpy arrays for figures: `crop` (the aligned face,
             `(H, W, 3)` uint8), `maps` (`(labels, stages, grid_h, grid_w)` float32: cross-attention of each label
@@ -109,6 +122,7 @@ class FaceAnalysisPipeline(ChunkPipeline):
         max_image_side=None,
         max_image_pixels=None,
         output_attentions=None,
+        refine_landmarks=None,
     ):
         preprocess, forward, postprocess = {}, {}, {}
         if tasks is not None:
@@ -128,6 +142,8 @@ class FaceAnalysisPipeline(ChunkPipeline):
             if isinstance(max_image_pixels, bool) or not isinstance(max_image_pixels, int) or max_image_pixels < 1:
                 raise ValueError(f"max_image_pixels: expected a positive int, got {max_image_pixels!r}")
             preprocess["max_image_pixels"] = max_image_pixels
+        if refine_landmarks is not None:
+            preprocess["refine_landmarks"] = bool(refine_landmarks)
         if output_attentions is not None:
             preprocess["keep_crops"] = forward["output_attentions"] = bool(output_attentions)
         return preprocess, forward, postprocess
@@ -152,6 +168,9 @@ class FaceAnalysisPipeline(ChunkPipeline):
         return {name: float(given.get(name, DEFAULT_AU_THRESHOLD)) for name in names}
 
     # ------------------------------------------------------------------------------------------------ preprocess
+    def _face_crop(self) -> FaceCrop:
+        return FaceCrop.from_config(self.model.config)
+
     def _input_size(self) -> tuple[int, int]:
         size = self.model.config.backbone_config.image_size
         return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
@@ -164,6 +183,7 @@ class FaceAnalysisPipeline(ChunkPipeline):
         max_image_side: int | None = DEFAULT_MAX_IMAGE_SIDE,
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         keep_crops: bool = False,
+        refine_landmarks: bool = True,
     ):
         """Yields one model input per face: `pixel_values` `(1, 3, H, W)`, the face's detection `face` and `is_last`.
 
@@ -172,16 +192,22 @@ class FaceAnalysisPipeline(ChunkPipeline):
         """
         rgb = load_image_rgb(image, max_pixels=max_image_pixels)
         height, width = self._input_size()
+        face_crop = self._face_crop()
         if detect_faces:
-            detections = find_faces(rgb, score_threshold=score_threshold, max_image_side=max_image_side)
-            crops = [align_face(rgb, d.landmarks, output_size=max(height, width)) for d in detections]
+            detections = locate_faces(rgb, score_threshold, max_image_side, refine=refine_landmarks)
+            aligned = [face_crop(rgb, d.landmarks) for d in detections]
             faces = [
                 {"box": [float(v) for v in d.box], "score": float(d.score), "landmarks": d.landmarks.tolist()}
                 for d in detections
             ]
         else:
-            crops = [rgb]
-            faces = [{"box": [0.0, 0.0, float(rgb.shape[1]), float(rgb.shape[0])], "score": None, "landmarks": None}]
+            aligned = [face_crop.central(rgb)]
+            side = min(rgb.shape[:2])
+            left, top = (rgb.shape[1] - side) / 2, (rgb.shape[0] - side) / 2
+            faces = [{"box": [left, top, left + side, top + side], "score": None, "landmarks": None}]
+        for face, face_aligned in zip(faces, aligned):
+            face["crop_angle"] = face_aligned.angle
+        crops = [face_aligned.crop for face_aligned in aligned]
         if not crops:
             blank = torch.zeros(1, 3, height, width, dtype=self.dtype)
             yield {"pixel_values": blank, "face": None, "is_last": True}
@@ -244,6 +270,8 @@ class FaceAnalysisPipeline(ChunkPipeline):
             face = {key: detection[key] for key in ("box", "score", "landmarks")}
             for task in self._selected_tasks(tasks):
                 face[task["name"]] = self._task_result(task, output)
+                if task["name"] == "head_pose":
+                    face["head_pose"] = self._pose_in_photo(face["head_pose"], detection["crop_angle"])
                 if task["name"] == "au":
                     face["au_active"] = [name for name, p in face["au"].items() if p >= au_threshold[name]]
             if "attention_maps" in output:
@@ -271,6 +299,12 @@ class FaceAnalysisPipeline(ChunkPipeline):
             task.get("units") or "value": float(output[fields["expected"]][0]),
             "std": math.sqrt(max(variance, 0.0)),
         }
+
+    @staticmethod
+    def _pose_in_photo(crop_pose: dict, crop_angle: float) -> dict:
+        """The model's crop-frame pose composed with the alignment's rotation: the pose in the photo's frame."""
+        photo = rotate_pose_in_plane([crop_pose[name] for name in HEAD_POSE_NAMES], -crop_angle)
+        return dict(zip(HEAD_POSE_NAMES, (float(v) for v in photo)))
 
     def _add_attention(self, face: dict, detection: dict, output: dict, tasks: list[str] | None) -> None:
         stages = [f"S{layer}" for layer in self.model.config.fusion_layers]

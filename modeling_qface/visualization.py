@@ -12,13 +12,13 @@ Figures are `matplotlib.figure.Figure` objects built without pyplot (no global s
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
+from .head_pose_qface import pose_to_matrix
 from .image_loading_qface import load_image_rgb
 
 # One colour per face (cycled), and per landmark: eyes, nose, mouth corners.
@@ -29,26 +29,17 @@ AXIS_COLOURS = {"x": (255, 0, 0), "y": (0, 255, 0), "z": (0, 0, 255)}
 
 
 def pose_axes(yaw: float, pitch: float, roll: float, origin: tuple[float, float], size: float) -> dict:
-    """End points of the head's x, y and z axes drawn from `origin`, exactly as Hopenet's `draw_axis` computes them.
+    """End points of the head's x, y and z axes drawn from `origin`; equal to Hopenet's `draw_axis`.
 
     Angles in degrees in the pipeline's convention (yaw > 0: nose towards the image's left; pitch > 0: looking up;
     roll > 0: clockwise). The z axis points out of the face (where the nose points), x to the face's image-right
     side, y down the face. Returns `{"x": (x, y), "y": (x, y), "z": (x, y)}` in pixels.
     """
-    yaw, pitch, roll = -math.radians(yaw), math.radians(pitch), math.radians(roll)
+    rotation = pose_to_matrix([yaw, pitch, roll])  # columns: the head's axes in the camera frame (y up)
+    axes = {"x": rotation[:, 0], "y": -rotation[:, 1], "z": rotation[:, 2]}
     cx, cy = origin
-    cos, sin = math.cos, math.sin
-    return {
-        "x": (
-            cx + size * cos(yaw) * cos(roll),
-            cy + size * (cos(pitch) * sin(roll) + cos(roll) * sin(pitch) * sin(yaw)),
-        ),
-        "y": (
-            cx - size * cos(yaw) * sin(roll),
-            cy + size * (cos(pitch) * cos(roll) - sin(pitch) * sin(yaw) * sin(roll)),
-        ),
-        "z": (cx + size * sin(yaw), cy - size * cos(yaw) * sin(pitch)),
-    }
+    # The image's y axis points down, the camera frame's up.
+    return {name: (cx + size * float(axis[0]), cy - size * float(axis[1])) for name, axis in axes.items()}
 
 
 def render(

@@ -1,5 +1,5 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Face augmentation: the flip changes exactly yaw and roll, crops stay in range, everything is seeded."""
+"""Face augmentation: flips and rotations carry the pose with them, crops stay in range, everything is seeded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from modeling_qface.image_processor import build_image_processor
-from training.augment import FaceAugment, flip_labels, random_resized_crop_box
+from modeling_qface.head_pose_qface import rotate_pose_in_plane
+from training.augment import FaceAugment, flip_labels, random_resized_crop_box, rotate_labels
 
 AU = [1, 0, -1, 1, 0, 0, 1, -1, 0, 1, 0, 0, 1, 1, 0]
 ATTRIBUTES = [1, 0] * 20
@@ -92,3 +93,28 @@ def test_augmentation_is_a_function_of_the_seed_and_feeds_the_inference_processo
     assert first[0].size != other[0].size or not np.array_equal(np.asarray(first[0]), np.asarray(other[0]))
     pixels = build_image_processor(tiny_config)([first[0]], return_tensors="pt")["pixel_values"]
     assert pixels.shape == (1, 3, 32, 32) and math.isfinite(pixels.abs().max().item())
+
+
+def test_rotation_turns_the_image_and_the_pose_label_by_the_same_rotation():
+    # A bright dot right of the centre: after an anticlockwise rotation by a it sits at angle a above the x axis.
+    image = np.zeros((65, 65, 3), np.uint8)
+    image[31:34, 51:54] = 255
+    augment = no_jitter(rotation=40.0)
+    seen = set()
+    for seed in range(6):
+        rotated, labels = augment(Image.fromarray(image), LABELS, np.random.default_rng(seed))
+        _, frontal = augment(Image.fromarray(image), {"head_pose": [0.0, 0.0, 0.0]}, np.random.default_rng(seed))
+        degrees = -frontal["head_pose"][2]  # a frontal face's roll changes by minus the rotation
+        assert abs(degrees) <= 40.0 and frontal["head_pose"][:2] == pytest.approx([0.0, 0.0], abs=1e-9)
+        seen.add(round(degrees))
+        rows, cols = np.nonzero(np.asarray(rotated)[..., 0] > 128)
+        angle = math.degrees(math.atan2(-(rows.mean() + 0.5 - 32.5), cols.mean() + 0.5 - 32.5))
+        assert angle == pytest.approx(degrees, abs=2.0)
+        assert labels["head_pose"] == pytest.approx(rotate_pose_in_plane(LABELS["head_pose"], degrees).tolist())
+        assert {k: v for k, v in labels.items() if k != "head_pose"} == {k: v for k, v in LABELS.items()
+                                                                         if k != "head_pose"}  # fmt: skip
+    assert len(seen) == 6  # different seeds, different angles
+    # The label follows exactly: rotating back and forth gives the label back, and no pose stays no pose.
+    there = rotate_labels(LABELS, 25.0)
+    assert rotate_labels(there, -25.0)["head_pose"] == pytest.approx(LABELS["head_pose"])
+    assert rotate_labels({**LABELS, "head_pose": None}, 25.0)["head_pose"] is None

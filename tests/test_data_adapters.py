@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import pytest
 from datasets import Image as ImageFeature
 from datasets import concatenate_datasets
 
 from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
 from tests.fixtures.benchmark_formats import (
+    ibug68,
     write_age_csv,
     write_bp4d,
     write_celeba,
@@ -26,12 +28,15 @@ from training.data import (
     DISFA_PARTS,
     FEATURES,
     DataFormatError,
+    build_adapter,
     carve,
     load_source,
     prepare_source,
     read_rows,
 )
+from training.data.landmarks import box, five_points, five_points_from_68
 from training.data.raf_db import RafDbSource
+from training.data.schema import FACE_HINT_KEYS
 
 AU = {name: i for i, name in enumerate(AU_NAMES)}
 ATTR = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
@@ -43,6 +48,51 @@ def au_of(row) -> dict[str, int]:
 
 def by_file(rows) -> dict[str, dict]:
     return {r["image"].replace("\\", "/").split("/")[-1]: r for r in rows}
+
+
+def hints_of(row) -> dict:
+    """The face hint keys a row carries (absent hints are absent keys, never None)."""
+    assert all(row[key] is not None for key in FACE_HINT_KEYS if key in row)
+    return {key: row[key] for key in FACE_HINT_KEYS if key in row}
+
+
+# Five alignment points (image-left eye, image-right eye, nose tip, image-left / image-right mouth corner).
+FIVE = [[30.5, 40.0], [70.0, 41.5], [50.0, 60.0], [35.0, 80.0], [66.0, 79.0]]
+
+
+def near(points, tol: float = 1e-6):
+    """`pytest.approx` for a list of `[x, y]` pairs (approx does not nest lists)."""
+    return pytest.approx(np.asarray(points, dtype=np.float64), abs=tol)
+
+
+# ------------------------------------------------------------------------------------------------------ landmarks
+@pytest.mark.parametrize("layout", ["68x2", "2x68", "3x68", "68x3"])
+def test_five_points_from_68_takes_eye_means_nose_tip_and_mouth_corners(layout):
+    points = ibug68(FIVE)
+    with_z = np.concatenate([points, np.full((68, 1), 7.0)], axis=1)
+    given = {"68x2": points, "2x68": points.T, "3x68": with_z.T, "68x3": with_z}[layout]
+    assert five_points_from_68(given) == near(FIVE)
+    assert five_points_from_68(given.tolist()) == near(FIVE)
+
+
+def test_five_points_from_68_names_a_wrong_shape_and_five_points_checks_pairs():
+    with pytest.raises(ValueError, match=r"68 landmarks .*got shape \(2, 21\)"):
+        five_points_from_68(np.zeros((2, 21)))  # AFLW2000's pt2d: AFLW's 21 points
+    with pytest.raises(ValueError, match=r"got shape \(136,\)"):
+        five_points_from_68(np.zeros(136))
+    nan_nose = ibug68(FIVE)
+    nan_nose[30] = np.nan
+    with pytest.raises(ValueError, match="must be finite"):
+        five_points_from_68(nan_nose)
+    assert five_points(np.array(FIVE), "landmarks") == FIVE and five_points([tuple(p) for p in FIVE], "x") == FIVE
+    for bad in (FIVE[:4], [*FIVE[:4], [1.0, float("nan")]], [*FIVE[:4], [1, True]], [*FIVE[:4], [1, 2, 3]], "x"):
+        with pytest.raises(ValueError, match=r"^landmarks: expected 5 \[x, y\] pairs of finite numbers, got"):
+            five_points(bad, "landmarks")
+    assert box([1, 2, 3.5, 4], "box") == [1.0, 2.0, 3.5, 4.0]
+    with pytest.raises(ValueError, match=r"^box: expected x1 < x2 and y1 < y2"):
+        box([5, 2, 3, 4], "box")
+    with pytest.raises(ValueError, match=r"^face_box: expected \[x1, y1, x2, y2\] finite numbers"):
+        box([1, 2, 3], "face_box")
 
 
 # ------------------------------------------------------------------------------------------------------ RAF-DB
@@ -98,6 +148,28 @@ def test_raf_db_bad_lines_raise_with_file_and_line_or_are_skipped_and_counted(tm
     assert any("line 2" in m and "image not found" in m for m in report.skipped_examples)
 
 
+def test_raf_db_original_images_take_the_manual_landmarks(tmp_path):
+    points = {"train_00001.jpg": FIVE, "test_0001.jpg": [[x + 1, y + 2] for x, y in FIVE]}
+    root = write_raf_db(tmp_path, RAF_LABELS, manual_landmarks=points)
+    original = by_file(read_rows("raf_db", root, "trainval", aligned=False)[0])
+    assert hints_of(original["train_00001.jpg"]) == {"face_landmarks": near(FIVE)}
+    assert hints_of(original["train_00002.jpg"]) == {}  # no annotation file: no hint, not an error
+    test = by_file(read_rows("raf_db", root, "test", aligned=False)[0])
+    assert test["test_0001.jpg"]["face_landmarks"] == near(points["test_0001.jpg"])
+    aligned = read_rows("raf_db", root, "trainval")[0]  # the 100x100 aligned faces: the detector runs
+    assert [hints_of(r) for r in aligned] == [{}, {}, {}]
+    manual = root / "Annotation" / "manual" / "train_00001_manu_attri.txt"
+    assert str(manual) in str(build_adapter("raf_db", root, aligned=False).fingerprint_inputs("trainval"))
+    manual.write_text("30.5\t40\n70\t41.5\n50\tnose\n35\t80\n66\t79\n1\n2\n2\n")
+    with pytest.raises(DataFormatError, match=r"train_00001_manu_attri\.txt, line 3: landmark 3: expected 'x y'"):
+        read_rows("raf_db", root, "trainval", aligned=False)
+    rows, report = read_rows("raf_db", root, "trainval", aligned=False, on_error="skip")
+    assert len(rows) == 2 and report.skipped == 1
+    manual.write_text("30.5 40\n70 41.5\n")  # truncated
+    with pytest.raises(DataFormatError, match=r"manu_attri\.txt: landmarks \(lines 1-5\): expected 5 \[x, y\]"):
+        read_rows("raf_db", root, "trainval", aligned=False)
+
+
 # ------------------------------------------------------------------------------------------------------ CelebA
 def _attrs(present: set[str]) -> list[int]:
     return [1 if name in present else -1 for name in ATTRIBUTE_NAMES]
@@ -150,6 +222,76 @@ def test_celeba_bad_value_and_truncated_file(tmp_path):
     truncated = write_celeba(tmp_path / "t", {"000001.jpg": _attrs(set())}, {"000001.jpg": 0}, declared_count=5)
     with pytest.raises(DataFormatError, match="line 1: header declares 5 images but the file lists 1"):
         read_rows("celeba", truncated, "train", on_error="skip")
+
+
+CELEBA_LANDMARKS = {"000001.jpg": [69, 109, 106, 113, 77, 142, 73, 152, 108, 154], "000002.jpg": [1, 2] * 5}
+
+
+@pytest.mark.parametrize("layout", ["drive", "flat"])
+def test_celeba_aligned_landmarks_become_face_landmarks(tmp_path, layout):
+    attributes = {n: _attrs(set()) for n in ("000001.jpg", "000002.jpg", "000003.jpg")}
+    partition = {"000001.jpg": 0, "000002.jpg": 0, "000003.jpg": 2}
+    boxes = {"000001.jpg": [95, 71, 226, 313]}  # in-the-wild boxes: not for the aligned crops
+    landmarks = {**CELEBA_LANDMARKS, "000003.jpg": [5] * 10}
+    root = write_celeba(tmp_path, attributes, partition, layout=layout, landmarks=landmarks, boxes=boxes)
+    rows = by_file(read_rows("celeba", root, "train")[0])
+    # CelebA's "lefteye" is the image-left eye (smaller x): the same order as Q-Face's.
+    expected = [[69.0, 109.0], [106.0, 113.0], [77.0, 142.0], [73.0, 152.0], [108.0, 154.0]]
+    assert hints_of(rows["000001.jpg"]) == {"face_landmarks": expected}
+    assert rows["000002.jpg"]["face_landmarks"] == [[1.0, 2.0]] * 5
+    anno = "Anno/" if layout == "drive" else ""
+    inputs = str(build_adapter("celeba", root).fingerprint_inputs("train"))
+    assert f"{anno}list_landmarks_align_celeba.txt" in inputs and "list_bbox_celeba.txt" not in inputs
+    plain = write_celeba(tmp_path / "plain", attributes, partition, layout=layout)  # no landmark file: no hint
+    assert [hints_of(r) for r in read_rows("celeba", plain, "train")[0]] == [{}, {}]
+
+
+@pytest.mark.parametrize("layout", ["drive", "flat"])
+def test_celeba_in_the_wild_images_take_their_landmarks_and_boxes(tmp_path, layout):
+    attributes = {"000001.jpg": _attrs({"Male"}), "000002.jpg": _attrs(set())}
+    partition = {"000001.jpg": 0, "000002.jpg": 0}
+    boxes = {"000001.jpg": [95, 71, 226, 313], "000002.jpg": [72, 94, 221, 306]}
+    root = write_celeba(
+        tmp_path, attributes, partition, layout=layout, landmarks={"000001.jpg": CELEBA_LANDMARKS["000001.jpg"]},
+        boxes=boxes, in_the_wild=True,
+    )  # fmt: skip
+    image_dir = "Img/img_celeba" if layout == "drive" else "img_celeba"
+    rows = by_file(read_rows("celeba", root, "train", image_dir=image_dir)[0])
+    assert rows["000001.jpg"]["image"].endswith(f"{image_dir}/000001.jpg")
+    assert hints_of(rows["000001.jpg"]) == {
+        "face_landmarks": [[69.0, 109.0], [106.0, 113.0], [77.0, 142.0], [73.0, 152.0], [108.0, 154.0]],
+        "face_box": [95.0, 71.0, 95.0 + 226.0, 71.0 + 313.0],
+    }
+    assert hints_of(rows["000002.jpg"]) == {"face_box": [72.0, 94.0, 293.0, 400.0]}
+    inputs = str(build_adapter("celeba", root, image_dir=image_dir).fingerprint_inputs("train"))
+    assert "list_landmarks_celeba.txt" in inputs and "list_bbox_celeba.txt" in inputs
+
+
+def test_celeba_bad_landmark_lines_are_reported_and_a_wrong_header_raises(tmp_path):
+    attributes = {"000001.jpg": _attrs(set()), "000002.jpg": _attrs(set())}
+    partition = {"000001.jpg": 0, "000002.jpg": 0}
+    landmarks = {"000001.jpg": CELEBA_LANDMARKS["000001.jpg"], "000002.jpg": [69, 109, 106, 113, 77, 142, 73, 152]}
+    root = write_celeba(tmp_path, attributes, partition, landmarks=landmarks)
+    landmark_file = root / "Anno" / "list_landmarks_align_celeba.txt"
+    with pytest.raises(DataFormatError, match=r"list_landmarks_align_celeba\.txt, line 4: expected a file name and 10"):
+        read_rows("celeba", root, "train")
+    rows, report = read_rows("celeba", root, "train", on_error="skip")
+    assert list(by_file(rows)) == ["000001.jpg"] and report.skipped == 1
+    landmark_file.write_text(landmark_file.read_text().replace("  154", "  1x4"))
+    with pytest.raises(DataFormatError, match=r"line 3: rightmouth_y: expected a number, got '1x4'"):
+        read_rows("celeba", root, "train")
+    landmark_file.write_text(landmark_file.read_text().replace("lefteye_x lefteye_y", "lefteye_y lefteye_x"))
+    with pytest.raises(DataFormatError, match=r"line 2: column names differ .*column 1 is 'lefteye_y'"):
+        read_rows("celeba", root, "train", on_error="skip")
+    boxes = write_celeba(
+        tmp_path / "w", attributes, partition, boxes={"000001.jpg": [1, 2, 0, 4]}, in_the_wild=True
+    )  # a zero width; and the box file lists 1 image, the attribute file 2 (fine: no box, no hint)
+    with pytest.raises(DataFormatError, match=r"list_bbox_celeba\.txt, line 3: width, height: expected positive"):
+        read_rows("celeba", boxes, "train", image_dir="Img/img_celeba")
+    box_file = boxes / "Anno" / "list_bbox_celeba.txt"
+    box_file.write_text(box_file.read_text().replace("1\n", "3\n", 1))
+    with pytest.raises(DataFormatError, match=r"list_bbox_celeba\.txt, line 1: header declares 3 images but the file"):
+        read_rows("celeba", boxes, "train", image_dir="Img/img_celeba", on_error="skip")
 
 
 # ------------------------------------------------------------------------------------------------------ BP4D
@@ -345,6 +487,99 @@ def test_aflw2000_keeps_only_angles_within_99_degrees_and_reports_the_dropped(tm
     assert read_rows("aflw2000", root, "test", on_error="skip")[1].skipped == 1
 
 
+def test_utkface_keeps_names_with_empty_or_missing_fields_and_reads_the_landmark_lists(tmp_path):
+    names = [
+        "part1/53__0_20170116184028385.jpg",  # empty gender field (a real UTKFace file)
+        "part1/61_3_20170109150557335.jpg",  # a field missing (a real UTKFace file)
+        "part2/26_1_0_20170116171048641.jpg",
+        "part3/120_0_0_20170117174125656.jpg",  # MAX_AGE itself is kept
+    ]
+    shifted = [[x + 100, y] for x, y in FIVE]
+    lists = {
+        "landmark_list_part1.txt": {"53__0_20170116184028385.jpg": ibug68(FIVE).ravel()},
+        "landmark_list_part2.txt": {"26_1_0_20170116171048641.jpg": ibug68(shifted, seed=1).ravel()},
+    }
+    root = write_utkface(tmp_path, names, landmark_lists=lists, folder="utkface_in_the_wild")
+    rows = by_file(read_rows("utkface", root, "all")[0])
+    ages = {name: row["age"] for name, row in rows.items()}
+    assert ages == {
+        "53__0_20170116184028385.jpg": 53.0, "61_3_20170109150557335.jpg": 61.0,
+        "26_1_0_20170116171048641.jpg": 26.0, "120_0_0_20170117174125656.jpg": 120.0,
+    }  # fmt: skip
+    assert hints_of(rows["53__0_20170116184028385.jpg"]) == {"face_landmarks": near(FIVE, tol=1e-3)}
+    assert rows["26_1_0_20170116171048641.jpg"]["face_landmarks"] == near(shifted, tol=1e-3)
+    assert hints_of(rows["61_3_20170109150557335.jpg"]) == {}  # not listed: no hint
+    inputs = str(build_adapter("utkface", root).fingerprint_inputs("all"))
+    assert "landmark_list_part1.txt" in inputs and "landmark_list_part2.txt" in inputs
+    for bad in ("121_0_0_20170117174125656.jpg", "x_1_0_20170117174125656.jpg", "53.jpg"):
+        (root / "part3" / bad).write_bytes(b"")
+    _, report = read_rows("utkface", root, "all", on_error="skip")
+    assert report.skipped == 3 and all("file name is not" in m for m in report.skipped_examples)
+
+
+def test_utkface_bad_landmark_line_names_file_and_line(tmp_path):
+    name = "26_1_0_20170116171048641.jpg"
+    coordinates = list(ibug68(FIVE).ravel())
+    lists = {"landmark_list_part1.txt": {"1_0_0_20161219140623097.jpg": coordinates, name: coordinates[:-1]}}
+    root = write_utkface(tmp_path, [f"part1/{name}"], landmark_lists=lists)
+    with pytest.raises(DataFormatError, match=r"landmark_list_part1\.txt, line 2: expected a file name and 136 coord"):
+        read_rows("utkface", root, "all")
+    (root / "landmark_list_part1.txt").write_text(f"{name} " + " ".join(["1"] * 135 + ["one"]) + "\n")
+    with pytest.raises(DataFormatError, match=r"line 1: coordinate 136: expected a number, got 'one'"):
+        read_rows("utkface", root, "all")
+    assert read_rows("utkface", root, "all", on_error="skip")[1].skipped == 1
+
+
+def test_pose_landmarks_from_pt2d_of_300w_lp_and_pt3d_68_of_aflw2000(tmp_path):
+    lp = write_pose_dataset(
+        tmp_path, "300W_LP", {"AFW/AFW_1_1_0.jpg": (0.1, 0.2, 0.3), "AFW/AFW_1_1_1.jpg": (0.1, 0.2, 0.3)},
+        variables={"AFW/AFW_1_1_0.jpg": {"pt2d": ibug68(FIVE).T}},  # 300W-LP's pt2d: 2 x 68
+    )  # fmt: skip
+    rows = by_file(read_rows("300w_lp", lp, "train")[0])
+    assert hints_of(rows["AFW_1_1_0.jpg"]) == {"face_landmarks": near(FIVE)}
+    assert hints_of(rows["AFW_1_1_1.jpg"]) == {}  # a .mat without landmarks: no hint
+    pt3d_68 = np.concatenate([ibug68(FIVE).T, np.full((1, 68), -40.0)])  # 3 x 68: x, y in pixels, then z
+    aflw_pt2d = np.random.default_rng(0).uniform(100, 300, size=(2, 21))  # AFLW's 21 points: not iBUG's 68
+    aflw = write_pose_dataset(
+        tmp_path, "AFLW2000", {"image00002.jpg": (0.1, 0.2, 0.3), "image00004.jpg": (0.1, 0.2, 0.3)},
+        variables={
+            "image00002.jpg": {"pt2d": aflw_pt2d, "pt3d_68": pt3d_68},
+            "image00004.jpg": {"pt2d": aflw_pt2d},
+        },
+    )  # fmt: skip
+    rows = by_file(read_rows("aflw2000", aflw, "test")[0])
+    assert hints_of(rows["image00002.jpg"]) == {"face_landmarks": near(FIVE)}
+    assert hints_of(rows["image00004.jpg"]) == {}  # pt2d is 2 x 21 and there is no pt3d_68
+    bad = {"image00006.jpg": {"pt3d_68": aflw_pt2d}}
+    write_pose_dataset(tmp_path, "AFLW2000", {"image00006.jpg": (0.1, 0.2, 0.3)}, variables=bad)
+    with pytest.raises(DataFormatError, match=r"image00006\.mat: pt3d_68: expected 68 landmarks .*shape \(2, 21\)"):
+        read_rows("aflw2000", aflw, "test")
+    assert read_rows("aflw2000", aflw, "test", on_error="skip")[1].skipped == 1
+
+
+def test_aflw2000_loose_crop_is_hopenets_box_around_pt2d(tmp_path):
+    pt2d_a = np.array([[100.0, 300.0, 200.0], [150.0, 350.0, 250.0]])  # x 100..300, y 150..350
+    pt2d_b = np.array([[10.5, 100.0], [20.0, 220.0]])  # x_min moves below 0: int() truncates towards 0
+    variables = {"image00002.jpg": {"pt2d": pt2d_a, "pt3d_68": np.zeros((3, 68))}, "image00004.jpg": {"pt2d": pt2d_b}}
+    root = write_pose_dataset(
+        tmp_path, "AFLW2000", {"image00002.jpg": (0.1, 0.2, 0.3), "image00004.jpg": (0.1, 0.2, 0.3)}, variables
+    )
+    rows = by_file(read_rows("aflw2000", root, "test", crop="loose")[0])
+    # x_min = 100 - 0.4 * 200 = 20; y_min = 150 - 0.4 * 200 = 70; then, from the moved edges:
+    # x_max = 300 + 0.4 * |300 - 20| = 412; y_max = 350 + 0.12 * |350 - 70| = 383.6 -> 383
+    assert hints_of(rows["image00002.jpg"]) == {"crop_box": [20.0, 70.0, 412.0, 383.0]}
+    # x_min = 10.5 - 0.4 * 89.5 = -25.3 -> -25; y_min = 20 - 80 = -60; x_max = 100 + 0.4 * 125.3 = 150.12 -> 150;
+    # y_max = 220 + 0.12 * 280 = 253.6 -> 253
+    assert rows["image00004.jpg"]["crop_box"] == [-25.0, -60.0, 150.0, 253.0]
+    assert build_adapter("aflw2000", root, crop="loose").options == {"max_abs_degrees": 99.0, "crop": "loose"}
+    assert build_adapter("aflw2000", root).options["crop"] == "qface"
+    with pytest.raises(ValueError, match=r"crop must be one of \('qface', 'loose'\), got 'tight'"):
+        build_adapter("aflw2000", root, crop="tight")
+    write_pose_dataset(tmp_path, "AFLW2000", {"image00006.jpg": (0.1, 0.2, 0.3)})  # no pt2d
+    with pytest.raises(DataFormatError, match=r"image00006\.mat: no 'pt2d' variable"):
+        read_rows("aflw2000", root, "test", crop="loose")
+
+
 # ------------------------------------------------------------------------------------------------------ image folder
 def test_image_folder_metadata_fills_only_given_columns(tmp_path):
     records = [
@@ -379,6 +614,27 @@ def test_image_folder_rejects_unknown_columns_and_bad_values(tmp_path):
     assert [r["age"] for r in read_rows("image_folder", root, "test", on_error="skip")[0]] == [40.0]
 
 
+def test_image_folder_landmarks_and_box_become_face_hints(tmp_path):
+    records = [
+        {"file_name": "a.png", "age": 30, "landmarks": FIVE, "box": [10, 20, 90.5, 110]},
+        {"file_name": "b.png", "age": 31, "landmarks": None, "box": None},
+        {"file_name": "c.png", "age": 32, "landmarks": FIVE[:4]},
+        {"file_name": "d.png", "age": 33, "box": [90, 20, 10, 110]},
+        {"file_name": "e.png", "age": 34, "box": [10, 20, "90", 110]},
+    ]
+    root = write_image_folder(tmp_path, records)
+    with pytest.raises(DataFormatError, match=r"metadata\.jsonl, line 3: landmarks: expected 5 \[x, y\] pairs"):
+        read_rows("image_folder", root, "all")
+    rows, report = read_rows("image_folder", root, "all", on_error="skip")
+    rows = by_file(rows)
+    assert hints_of(rows["a.png"]) == {"face_landmarks": FIVE, "face_box": [10.0, 20.0, 90.5, 110.0]}
+    assert hints_of(rows["b.png"]) == {} and report.skipped == 3
+    assert any("line 4: box: expected x1 < x2 and y1 < y2" in m for m in report.skipped_examples)
+    assert any("line 5: box: expected [x1, y1, x2, y2] finite numbers" in m for m in report.skipped_examples)
+    ignored = read_rows("image_folder", root, "all", on_error="skip", ignore_columns=["landmarks", "box"])[0]
+    assert len(ignored) == 5 and [hints_of(r) for r in ignored] == [{}] * 5
+
+
 # ------------------------------------------------------------------------------------------------------ Dataset build
 def _one_of_each_source(tmp_path) -> dict[str, tuple]:
     """(root, split, options) for a tiny instance of every registered source."""
@@ -409,9 +665,13 @@ def test_every_source_builds_the_same_features_and_concatenates(tmp_path):
     expected_sizes.update({"300w_lp": 1, "aflw2000": 1, "image_folder": 1})
     assert {n: len(ds) for n, ds in built.items()} == expected_sizes and len(mixed) == sum(expected_sizes.values())
     assert mixed.features == FEATURES
+    # The image is the Q-Face crop itself (PNG bytes, decoded on access); `photo` names where it was cut from.
     raw = built["celeba"].cast_column("image", ImageFeature(decode=False))[0]["image"]
-    assert raw["bytes"] is None and raw["path"].endswith("img_align_celeba/000001.jpg")  # a path, not pixels
-    assert built["celeba"][0]["image"].size == (8, 8)  # decoded lazily on access
+    assert raw["path"] is None and raw["bytes"].startswith(b"\x89PNG")
+    assert built["celeba"][0]["photo"].endswith("img_align_celeba/000001.jpg")
+    assert built["celeba"][0]["image"].size == (224, 224)  # the default crop, no model given
+    # Random 8 px fixture pixels hold no face: the central square is the crop, and the report says so.
+    assert set(mixed["crop_method"]) == {"no face found"} and set(mixed["crop_angle"]) == {0.0}
     assert built["aflw2000"][0]["head_pose"] == pytest.approx([2.0, 1.0, 3.0], abs=1e-4)
     assert built["celeba"][0]["age"] is None and built["age_csv"][0]["age"] == 44.0
     torch_rows = built["raf_db"].with_format("torch", columns=["age", "expression"])[:]

@@ -78,11 +78,16 @@ def test_similarity_estimate_is_the_least_squares_fit_without_reflection():
 # ------------------------------------------------------------------------------------------------- alignment
 
 
-def test_face_template_is_arcface_scaled_with_margin():
-    np.testing.assert_allclose(face_template(112, margin=0.0), ARCFACE_TEMPLATE_112)
-    np.testing.assert_allclose(face_template(224, margin=0.0), ARCFACE_TEMPLATE_112 * 2)
+def test_face_template_is_symmetrised_arcface_scaled_with_margin():
+    template = face_template(112, margin=0.0)
+    # ArcFace's template, moved by at most 0.2 px to be exactly mirror-symmetric about x = 56.
+    assert np.abs(template - ARCFACE_TEMPLATE_112).max() < 0.2
+    mirrored = np.stack([112 - template[:, 0], template[:, 1]], axis=1)[[1, 0, 2, 4, 3]]
+    np.testing.assert_allclose(mirrored, template, atol=1e-9)
+    np.testing.assert_allclose(face_template(224, margin=0.0), template * 2)
     # margin 0.5: the crop shows 2x the ArcFace field of view, so points move halfway to the top-left corner.
-    np.testing.assert_allclose(face_template(112, margin=0.5), (ARCFACE_TEMPLATE_112 + 56) / 2)
+    np.testing.assert_allclose(face_template(112, margin=0.5), (template + 56) / 2)
+    np.testing.assert_allclose(face_template(112, 0.0, ARCFACE_TEMPLATE_112), ARCFACE_TEMPLATE_112)
 
 
 def disc_image(height: int, width: int, centre: np.ndarray, radius: float) -> np.ndarray:

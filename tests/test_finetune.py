@@ -344,6 +344,7 @@ def test_finished_run_exports_a_loadable_model_logs_and_the_best_checkpoint(refe
 
 
 def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path, reference_run, tiny_data, capsys):
+    from modeling_qface.face_alignment_qface import FaceCrop
     from modeling_qface.image_processor import build_image_processor
     from training.batching import QFaceBatchTransform
     from training.data import load_source
@@ -359,6 +360,10 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     report = json.loads(out_json.read_text())
     table = capsys.readouterr().out
     assert "raf_db_test" in table and "expression/accuracy" in table and "head_pose/mae_mean" in table
+    # It says which crop it scored: the model's own (qface-tiny: 32 px); the fixture's random pixels hold no face.
+    assert "Faces cut into the model's Q-Face crop (32 px, margin 0.15); head pose scored in the photo's frame" in table
+    assert f"aflw2000_test: {SIZES['aflw2000']} faces; no face found: central square as the Q-Face crop" in table
+    assert report["face_crop"]["size"] == 32 and report["head_pose_frame"] == "photo"
     assert report["model"] == str(model_path)
     assert [d["label"] for d in report["data"]] == ["raf_db_test", "aflw2000_test"]
     assert report["labelled"]["raf_db_test"] == {"expression": 8, "au": 0, "attributes": 0, "age": 0, "head_pose": 0}
@@ -373,7 +378,8 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     # The same numbers straight from the model and the metric modules.
     model = QFaceModel.from_pretrained(model_path).eval()
     processor = build_image_processor(model.config)
-    rows = load_source("raf_db", tiny_data / "basic", "test")[:]
+    face_crop = FaceCrop.from_config(model.config)
+    rows = load_source("raf_db", tiny_data / "basic", "test", face_crop=face_crop)[:]
     batch = QFaceBatchTransform(model.config, processor)(rows)
     with torch.no_grad():
         logits = model(batch["pixel_values"]).expression_logits.numpy()
@@ -383,7 +389,7 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     assert expected["expression/accuracy"] == np.mean(logits.argmax(1) == batch["expression_labels"].numpy())
 
     # Sharded over 3 processes (8 rows: 3 + 3 + 2, the last share padded and trimmed), the shares cover each row once.
-    dataset = load_source("raf_db", tiny_data / "basic", "test")
+    dataset = load_source("raf_db", tiny_data / "basic", "test", face_crop=face_crop)
     shares = [evaluation.predict(model, dataset, model.config, processor, 2, "cpu", rank, 3) for rank in range(3)]
     assert [len(share[0]["expression"]) for share in shares] == [3, 3, 2]
     order = [i for rank in range(3) for i in range(rank, 8, 3)]

@@ -25,7 +25,8 @@ from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from modeling_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES, QFaceModel, load_preset
-from modeling_qface.face_alignment_qface import align_face, detect_faces
+from modeling_qface.face_alignment_qface import FaceCrop, align_face, detect_faces, locate_faces
+from modeling_qface.head_pose_qface import rotate_pose_in_plane
 from modeling_qface.image_loading_qface import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageLoadError,
@@ -104,13 +105,16 @@ def test_every_face_of_the_multi_face_photos_is_analysed(pipe, sample_photos, mu
             centres.remove(inside[0])
             assert set(face) == FACE_KEYS
     assert sum(map(len, results)) == 33  # 6 + 5 + the 22 faces of the face-api samples
-    # Boxes, scores and landmarks are the detector's own, unchanged.
+    # Boxes and scores are the detector's own; landmarks are the detector's, refined on the upright face, and the
+    # crop is cut from them.
     rgb, faces = multi_face
-    detections = detect_faces(rgb)
+    detections, located = detect_faces(rgb), locate_faces(rgb)
     assert len(faces) == len(detections) == 5
-    for face, detection in zip(faces, detections):
+    for face, detection, refined in zip(faces, detections, located):
         assert face["box"] == list(detection.box) and face["score"] == detection.score
-        assert face["landmarks"] == detection.landmarks.tolist()
+        assert face["landmarks"] == refined.landmarks.tolist()
+        eye_distance = np.linalg.norm(detection.landmarks[1] - detection.landmarks[0])
+        assert 0 < np.abs(refined.landmarks - detection.landmarks).max() < 0.25 * eye_distance
 
 
 def test_output_schema_values_and_json_round_trip(multi_face):
@@ -133,7 +137,9 @@ def test_output_schema_values_and_json_round_trip(multi_face):
 def test_numbers_are_the_model_outputs_on_the_aligned_crop(model, multi_face):
     rgb, faces = multi_face
     processor = build_image_processor(model.config)
+    aligned = [FaceCrop.from_config(model.config)(rgb, np.array(face["landmarks"])) for face in faces]
     crops = [align_face(rgb, np.array(face["landmarks"]), output_size=32) for face in faces]
+    assert all(np.array_equal(a.crop, c) for a, c in zip(aligned, crops))  # the default crop is the ArcFace one
     pixel_values = processor(images=[Image.fromarray(c) for c in crops], return_tensors="pt")["pixel_values"]
     with torch.no_grad():
         out = model(pixel_values)
@@ -141,7 +147,9 @@ def test_numbers_are_the_model_outputs_on_the_aligned_crop(model, multi_face):
         expected = out.expression_logits[i].softmax(-1).tolist()
         np.testing.assert_allclose(list(face["expression"]["scores"].values()), expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(list(face["au"].values()), out.au_logits[i].sigmoid().tolist(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(list(face["head_pose"].values()), out.head_pose[i].tolist(), rtol=1e-5, atol=1e-5)
+        # The model answers in the upright crop's frame; the pipeline reports the pose in the photo's frame.
+        in_photo = rotate_pose_in_plane(out.head_pose[i].tolist(), -aligned[i].angle)
+        np.testing.assert_allclose(list(face["head_pose"].values()), in_photo, rtol=1e-5, atol=1e-4)
         distribution = out.age_distribution[i].double()
         ages = torch.arange(101, dtype=torch.float64)
         std = ((distribution * (ages - (distribution * ages).sum()) ** 2).sum()).sqrt().item()
@@ -285,13 +293,22 @@ def test_images_without_faces_give_an_empty_list(pipe, sample_photos):
 
 def test_detect_faces_false_takes_the_input_as_an_aligned_crop(pipe, multi_face):
     rgb, faces = multi_face
-    crop = align_face(rgb, np.array(faces[1]["landmarks"]), output_size=32)
-    (face,) = pipe(crop, detect_faces=False)
+    aligned = FaceCrop.from_config(pipe.model.config)(rgb, np.array(faces[1]["landmarks"]))
+    (face,) = pipe(aligned.crop, detect_faces=False)
     assert face["box"] == [0.0, 0.0, 32.0, 32.0] and face["score"] is None and face["landmarks"] is None
-    answers = [{k: v for k, v in f.items() if k not in ("box", "score", "landmarks")} for f in (face, faces[1])]
+    answers = [{k: v for k, v in f.items() if k not in ("box", "score", "landmarks", "head_pose")}
+               for f in (face, faces[1])]  # fmt: skip
     assert_same_faces([answers[0]], [answers[1]], tolerance=1e-5)  # a batch of 1 face vs 5: float32 rounding
+    # The crop is upright, so its pose is the photo's pose turned by the alignment's in-plane rotation.
+    in_crop = rotate_pose_in_plane([faces[1]["head_pose"][n] for n in HEAD_POSE_NAMES], aligned.angle)
+    np.testing.assert_allclose([face["head_pose"][n] for n in HEAD_POSE_NAMES], in_crop, atol=1e-3)
     (large,) = pipe(align_face(rgb, np.array(faces[1]["landmarks"]), output_size=96), detect_faces=False)
     assert large["box"] == [0.0, 0.0, 96.0, 96.0] and set(large) == FACE_KEYS
+    # A non-square input: its central square is the face (the rule training data uses when no face is found).
+    wide = np.concatenate([np.zeros((32, 10, 3), np.uint8), aligned.crop, np.zeros((32, 10, 3), np.uint8)], axis=1)
+    (centred,) = pipe(wide, detect_faces=False)
+    assert centred["box"] == [10.0, 0.0, 42.0, 32.0]
+    assert_same_faces([{**centred, "box": None}], [{**face, "box": None}])
 
 
 def test_large_image_is_downscaled_for_detection_only(pipe, multi_face):

@@ -20,6 +20,7 @@ from training.mae_data import (
     BadImageError, DatasetImages, ImageFiles, MaeImageDataset, RandomResizedCropFlip, check_images, load_rgb,
 )  # fmt: skip
 from training.mae_figure import COLUMNS, GAP, HEADER, MASK_GREY, MIN_TILE, reconstruct
+from modeling_qface.face_alignment_qface import FaceCrop
 from training.pretrain import (
     PretrainOptions, build_mae_model, build_parser, encoder_config, main, open_image_source, options_from_args,
     parameter_groups, pretrain, pretraining_config,
@@ -287,8 +288,11 @@ def test_saved_dataset_and_data_source_inputs(tmp_path):
     lines = [json.dumps({"file_name": str(p.relative_to(tmp_path / "faces")), "age": 30}) for p in paths]
     (tmp_path / "faces" / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     options = PretrainOptions(source="image_folder", root=str(tmp_path / "faces"), split="all", output_dir="o")
-    source = open_image_source(options)
+    source = open_image_source(options, FaceCrop(size=48))
     assert len(source) == 3 and source.name(0).endswith(f"({paths[0]})")
+    # A source's images are its faces in the encoder's Q-Face crop (no face in these: the central square).
+    crop = FaceCrop(size=48).central(np.asarray(Image.open(paths[0]).convert("RGB"))).crop
+    assert np.array_equal(np.asarray(load_rgb(source, 0)), crop)
 
 
 def test_recipe_values_are_overridden_by_flags(tmp_path):

@@ -3,8 +3,10 @@
 
 The browser test starts `python -m modeling_qface.serve` on a free loopback port, uploads a sample photo through
 the page's file input, clicks a sample photo, and checks the page against the pipeline run in this process.
-It needs Debian's `chromium` and `chromium-driver` and the `selenium` package, and fails (never skips) without
-them. The photos come from `modeling_qface/sample_photos.py` (pip/npm downloads, cached).
+It needs Debian's `chromium` and `chromium-driver` (`make test` installs them where it can: root, apt-get) and the
+`selenium` package. Without them it is skipped with the reason, unless `QFACE_REQUIRE_BROWSER=1` is set: then it
+fails with that reason (`.ci/run` sets it, so CI always runs it). The photos come from
+`modeling_qface/sample_photos.py` (pip/npm downloads, cached).
 Set `QFACE_SCREENSHOT_DIR` to keep the browser test's screenshots.
 """
 
@@ -168,10 +170,51 @@ def test_csv_writer_keeps_only_the_newest_files(app, sample_photos):
     )
 
 
+def make_browser(monkeypatch, chromium_present: bool, driver_present: bool, selenium_present: bool) -> None:
+    """Whether this machine has Chromium, its driver and Selenium, decided by the test and not by the machine."""
+    present = (sys.executable,)  # any executable file stands in for a found program
+    monkeypatch.setattr(chromium, "CHROMIUM_CANDIDATES", present if chromium_present else ("/nonexistent/chromium",))
+    monkeypatch.setattr(chromium, "DRIVER_CANDIDATES", present if driver_present else ("/nonexistent/chromedriver",))
+    monkeypatch.setattr(chromium, "selenium_installed", lambda: selenium_present)
+
+
 def test_missing_browser_is_a_clear_failure(monkeypatch):
-    monkeypatch.setattr(chromium, "CHROMIUM_CANDIDATES", ("/nonexistent/chromium",))
-    with pytest.raises(chromium.BrowserMissingError, match=r"needs chromium: install them with `apt-get install"):
+    make_browser(monkeypatch, chromium_present=False, driver_present=False, selenium_present=False)
+    with pytest.raises(chromium.BrowserMissingError) as missing:
         chromium.find_browser()
+    assert str(missing.value) == (
+        "end-to-end browser test needs chromium, chromedriver (chromium-driver), the selenium Python package: "
+        "install them with `apt-get install -y --no-install-recommends chromium chromium-driver` and "
+        "`pip install selenium`"
+    )
+    # Only what is missing is named.
+    make_browser(monkeypatch, chromium_present=True, driver_present=False, selenium_present=True)
+    with pytest.raises(chromium.BrowserMissingError, match=r"needs chromedriver \(chromium-driver\): install them"):
+        chromium.find_browser()
+    make_browser(monkeypatch, chromium_present=True, driver_present=True, selenium_present=True)
+    assert chromium.find_browser() == (sys.executable, sys.executable)
+
+
+@pytest.mark.parametrize("value", [None, "", "0"])
+def test_missing_browser_skips_the_browser_test_by_default(monkeypatch, value):
+    make_browser(monkeypatch, chromium_present=False, driver_present=True, selenium_present=True)
+    if value is None:
+        monkeypatch.delenv(chromium.REQUIRE_BROWSER_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(chromium.REQUIRE_BROWSER_VARIABLE, value)
+    with pytest.raises(pytest.skip.Exception,
+                       match=r"needs chromium: install them .*\(set QFACE_REQUIRE_BROWSER=1 to make this a failure\)"):
+        chromium.require_browser()
+
+
+def test_missing_browser_fails_the_browser_test_when_required(monkeypatch):
+    make_browser(monkeypatch, chromium_present=False, driver_present=False, selenium_present=True)
+    monkeypatch.setenv(chromium.REQUIRE_BROWSER_VARIABLE, "1")
+    with pytest.raises(pytest.fail.Exception, match=r"needs chromium, chromedriver \(chromium-driver\): install "
+                       r"them with `apt-get install .*\(QFACE_REQUIRE_BROWSER=1: the browser test must run\)"):
+        chromium.require_browser()
+    make_browser(monkeypatch, chromium_present=True, driver_present=True, selenium_present=True)
+    assert chromium.require_browser() == (sys.executable, sys.executable)  # present: neither skips nor fails
 
 
 def test_sample_photos_are_listed_by_name(tmp_path):
@@ -251,10 +294,7 @@ def check_results(driver, app, photo: Path, log_path: Path) -> None:
 
 def test_page_in_headless_chromium(app, sample_photos, tmp_path):
     """Upload a photo, click a sample photo, upload a non-image: the page matches the in-process pipeline."""
-    try:
-        chromium.find_browser()
-    except chromium.BrowserMissingError as error:
-        pytest.fail(str(error))
+    chromium.require_browser()  # in the test, not a fixture: with QFACE_REQUIRE_BROWSER=1 it is a failure, not an error
     from selenium.webdriver.common.by import By
 
     port = free_loopback_port()

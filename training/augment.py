@@ -1,6 +1,6 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Training augmentation for aligned face crops (PIL + numpy): random resized crop, label-aware horizontal flip,
-colour jitter.
+"""Training augmentation for Q-Face crops (PIL + numpy): in-plane rotation and horizontal flip with the labels
+following, random resized crop, colour jitter.
 
 The output is a PIL image of any size: the model's image processor (`build_image_processor`, the same one used at
 inference) then resizes it to the encoder's input size and normalises it.
@@ -13,8 +13,11 @@ Horizontal flip and the labels (the mirror image of a face is another valid face
                 not per side, so a mirrored face shows the same AUs.
     attributes  unchanged: none of CelebA's 40 attributes names a side (no "left eye closed").
     age         unchanged.
-Random resized crop keeps every label: mild scale ranges move and zoom the face but do not rotate it, so the pose
-angles stay (to first order) those of the original crop.
+In-plane rotation by `a` degrees (anticlockwise as seen) about the crop's centre changes only the pose, and exactly:
+    head_pose   rotated as a rotation, `head_pose_qface.rotate_pose_in_plane(pose, a)` (a turned head's yaw and pitch
+                change too, not just its roll); the corners the rotation uncovers are black, as outside a photo.
+Random resized crop keeps every label: it moves and zooms the face without rotating it, and a head's rotation does
+not depend on where it sits in the frame (the datasets' weak-perspective labels).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from modeling_qface.head_pose_qface import rotate_pose_in_plane
+
 
 def flip_labels(labels: dict) -> dict:
     """The labels of the horizontally mirrored image (see the module docstring); other keys are copied."""
@@ -33,6 +38,15 @@ def flip_labels(labels: dict) -> dict:
     if pose is not None:
         yaw, pitch, roll = pose
         out["head_pose"] = [-yaw, pitch, -roll]
+    return out
+
+
+def rotate_labels(labels: dict, degrees: float) -> dict:
+    """The labels of the image rotated anticlockwise (as seen) by `degrees`; other keys are copied."""
+    out = dict(labels)
+    pose = labels.get("head_pose")
+    if pose is not None:
+        out["head_pose"] = [float(v) for v in rotate_pose_in_plane(pose, degrees)]
     return out
 
 
@@ -64,9 +78,10 @@ def random_resized_crop_box(
 
 @dataclass
 class FaceAugment:
-    """`(image, labels, rng) -> (image, labels)`: crop, flip, then brightness, contrast and saturation jitter.
+    """`(image, labels, rng) -> (image, labels)`: rotate, crop, flip, then brightness, contrast and saturation jitter.
 
     Args:
+        rotation: in-plane rotation angles are drawn uniformly from `[-rotation, rotation]` degrees; 0 disables it.
         crop_scale: area fraction range of the random resized crop; `(1, 1)` disables cropping.
         crop_ratio: aspect ratio range of the crop.
         flip: probability of a horizontal flip (labels follow, see `flip_labels`).
@@ -79,6 +94,7 @@ class FaceAugment:
     brightness: float = 0.2
     contrast: float = 0.2
     saturation: float = 0.2
+    rotation: float = 0.0
 
     def __call__(self, image: Image.Image, labels: dict, rng: np.random.Generator) -> tuple[Image.Image, dict]:
         image = image.convert("RGB")
@@ -86,7 +102,11 @@ class FaceAugment:
         box = random_resized_crop_box(image.width, image.height, self.crop_scale, self.crop_ratio, rng)
         do_flip = rng.random() < self.flip
         factors = [rng.uniform(1 - x, 1 + x) for x in (self.brightness, self.contrast, self.saturation)]
+        degrees = rng.uniform(-self.rotation, self.rotation)  # drawn last: older settings keep their draws
 
+        if degrees:
+            image = image.rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+            labels = rotate_labels(labels, degrees)
         if box != (0, 0, image.width, image.height):
             image = image.crop(box)
         if do_flip:
@@ -98,4 +118,4 @@ class FaceAugment:
         return image, labels
 
 
-__all__ = ["FaceAugment", "flip_labels", "random_resized_crop_box"]
+__all__ = ["FaceAugment", "flip_labels", "random_resized_crop_box", "rotate_labels"]

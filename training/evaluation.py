@@ -7,6 +7,11 @@ also reported without the prefix (`expression/accuracy`), which is what a recipe
 
     qface evaluate --model runs/qface/final --source raf_db:/data/RAF-DB/basic:test --source aflw2000:/data/AFLW2000
     qface evaluate --model runs/qface/final --config configuration/train-paper.yaml   # the recipe's eval sources
+
+Every face is scored in the model's own Q-Face crop (`config.face_crop`), prepared as in training. Head pose is
+scored in the photo's frame, as the benchmarks label it and the pipeline reports it: predictions and labels are
+turned back by each crop's in-plane rotation (`crop_angle`). AFLW2000's `crop: loose` option scores the literature's
+protocol crop instead (the loose box of Hopenet / 6DRepNet, no rotation). The report says which crop each set used.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 
+from modeling_qface.head_pose_qface import rotate_pose_in_plane
 from modeling_qface.heads_qface import output_fields
 from training.batching import QFaceBatchTransform
 
@@ -39,9 +45,10 @@ def predict(model, dataset, config, image_processor, batch_size: int, device, ra
             autocast=None) -> tuple[dict, dict]:  # fmt: skip
     """Runs `model` over this process's share (`rank::world_size`) of `dataset` (schema rows).
 
-    Returns `(predictions, references)`: per task name, numpy arrays over the rows, in row order of the share.
-    Every process runs the same number of equally sized batches (a short share is padded with row 0, whose outputs
-    are dropped): sharded models (FSDP) need every process in every forward pass.
+    Returns `(predictions, references)`: per task name, numpy arrays over the rows, in row order of the share; the
+    `head_pose` task's in the photo's frame (see the module docstring). Every process runs the same number of equally
+    sized batches (a short share is padded with row 0, whose outputs are dropped): sharded models (FSDP) need every
+    process in every forward pass.
     """
     transform = QFaceBatchTransform(config, image_processor)
     indices = list(range(rank, len(dataset), world_size))
@@ -57,12 +64,38 @@ def predict(model, dataset, config, image_processor, batch_size: int, device, ra
         pixel_values = batch["pixel_values"].to(device)
         with autocast() if autocast is not None else contextlib.nullcontext():
             output = model(pixel_values=pixel_values)
+        angles = rows.get("crop_angle")
         for task in config.tasks:
-            predictions[task["name"]].append(output.field(_task_output(task)).float().cpu().numpy())
-            references[task["name"]].append(batch[f"{task['name']}_labels"].numpy())
+            predicted = output.field(_task_output(task)).float().cpu().numpy()
+            labels = batch[f"{task['name']}_labels"].numpy()
+            if task["name"] == "head_pose" and angles is not None:
+                predicted, labels = (to_photo_frame(poses, angles) for poses in (predicted, labels))
+            predictions[task["name"]].append(predicted)
+            references[task["name"]].append(labels)
     model.train(was_training)
     return tuple({name: array[:real] for name, array in _concatenate(arrays).items()}
                  for arrays in (predictions, references))  # fmt: skip
+
+
+def to_photo_frame(poses: np.ndarray, crop_angles) -> np.ndarray:
+    """Crop-frame `[yaw, pitch, roll]` rows `(B, 3)` -> the photo's frame (rows with a NaN, missing labels, kept)."""
+    out = np.array(poses, dtype=np.float32, copy=True)
+    angles = np.asarray([0.0 if a is None else a for a in crop_angles], dtype=np.float64)
+    known = np.isfinite(out).all(axis=1)
+    if known.any():
+        out[known] = rotate_pose_in_plane(out[known], -angles[known])
+    return out
+
+
+def describe_crops(dataset) -> str:
+    """How a prepared set's faces were cut, e.g. "Q-Face crop from the dataset's landmarks: 1969"."""
+    if "crop_method" not in dataset.column_names:
+        return "unknown crop"
+    names = {"landmarks": "Q-Face crop from the dataset's landmarks", "detector": "Q-Face crop by the detector",
+             "no face found": "no face found: central square as the Q-Face crop",
+             "protocol box": "protocol crop (the literature's loose box, no rotation)"}  # fmt: skip
+    methods = dataset["crop_method"]
+    return ", ".join(f"{names.get(m, m)}: {methods.count(m)}" for m in sorted(set(methods)))
 
 
 def _concatenate(arrays: dict[str, list]) -> dict[str, np.ndarray]:
@@ -137,26 +170,28 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
         cache_dir: Arrow cache of the prepared sources.
 
     Returns:
-        `{"model", "data": [{name, root, split, options, label, num_samples}], "metrics": {set: {key: value}},
-        "aliases": {key: value}, "labelled": {set: {task: count}}}`.
+        `{"model", "face_crop", "head_pose_frame", "data": [{name, root, split, options, label, num_samples, crop}],
+        "metrics": {set: {key: value}}, "aliases": {key: value}, "labelled": {set: {task: count}}}`.
     """
     from modeling_qface import QFaceModel
+    from modeling_qface.face_alignment_qface import FaceCrop
     from modeling_qface.image_processor import build_image_processor
     from training.data import load_source
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = QFaceModel.from_pretrained(model_path).to(device).eval()
     image_processor = build_image_processor(model.config)
+    face_crop = FaceCrop.from_config(model.config)
     eval_sets, data = {}, []
     for source in sources:
         label = source.get("label") or f"{source['name']}_{source.get('split', 'test')}"
         if label in eval_sets:
             raise ValueError(f"two evaluation sources are named {label!r}; give them distinct labels")
         dataset = load_source(source["name"], source["root"], source.get("split", "test"), cache_dir=cache_dir,
-                              **(source.get("options") or {}))  # fmt: skip
+                              face_crop=face_crop, **(source.get("options") or {}))  # fmt: skip
         eval_sets[label] = dataset
         data.append({**{k: source.get(k) for k in ("name", "root", "split", "options")}, "label": label,
-                     "num_samples": len(dataset)})  # fmt: skip
+                     "num_samples": len(dataset), "crop": describe_crops(dataset)})  # fmt: skip
     metrics, counts = evaluate_sets(model, eval_sets, model.config, image_processor, batch_size, threshold=threshold)
     per_set = {label: {} for label in eval_sets}
     aliases = {}
@@ -166,7 +201,8 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
             per_set[head][rest] = value
         else:
             aliases[key] = value
-    return {"model": str(model_path), "data": data, "metrics": per_set, "aliases": aliases, "labelled": counts}
+    return {"model": str(model_path), "face_crop": face_crop.to_dict(), "head_pose_frame": "photo", "data": data,
+            "metrics": per_set, "aliases": aliases, "labelled": counts}  # fmt: skip
 
 
 def format_table(report: dict) -> str:
@@ -231,6 +267,11 @@ def main(argv: list[str] | None = None) -> int:
         print("qface evaluate: give at least one --source or a --config with data.eval sources", file=sys.stderr)
         return 2
     report = evaluate_model(args.model, sources, args.batch_size, args.device, args.threshold, args.cache_dir)
+    crop = report["face_crop"]
+    print(f"Faces cut into the model's Q-Face crop ({crop['size']} px, margin {crop['margin']:g}); head pose scored "
+          "in the photo's frame.")
+    for entry in report["data"]:
+        print(f"  {entry['label']}: {entry['num_samples']} faces; {entry['crop']}")
     print(format_table(report))
     Path(args.output).write_text(json.dumps(report, indent=1))
     print(f"\nwritten: {args.output}")

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from modeling_qface import QFaceConfig, QFaceModel, load_preset
+from modeling_qface.face_alignment_qface import FaceCrop
 from modeling_qface.image_processor import build_image_processor
 from training.augment import FaceAugment
 from training.batching import QFaceBatchTransform
@@ -84,13 +85,15 @@ def build_model(recipe: Recipe) -> QFaceModel:
     return model
 
 
-def load_sources(recipe: Recipe, sources) -> dict:
-    """`{display name: datasets.Dataset}` for recipe source entries (prepared once, then read from the cache)."""
+def load_sources(recipe: Recipe, sources, face_crop: FaceCrop) -> dict:
+    """`{display name: datasets.Dataset}` for recipe source entries, every face cut into the model's Q-Face crop
+    (prepared once, then read from the cache)."""
     from training.data import load_source
 
     return {
         source.display_name: load_source(source.name, recipe.source_root(source), source.split,
-                                         cache_dir=recipe.data.cache_dir, **source.options)  # fmt: skip
+                                         cache_dir=recipe.data.cache_dir, face_crop=face_crop,
+                                         crop_format=recipe.data.crop_format, **source.options)  # fmt: skip
         for source in sources
     }
 
@@ -216,8 +219,9 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         model.activation_checkpointing_enable()
     config, image_processor = model.config, build_image_processor(model.config)
     with accelerator.main_process_first():  # the main process builds the Arrow caches, the others read them
-        train_sets = load_sources(recipe, recipe.data.train)
-        eval_sets = load_sources(recipe, recipe.data.eval)
+        face_crop = FaceCrop.from_config(config)
+        train_sets = load_sources(recipe, recipe.data.train, face_crop)
+        eval_sets = load_sources(recipe, recipe.data.eval, face_crop)
 
     names, sizes = list(train_sets), [len(dataset) for dataset in train_sets.values()]
     counts = shares_to_counts([s.share for s in recipe.data.train], recipe.train.batch_size, names)

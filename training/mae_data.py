@@ -4,7 +4,8 @@
 Three inputs give the same thing, an `ImageSource` (a length, a name per image, and a way to open it):
     an image folder         every image file below it, recursively (`find_image_files`)
     a `save_to_disk` folder a `datasets.Dataset` (or a DatasetDict and a split) with an image column
-    a Q-Face data source    `training.data.load_source(name, root, split)`; its labels are ignored
+    a Q-Face data source    `training.data.load_source(name, root, split)`, its faces cut into the encoder's Q-Face
+                            crop; its labels are ignored
 Images are decoded lazily, one per `__getitem__`, so a dataset larger than memory is fine.
 """
 
@@ -67,10 +68,12 @@ class ImageFiles:
 class DatasetImages:
     """The images of one column of a `datasets.Dataset`: an `Image` feature (bytes or path) or a path string.
 
-    The column is read undecoded, so a bad image is named (`origin row i (file)`) instead of failing inside datasets.
+    The column is read undecoded, so a bad image is named (`origin row i (file)`) instead of failing inside datasets;
+    `path_column` names a string column holding each row's file when the images are stored as bytes (a prepared
+    Q-Face source's `photo`).
     """
 
-    def __init__(self, dataset: datasets.Dataset, column: str, origin: str):
+    def __init__(self, dataset: datasets.Dataset, column: str, origin: str, path_column: str | None = None):
         if column not in dataset.column_names:
             raise ValueError(f"{origin}: no image column {column!r}; columns are {dataset.column_names}")
         feature = dataset.features[column]
@@ -80,7 +83,8 @@ class DatasetImages:
             raise ValueError(f"{origin}: column {column!r} is {feature}, expected an Image feature or file paths")
         if len(dataset) == 0:
             raise ValueError(f"{origin}: the dataset has no rows")
-        self.dataset = dataset.select_columns([column])
+        self.path_column = path_column if path_column in dataset.column_names else None
+        self.dataset = dataset.select_columns([column] + ([self.path_column] if self.path_column else []))
         self.column = column
         self.origin = origin
 
@@ -92,7 +96,7 @@ class DatasetImages:
         return (cell.get("bytes"), cell.get("path")) if isinstance(cell, dict) else (None, cell)
 
     def name(self, index: int) -> str:
-        path = self._cell(index)[1]
+        path = self._cell(index)[1] or (self.dataset[index][self.path_column] if self.path_column else None)
         return f"{self.origin} row {index}" + (f" ({path})" if path else "")
 
     def open(self, index: int) -> Image.Image:

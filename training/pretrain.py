@@ -40,6 +40,7 @@ from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule
 
 from configuration import PRESET_DIR
 from modeling_qface import QFaceConfig, load_preset
+from modeling_qface.face_alignment_qface import FaceCrop
 from modeling_qface.image_processor import build_image_processor
 from modeling_qface.modeling_qface import init_vit_mae_embeddings
 
@@ -337,11 +338,12 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------- data
-def open_image_source(options: PretrainOptions) -> ImageFiles | DatasetImages:
-    """The images named by `--data` (an image folder or a `save_to_disk` folder) or `--source/--root/--split`."""
+def open_image_source(options: PretrainOptions, face_crop: FaceCrop | None = None) -> ImageFiles | DatasetImages:
+    """The images named by `--data` (an image folder or a `save_to_disk` folder) or `--source/--root/--split`; a
+    source's faces are cut into `face_crop` (the encoder's Q-Face crop), as fine-tuning and inference cut them."""
     if options.source is not None:
-        dataset = load_source(options.source, options.root, options.split)
-        return DatasetImages(dataset, "image", f"{options.source}/{options.split}")
+        dataset = load_source(options.source, options.root, options.split, face_crop=face_crop)
+        return DatasetImages(dataset, "image", f"{options.source}/{options.split}", path_column="photo")
     path = Path(options.data)
     if not any((path / marker).is_file() for marker in ("dataset_info.json", "state.json", "dataset_dict.json")):
         return ImageFiles(find_image_files(path))
@@ -422,7 +424,7 @@ def pretrain(options: PretrainOptions) -> Path:
     config = encoder_config(options)
     processor = build_image_processor(config)
     with accelerator.main_process_first():  # the first process builds a --source's Arrow cache, the others reuse it
-        source = open_image_source(options)
+        source = open_image_source(options, FaceCrop.from_config(config))
     indices, unreadable = check_images(source, options.skip_bad_images, accelerator.is_local_main_process)
     dataloader = build_dataloader(options, source, indices, processor, on_gpu)
     model = build_mae_model(pretraining_config(config, options))

@@ -86,6 +86,7 @@ class TrainSourceSection(SourceSection):
 class DataSection(_Section):
     root: str | None = None  # base folder of relative source roots
     cache_dir: str | None = None  # Arrow cache of the prepared sources (None: the datasets cache)
+    crop_format: Literal["png", "jpeg"] = "png"  # how the prepared Q-Face crops are stored (png: lossless)
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes per training process
     train: list[TrainSourceSection] = Field(min_length=1)
     eval: list[SourceSection] = Field(default_factory=list)
@@ -111,6 +112,7 @@ class AugmentSection(_Section):
     brightness: float = Field(0.2, ge=0.0, lt=1.0)  # factors drawn from [1 - x, 1 + x]
     contrast: float = Field(0.2, ge=0.0, lt=1.0)
     saturation: float = Field(0.2, ge=0.0, lt=1.0)
+    rotation: float = Field(0.0, ge=0.0, le=90.0)  # in-plane rotation drawn from [-x, x] degrees; pose follows
 
     @model_validator(mode="after")
     def _ranges(self):

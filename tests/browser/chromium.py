@@ -1,8 +1,11 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Headless Chromium for end-to-end tests: Debian's `chromium` + `chromium-driver`, driven by Selenium.
 
-Install: `apt-get install -y --no-install-recommends chromium chromium-driver` and `pip install selenium`.
+Install: `apt-get install -y --no-install-recommends chromium chromium-driver` and `pip install selenium`
+(`make test` runs `install-chromium.sh` here, which does the first where it can).
 Nothing is downloaded at run time (no Selenium Manager: both paths are given explicitly).
+A test calls `require_browser()`: without the browser it skips naming what is missing, or fails when
+`QFACE_REQUIRE_BROWSER=1` (CI sets it, so there the browser test always runs).
 
 The browser can reach only the loopback addresses: every other host name resolves to nothing
 (`--host-resolver-rules`), and `requested_urls` lets a test check that the page asked for nothing else.
@@ -19,6 +22,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
+
+import pytest
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 DRIVER_CANDIDATES = ("/usr/bin/chromedriver", "chromedriver")
@@ -40,6 +45,7 @@ CHROMIUM_FLAGS = (
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+REQUIRE_BROWSER_VARIABLE = "QFACE_REQUIRE_BROWSER"
 
 
 class BrowserMissingError(RuntimeError):
@@ -54,15 +60,35 @@ def _first_executable(candidates: tuple[str, ...]) -> str | None:
     return None
 
 
+def selenium_installed() -> bool:
+    return importlib.util.find_spec("selenium") is not None
+
+
 def find_browser() -> tuple[str, str]:
     """(chromium path, chromedriver path). Raises `BrowserMissingError` naming what is missing."""
     browser, driver = _first_executable(CHROMIUM_CANDIDATES), _first_executable(DRIVER_CANDIDATES)
     missing = [name for name, path in (("chromium", browser), ("chromedriver (chromium-driver)", driver)) if not path]
-    if importlib.util.find_spec("selenium") is None:
+    if not selenium_installed():
         missing.append("the selenium Python package")
     if missing:
         raise BrowserMissingError(f"end-to-end browser test needs {', '.join(missing)}: {INSTALL_HINT}")
     return browser, driver
+
+
+def browser_required() -> bool:
+    """`QFACE_REQUIRE_BROWSER=1`: a missing browser fails the test instead of skipping it (CI)."""
+    return os.environ.get(REQUIRE_BROWSER_VARIABLE, "").strip() not in ("", "0")
+
+
+def require_browser() -> tuple[str, str]:
+    """`find_browser()` for a test: when something is missing the test skips with the reason, or fails with it
+    under `QFACE_REQUIRE_BROWSER=1`, so a fresh machine passes while CI can never silently skip the browser test."""
+    try:
+        return find_browser()
+    except BrowserMissingError as error:
+        if browser_required():
+            pytest.fail(f"{error} ({REQUIRE_BROWSER_VARIABLE}=1: the browser test must run)")
+        pytest.skip(f"{error} (set {REQUIRE_BROWSER_VARIABLE}=1 to make this a failure)")
 
 
 @contextlib.contextmanager

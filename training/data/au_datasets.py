@@ -19,6 +19,9 @@ Occurrence = intensity >= `threshold` (2, the protocol of JAA-Net / ME-GraphAU).
 
 `frame_pattern` is a `str.format` pattern relative to `root` with the fields `subject`, `task` (BP4D), `frame` (the
 number in the label file) and `frame0` (`frame - 1`, the 0-based index frame extractors usually write).
+
+Face hints: neither adapter emits any (the landmark files some releases include are not read), so the face detector
+picks the largest face of each frame (see `schema`'s "Face hints").
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ class LoadReport:
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     filtered: dict[str, int] = field(default_factory=dict)
+    crops: dict[str, int] = field(default_factory=dict)
+    no_face_examples: list[str] = field(default_factory=list)
     from_cache: bool = False
 
     def __post_init__(self):
@@ -72,17 +74,27 @@ class LoadReport:
         """Counts `count` records left out on purpose by the benchmark's protocol."""
         self.filtered[reason] = self.filtered.get(reason, 0) + count
 
+    def record_crop(self, method: str, path: str) -> None:
+        """Counts one face cut into the Q-Face crop by `method` (see `training.data.face_crops`)."""
+        self.crops[method] = self.crops.get(method, 0) + 1
+        if method == "no face found" and len(self.no_face_examples) < MAX_REPORTED_EXAMPLES:
+            self.no_face_examples.append(str(path))
+
     def summary(self) -> str:
         text = f"{self.source}/{self.split}: {self.num_rows} rows"
         if self.skipped:
             text += f", {self.skipped} skipped for bad data (first: {self.skipped_examples[0]})"
         for reason, count in sorted(self.filtered.items()):
             text += f", {count} filtered out ({reason})"
+        if self.crops:
+            text += "; crops: " + ", ".join(f"{count} {method}" for method, count in sorted(self.crops.items()))
+        if self.no_face_examples:
+            text += f" (the central square taken as the face; first: {self.no_face_examples[0]})"
         return text
 
     def log(self) -> None:
-        """Logs a warning when records were skipped or filtered, an info line otherwise."""
-        if self.skipped or self.filtered:
+        """Logs a warning when records were skipped or filtered or faces not found, an info line otherwise."""
+        if self.skipped or self.filtered or self.no_face_examples:
             logger.warning(self.summary())
         else:
             logger.info(self.summary())

@@ -10,6 +10,12 @@ object with `file_name` (relative to the metadata file's folder) and any subset 
     age          years (null = missing)
     head_pose    [yaw, pitch, roll] in degrees, or `{"yaw": ..., "pitch": ..., "roll": ...}` (null = missing)
     subject_id   str
+and, to say where the face is (see `schema`'s "Face hints"; without them the detector picks the largest face):
+    landmarks    5 [x, y] pairs in the image's pixels: image-left eye, image-right eye, nose tip, image-left mouth
+                 corner, image-right mouth corner (-> `face_landmarks`: the crop is made from them, no detector runs)
+    box          [x1, y1, x2, y2] of the labelled face in the image's pixels (-> `face_box`: the detector's face
+                 overlapping it most is taken)
+(null or absent = no hint; a key listed in `ignore_columns` is not read.)
 Any other key is an error (a misspelt column would otherwise silently become "missing"), unless listed in
 `ignore_columns`.
 """
@@ -25,10 +31,13 @@ from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRES
 
 from .base import SourceAdapter, file_stat, read_lines
 from .errors import DataFormatError, LoadReport
+from .landmarks import box, five_points
 from .schema import MISSING, check_row, empty_row
 
 METADATA_FILE = "metadata.jsonl"
 _KNOWN_KEYS = {"file_name", "split", "subject_id", "expression", "au", "attributes", "age", "head_pose"}
+# Face hints: metadata key -> (row key, parser); a key listed in `ignore_columns` is not read.
+_HINTS = {"landmarks": ("face_landmarks", five_points), "box": ("face_box", box)}
 
 
 def _binary_vector(value, names: tuple[str, ...], column: str) -> list[int]:
@@ -99,10 +108,10 @@ class ImageFolderSource(SourceAdapter):
 
     def _row(self, record: dict, folder: Path) -> dict:
         """Schema row from one metadata record; ValueError naming the field when a value does not fit."""
-        allowed = _KNOWN_KEYS | set(self.options["ignore_columns"])
-        unknown = sorted(set(record) - allowed)
+        known = _KNOWN_KEYS | set(_HINTS)
+        unknown = sorted(set(record) - known - set(self.options["ignore_columns"]))
         if unknown:
-            raise ValueError(f"unknown column(s) {unknown}; expected {sorted(_KNOWN_KEYS)} (or pass ignore_columns)")
+            raise ValueError(f"unknown column(s) {unknown}; expected {sorted(known)} (or pass ignore_columns)")
         file_name = record.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             raise ValueError(f"file_name: expected a relative image path, got {file_name!r}")
@@ -121,6 +130,9 @@ class ImageFolderSource(SourceAdapter):
         row["head_pose"] = _head_pose(record.get("head_pose"))
         if problem := check_row(row):  # belt and braces: nothing outside the schema reaches the Arrow writer
             raise ValueError(problem)
+        for key, (row_key, parse) in _HINTS.items():
+            if record.get(key) is not None and key not in self.options["ignore_columns"]:
+                row[row_key] = parse(record[key], key)
         return row
 
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:

@@ -1,11 +1,13 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """The source registry and the cached build of a `datasets.Dataset` from one benchmark split.
 
-`prepare_source` streams an adapter's rows through `Dataset.from_generator` into an Arrow file under `cache_dir`
-(the datasets cache when None). The cache is keyed by a fingerprint of the source name, root, split, options,
-`on_error`, `FORMAT_VERSION` and the label files' paths, sizes and modification times, so a second call with the
-same inputs memory-maps the existing Arrow file without reading a label file, and editing a label file rebuilds it.
-Rows hold image paths only; images are decoded when a row is accessed.
+`prepare_source` streams an adapter's rows through the Q-Face crop (`face_crops.CropPreparer`: every face cut with
+the model's `FaceCrop`, head pose labels carried into the crop's frame) and `Dataset.from_generator` into an Arrow
+file under `cache_dir` (the datasets cache when None). The Arrow file holds the crops themselves (PNG bytes), so
+the photos are read once. The cache is keyed by a fingerprint of the source name, root, split, options, `on_error`,
+the crop (template, margin, size, format), `FORMAT_VERSION` and the label files' paths, sizes and modification
+times, so a second call with the same inputs memory-maps the existing Arrow file without reading a label file, and
+editing a label file, or asking for another crop, rebuilds it.
 """
 
 from __future__ import annotations
@@ -19,19 +21,25 @@ from pathlib import Path
 import datasets
 from datasets import Dataset
 from datasets.exceptions import DatasetGenerationError
+from tqdm.auto import tqdm
 
 from .age import AgeCsvSource, UTKFaceSource
 from .au_datasets import BP4DSource, DISFASource
 from .base import SourceAdapter
 from .celeba import CelebASource
+from modeling_qface.face_alignment_qface import FaceCrop
+
 from .errors import DataFormatError, LoadReport
+from .face_crops import CROP_FORMATS, CropPreparer
 from .image_folder import ImageFolderSource
 from .pose import AFLW2000Source, Pose300WLPSource
 from .raf_db import RafDbSource
 from .schema import FEATURES
 
 # Bump when a change in parsing would change the rows built from unchanged files (invalidates every cache).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The crop of data prepared without a model: the default Q-Face crop at qface-base's input size.
+DEFAULT_FACE_CROP = FaceCrop(size=224)
 
 SOURCES: dict[str, type[SourceAdapter]] = {
     cls.name: cls
@@ -55,7 +63,8 @@ def build_adapter(name: str, root: str | os.PathLike, **options) -> SourceAdapte
 
 
 def read_rows(name: str, root, split: str = "train", *, on_error: str = "raise", **options):
-    """All rows of one split as a list of dicts, and the `LoadReport` (no Arrow, no cache: for inspection)."""
+    """The adapter's rows of one split (photo paths and face hints, before the Q-Face crop) and the `LoadReport`
+    (no crop, no Arrow, no cache: for inspection)."""
     adapter = build_adapter(name, root, **options)
     report = LoadReport(source=name, split=split, on_error=on_error)
     rows = list(adapter.iter_rows(split, report))
@@ -64,21 +73,34 @@ def read_rows(name: str, root, split: str = "train", *, on_error: str = "raise",
     return rows, report
 
 
-def _generate_rows(name: str, root: str, split: str, options: dict, on_error: str, report_path: str):
-    """The `from_generator` generator: streams rows and, once done, writes the report next to the cache."""
+def _generate_rows(name: str, root: str, split: str, options: dict, on_error: str, report_path: str, face_crop: dict,
+                   crop_format: str):  # fmt: skip
+    """The `from_generator` generator: streams prepared rows and, once done, writes the report next to the cache."""
     adapter = build_adapter(name, root, **options)
     report = LoadReport(source=name, split=split, on_error=on_error)
-    for row in adapter.iter_rows(split, report):
+    crop_spec = dict(face_crop)
+    crop_spec["template"] = tuple(map(tuple, crop_spec["template"]))
+    prepare = CropPreparer(FaceCrop(**crop_spec), report, crop_format)
+    rows = adapter.iter_rows(split, report)
+    progress = tqdm(rows, desc=f"{name}/{split}: Q-Face crops", unit=" faces", leave=False, mininterval=2.0)
+    for row in progress:
+        row = prepare(row)
+        if row is None:
+            continue
         report.num_rows += 1
         yield row
     Path(report_path).parent.mkdir(parents=True, exist_ok=True)
     Path(report_path).write_text(json.dumps(report.to_dict(), indent=1))
 
 
-def source_fingerprint(adapter: SourceAdapter, split: str, on_error: str) -> str:
+def source_fingerprint(
+    adapter: SourceAdapter, split: str, on_error: str, face_crop: FaceCrop = DEFAULT_FACE_CROP, crop_format: str = "png"
+) -> str:
     """Hex digest of everything a split's rows depend on (see the module docstring)."""
     material = {
         "format_version": FORMAT_VERSION,
+        "face_crop": face_crop.to_dict(),
+        "crop_format": crop_format,
         "source": adapter.name,
         "root": str(adapter.root),
         "split": split,
@@ -96,6 +118,8 @@ def prepare_source(
     *,
     cache_dir: str | os.PathLike | None = None,
     on_error: str = "raise",
+    face_crop: FaceCrop | None = None,
+    crop_format: str = "png",
     **options,
 ) -> tuple[Dataset, LoadReport]:
     """Builds (once) and returns one split of a source as a `datasets.Dataset` in the Q-Face schema.
@@ -108,17 +132,26 @@ def prepare_source(
         cache_dir: where the Arrow file and the load report go; None = the datasets cache
             (`datasets.config.HF_DATASETS_CACHE`).
         on_error: "raise" (default) stops at the first bad record with a `DataFormatError` naming file and line;
-            "skip" drops bad records and counts them in the report (file-level problems always raise).
+            "skip" drops bad records and counts them in the report (file-level problems always raise). An image
+            that cannot be read is a bad record.
+        face_crop: the crop to cut every face into: the model's (`FaceCrop.from_config(model.config)`, which
+            `qface train` and `qface evaluate` pass); None = `DEFAULT_FACE_CROP` (the default crop at 224 px).
+        crop_format: how crops are stored: "png" (lossless, the default: a training crop equals the pipeline's
+            byte for byte) or "jpeg" (quality 95, about 5x smaller on disk).
         **options: adapter options (an unknown one raises TypeError listing the accepted ones).
 
     Returns:
-        `(dataset, report)`: the dataset has exactly `schema.FEATURES`; the report counts rows, skipped and
-        filtered records (`report.from_cache` tells whether the Arrow file was reused). A warning is logged when
-        anything was skipped or filtered.
+        `(dataset, report)`: the dataset has exactly `schema.FEATURES`, its `image` the crop; the report counts
+        rows, skipped and filtered records and how each face was found (`report.crops`; `report.from_cache` tells
+        whether the Arrow file was reused). A warning is logged when anything was skipped or filtered, or a face
+        was not found.
     """
     LoadReport(source=name, split=split, on_error=on_error)  # validates on_error before any work
+    face_crop = DEFAULT_FACE_CROP if face_crop is None else face_crop
+    if crop_format not in CROP_FORMATS:
+        raise ValueError(f"crop_format: expected one of {sorted(CROP_FORMATS)}, got {crop_format!r}")
     adapter = build_adapter(name, root, **options)
-    fingerprint = source_fingerprint(adapter, split, on_error)
+    fingerprint = source_fingerprint(adapter, split, on_error, face_crop, crop_format)
     cache_root = Path(cache_dir) if cache_dir is not None else Path(datasets.config.HF_DATASETS_CACHE)
     report_path = cache_root / "qface_reports" / f"{name}-{split}-{fingerprint}.json"
     # The generator rewrites the report whenever it runs, so an unchanged report means the Arrow file was reused.
@@ -131,7 +164,8 @@ def prepare_source(
             fingerprint=f"qface-{name}-{split}-{fingerprint}",
             gen_kwargs={
                 "name": name, "root": str(adapter.root), "split": split, "options": adapter.options,
-                "on_error": on_error, "report_path": str(report_path),
+                "on_error": on_error, "report_path": str(report_path), "face_crop": face_crop.to_dict(),
+                "crop_format": crop_format,
             },  # fmt: skip
         )
     except DatasetGenerationError as error:

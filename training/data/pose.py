@@ -12,6 +12,19 @@ the dropped ones are counted in the load report under "angle outside [-99, 99] d
 
 300W-LP: the synthesized views of one face (`AFW_134212_1_0` ... `_17`, and their `_Flip` twins) share a
 `subject_id` (`AFW_134212_1`), so a validation split carved by subject keeps them together.
+
+Face hints: the `.mat` file's 68 iBUG landmarks become `face_landmarks` (see `landmarks.five_points_from_68`):
+`pt3d_68` (3 x 68, x and y in image pixels) when present, else `pt2d` when it is 2 x 68 (300W-LP). AFLW2000's `pt2d`
+holds AFLW's 21 points (2 x 21), so its landmarks come from `pt3d_68`. A file with neither gets no hint.
+
+AFLW2000 `crop="loose"` instead emits the literature's protocol crop as `crop_box` (no landmarks): the loose box
+Hopenet (deep-head-pose `code/datasets.py`) and 6DRepNet (`sixdrepnet/datasets.py`, class `AFLW2000`) cut around
+`pt2d`, with the same sequential updates (later lines use the already-moved edges) and the `int()` truncation of their
+`img.crop((int(x_min), int(y_min), int(x_max), int(y_max)))`:
+    x_min, x_max, y_min, y_max = min / max of pt2d[0], pt2d[1];  k = 0.20
+    x_min -= 2 * k * |x_max - x_min|;  y_min -= 2 * k * |y_max - y_min|
+    x_max += 2 * k * |x_max - x_min|;  y_max += 0.6 * k * |y_max - y_min|
+Use it to compare with published AFLW2000 numbers; the default "qface" crop is the 5-point-aligned one.
 """
 
 from __future__ import annotations
@@ -26,18 +39,25 @@ import scipy.io
 
 from .base import SourceAdapter, file_stat
 from .errors import DataFormatError, LoadReport
+from .landmarks import five_points_from_68
 from .schema import empty_row
 
 AFLW2000_MAX_ABS_DEGREES = 99.0
+AFLW2000_CROPS = ("qface", "loose")
+LOOSE_CROP_K = 0.20
 _VIEW_SUFFIX = re.compile(r"_\d+$")
 
 
-def read_pose_degrees(mat_path: Path) -> list[float]:
-    """`[yaw, pitch, roll]` in degrees from a 300W-LP / AFLW2000 `.mat` file's `Pose_Para`."""
+def read_mat(mat_path: Path) -> dict:
+    """The variables of a 300W-LP / AFLW2000 `.mat` file; DataFormatError when it cannot be read."""
     try:
-        content = scipy.io.loadmat(str(mat_path))
+        return scipy.io.loadmat(str(mat_path))
     except Exception as error:  # scipy raises several types (ValueError, MatReadError, OSError) for unreadable files
         raise DataFormatError(mat_path, None, f"cannot read MATLAB file: {error}") from None
+
+
+def pose_degrees(content: dict, mat_path: Path) -> list[float]:
+    """`[yaw, pitch, roll]` in degrees from a loaded `.mat` file's `Pose_Para`."""
     if "Pose_Para" not in content:
         found = sorted(k for k in content if not k.startswith("__"))
         raise DataFormatError(mat_path, None, f"no 'Pose_Para' variable; found {found}")
@@ -47,6 +67,43 @@ def read_pose_degrees(mat_path: Path) -> list[float]:
         raise DataFormatError(mat_path, None, message)
     pitch, yaw, roll = (math.degrees(v) for v in params[:3])
     return [yaw, pitch, roll]
+
+
+def read_pose_degrees(mat_path: Path) -> list[float]:
+    """`[yaw, pitch, roll]` in degrees from a 300W-LP / AFLW2000 `.mat` file's `Pose_Para`."""
+    return pose_degrees(read_mat(mat_path), mat_path)
+
+
+def landmarks_from_mat(content: dict, mat_path: Path) -> list[list[float]] | None:
+    """The 5 points from `pt3d_68` (3 x 68), else from a 2 x 68 `pt2d`; None when the file has neither."""
+    if "pt3d_68" in content:
+        variable = "pt3d_68"
+    elif "pt2d" in content and np.shape(content["pt2d"]) == (2, 68):
+        variable = "pt2d"
+    else:
+        return None
+    try:
+        return five_points_from_68(content[variable])
+    except ValueError as error:
+        raise DataFormatError(mat_path, None, f"{variable}: {error}") from None
+
+
+def loose_crop_box(content: dict, mat_path: Path) -> list[float]:
+    """Hopenet / 6DRepNet's AFLW2000 test crop around `pt2d` (see the module docstring), int-truncated like theirs."""
+    if "pt2d" not in content:
+        found = sorted(k for k in content if not k.startswith("__"))
+        raise DataFormatError(mat_path, None, f"no 'pt2d' variable (the loose crop is cut around it); found {found}")
+    pt2d = np.asarray(content["pt2d"], dtype=np.float64)
+    if pt2d.ndim != 2 or pt2d.shape[0] < 2 or pt2d.shape[1] == 0 or not np.all(np.isfinite(pt2d[:2])):
+        raise DataFormatError(mat_path, None, f"pt2d: expected 2 x N finite landmarks, got shape {pt2d.shape}")
+    x_min, y_min = float(min(pt2d[0, :])), float(min(pt2d[1, :]))
+    x_max, y_max = float(max(pt2d[0, :])), float(max(pt2d[1, :]))
+    k = LOOSE_CROP_K
+    x_min -= 2 * k * abs(x_max - x_min)
+    y_min -= 2 * k * abs(y_max - y_min)
+    x_max += 2 * k * abs(x_max - x_min)
+    y_max += 0.6 * k * abs(y_max - y_min)
+    return [float(int(x_min)), float(int(y_min)), float(int(x_max)), float(int(y_max))]
 
 
 class _PoseSource(SourceAdapter):
@@ -62,6 +119,11 @@ class _PoseSource(SourceAdapter):
     def keep(self, pose: list[float], report: LoadReport) -> bool:
         return True
 
+    def face_hints(self, content: dict, mat_path: Path) -> dict:
+        """The face hint keys from a loaded `.mat` file: the 5 points of its 68 landmarks, when it has them."""
+        landmarks = landmarks_from_mat(content, mat_path)
+        return {} if landmarks is None else {"face_landmarks": landmarks}
+
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:
         self.check_split(split)
         for image in self._images():
@@ -69,14 +131,17 @@ class _PoseSource(SourceAdapter):
             try:
                 if not mat_path.is_file():
                     raise DataFormatError(image, None, f"no pose file next to the image (expected {mat_path.name})")
-                pose = read_pose_degrees(mat_path)
+                content = read_mat(mat_path)
+                pose = pose_degrees(content, mat_path)
+                if not self.keep(pose, report):
+                    continue
+                hints = self.face_hints(content, mat_path)
             except DataFormatError as error:
                 report.record_error(error)
                 continue
-            if not self.keep(pose, report):
-                continue
             row = empty_row(str(image), self.name, subject_id=self.subject_of(image))
             row["head_pose"] = pose
+            row.update(hints)
             yield row
 
 
@@ -91,14 +156,22 @@ class Pose300WLPSource(_PoseSource):
 
 
 class AFLW2000Source(_PoseSource):
-    """AFLW2000-3D. Only split: "test". Option: `max_abs_degrees` (default 99; None keeps every sample)."""
+    """AFLW2000-3D. Only split: "test". Options: `max_abs_degrees` (default 99; None keeps every sample), `crop`
+    ("qface", default: the 5 points of `pt3d_68`; "loose": Hopenet / 6DRepNet's `crop_box`, see the module doc)."""
 
     name = "aflw2000"
     splits = ("test",)
 
-    def __init__(self, root, max_abs_degrees: float | None = AFLW2000_MAX_ABS_DEGREES):
+    def __init__(self, root, max_abs_degrees: float | None = AFLW2000_MAX_ABS_DEGREES, crop: str = "qface"):
         super().__init__(root)
-        self.options = {"max_abs_degrees": max_abs_degrees}
+        if crop not in AFLW2000_CROPS:
+            raise ValueError(f"aflw2000: crop must be one of {AFLW2000_CROPS}, got {crop!r}")
+        self.options = {"max_abs_degrees": max_abs_degrees, "crop": crop}
+
+    def face_hints(self, content: dict, mat_path: Path) -> dict:
+        if self.options["crop"] == "loose":
+            return {"crop_box": loose_crop_box(content, mat_path)}
+        return super().face_hints(content, mat_path)
 
     def keep(self, pose: list[float], report: LoadReport) -> bool:
         limit = self.options["max_abs_degrees"]

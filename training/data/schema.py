@@ -11,7 +11,25 @@ Columns (names equal Q-Face's task names):
         convention); None = missing.
     source (`str`): the data source name, e.g. "raf_db".
     subject_id (`str`): the person, for subject-exclusive splits; "" when unknown.
+    photo (`str`): the path of the photo the crop was cut from.
+    crop_angle (`float32`): degrees by which the Q-Face crop rotates the photo (anticlockwise as seen); `head_pose` is
+        in the crop's frame, and rotating it by `-crop_angle` gives the photo's frame. 0 before preparation.
+    crop_method (`str`): how the face was found ("landmarks", "detector", "no face found", "protocol box"; see
+        `training.data.face_crops`); "" before preparation (the image is used as it is).
+The `image` of a prepared row is the Q-Face crop itself (PNG or JPEG bytes).
+
+Face hints: an adapter's rows (before preparation into the Q-Face crop, see `training.data.face_crops`) may also
+carry these keys, which say where the face is; preparation consumes them and stores only the crop:
+    face_landmarks (`list` of 5 `[x, y]`): the 5 points in `modeling_qface.face_alignment_qface.LANDMARK_NAMES`
+        order (image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner) in the
+        pixel coordinates of the image file (Pillow's continuous convention); the crop is made from them and no
+        detector runs.
+    face_box (`[x1, y1, x2, y2]`): the dataset's box of the labelled face; the detector's face that overlaps it
+        most is taken (the largest face when absent).
+    crop_box (`[x1, y1, x2, y2]`): a protocol crop used as it is, without alignment or rotation (e.g. the loose
+        box around AFLW2000's landmarks that the published head-pose numbers use).
 """
+
 
 from __future__ import annotations
 
@@ -22,6 +40,8 @@ from datasets import Features, Image, List, Value
 from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
 
 MISSING = -1
+
+FACE_HINT_KEYS = ("face_landmarks", "face_box", "crop_box")
 
 LABEL_COLUMNS = ("expression", "au", "attributes", "age", "head_pose")
 
@@ -38,6 +58,9 @@ FEATURES = Features(
         "head_pose": List(Value("float32"), length=len(HEAD_POSE_NAMES)),
         "source": Value("string"),
         "subject_id": Value("string"),
+        "photo": Value("string"),
+        "crop_angle": Value("float32"),
+        "crop_method": Value("string"),
     }
 )
 
@@ -58,6 +81,9 @@ def empty_row(image: str, source: str, subject_id: str = "") -> dict:
         "head_pose": None,
         "source": source,
         "subject_id": subject_id,
+        "photo": image,
+        "crop_angle": 0.0,
+        "crop_method": "",
     }
 
 
