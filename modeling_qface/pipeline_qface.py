@@ -71,9 +71,9 @@ class FaceAnalysisPipeline(ChunkPipeline):
             resolution): face detection settings (see `face_alignment_qface.detect_faces`).
         max_image_pixels (`int`, defaults to ~89.5 M, Pillow's default): larger images raise `ImageTooLargeError`.
         refine_landmarks (`bool`, defaults to `True`): re-detect each face's landmarks on its upright crop under a
-            few rotations and a mirror (`face_alignment_qface.refine_landmarks`, 16 small detector runs per face),
-            which makes the crop's in-plane rotation, and so the reported roll, follow the photo's within a degree
-            or two; `False` uses RetinaFace's first landmarks (faster, several degrees noisier).
+            few rotations and a mirror (`face_alignment_qface.refine_landmarks`, 18 small detector runs per face),
+            which makes the crop's in-plane rotation, and so the reported pose, follow the photo's within a degree;
+            `False` uses RetinaFace's first landmarks (faster; several degrees noisier).
         output_attentions (`bool`, defaults to `False`): also return, per face, `stage_usage` ({task: {stage:
             share}}, JSON-ready) and `attention`, a dict of numpy arrays for figures: `crop` (the aligned face,
             `(H, W, 3)` uint8), `maps` (`(labels, stages, grid_h, grid_w)` float32: cross-attention of each label
