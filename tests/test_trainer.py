@@ -11,7 +11,7 @@ from datasets import Dataset
 from PIL import Image
 from transformers import Trainer, TrainingArguments
 
-from modeling_qface import QFaceModel
+from modeling_qface import ATTRIBUTE_NAMES, QFaceConfig, QFaceModel, load_preset
 from modeling_qface.image_processor import build_image_processor
 from training.batching import QFaceBatchTransform, label_names, make_compute_metrics, prediction_fields
 from training.data.schema import FEATURES, empty_row
@@ -104,3 +104,25 @@ def test_trainer_trains_and_evaluates_with_partial_labels(tmp_path, tiny_config,
         got = reloaded(batch["pixel_values"])
     for field in ("expression_logits", "au_logits", "age", "head_pose"):
         assert torch.equal(expected[field], got[field]), field
+
+
+def test_a_task_with_some_of_a_schema_columns_labels_reads_those_positions():
+
+    tasks = [
+        {"name": "expression", "kind": "multiclass", "labels": ["happiness", "neutral", "surprise"]},
+        {"name": "attributes", "kind": "multilabel", "labels": ["Smiling", "Male"]},
+        {"name": "head_pose", "kind": "regression", "labels": ["yaw", "pitch", "roll"]},
+    ]
+    config = QFaceConfig(backbone_config=load_preset("qface-tiny").backbone_config, tasks=tasks,
+                         fusion_layers=load_preset("qface-tiny").fusion_layers, d_model=32, decoder_layers=1,
+                         decoder_attention_heads=2, decoder_ffn_dim=32)  # fmt: skip
+    attributes = [[0] * 40, [1] * 40]
+    attributes[0][ATTRIBUTE_NAMES.index("Smiling")] = 1
+    batch = {"image": [Image.new("RGB", (32, 32))] * 2, "expression": [3, 5], "attributes": attributes,
+             "head_pose": [[1.0, 2.0, 3.0], None]}  # fmt: skip
+    out = QFaceBatchTransform(config, build_image_processor(config))(batch)
+    assert out["expression_labels"].tolist() == [0, -1]  # happiness -> class 0; anger is not one of the task's
+    assert out["attributes_labels"].tolist() == [[1, 0], [1, 1]]
+    bad = {"name": "attributes", "kind": "multilabel", "labels": ["Smiling", "Freckles"]}
+    with pytest.raises(ValueError, match=r"labels \['Freckles'\] are not in the schema's attributes column"):
+        QFaceBatchTransform(QFaceConfig(**{**config.to_dict(), "tasks": [bad]}), build_image_processor(config))(batch)

@@ -9,8 +9,28 @@ import torch
 from PIL import Image
 
 from modeling_qface import QFaceConfig
+from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
 from modeling_qface.heads_qface import output_fields
 from modeling_qface.modeling_qface import QFaceOutput
+
+
+# The label names of each schema column (`training.data.schema`), in column order.
+SCHEMA_LABELS = {"expression": EXPRESSION_NAMES, "au": AU_NAMES, "attributes": ATTRIBUTE_NAMES,
+                 "head_pose": HEAD_POSE_NAMES}  # fmt: skip
+
+
+def schema_positions(task: dict) -> list[int] | None:
+    """Where a task's labels sit in its schema column, when the task keeps only some of them (or reorders them):
+    a demo model trained on the labels its teachers give has `attributes` = ["Male", "Smiling"], read from positions
+    20 and 31 of the 40-value column. `None` when the task reads its column as it is (or has no schema column)."""
+    names = SCHEMA_LABELS.get(task["name"])
+    if names is None or tuple(task["labels"]) == tuple(names):
+        return None
+    unknown = [label for label in task["labels"] if label not in names]
+    if unknown:
+        raise ValueError(f"task {task['name']!r}: labels {unknown} are not in the schema's {task['name']} column "
+                         f"{list(names)}; name the task differently to train it from its own column")  # fmt: skip
+    return [names.index(label) for label in task["labels"]]
 
 
 def label_names(config: QFaceConfig) -> list[str]:
@@ -57,6 +77,12 @@ class QFaceBatchTransform:
 
 def _label_tensor(task: dict, values: list) -> torch.Tensor:
     width = len(task["labels"])
+    positions = schema_positions(task)
+    if positions is not None and task["kind"] == "multiclass":  # schema class index -> the task's class, or missing
+        to_task = {schema: index for index, schema in enumerate(positions)}
+        values = [None if v is None else to_task.get(v, -1) for v in values]
+    elif positions is not None:
+        values = [None if v is None else [v[i] for i in positions] for v in values]
     if task["kind"] == "multiclass":
         return torch.tensor([-1 if v is None else v for v in values], dtype=torch.long)
     if task["kind"] == "distribution":
