@@ -107,7 +107,6 @@ def test_trainer_trains_and_evaluates_with_partial_labels(tmp_path, tiny_config,
 
 
 def test_a_task_with_some_of_a_schema_columns_labels_reads_those_positions():
-
     tasks = [
         {"name": "expression", "kind": "multiclass", "labels": ["happiness", "neutral", "surprise"]},
         {"name": "attributes", "kind": "multilabel", "labels": ["Smiling", "Male"]},
