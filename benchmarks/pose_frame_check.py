@@ -92,8 +92,9 @@ def main() -> None:
     print(f"{'view':>12} {'landmarks':>9} {'faces':>5} {'median':>7} {'p90':>6} {'max':>6}   (geodesic degrees)")
     for kind, degrees in views:
         for refine in (False, True):
+            chosen = mirror_pipe if kind == "mirror" else pipe
             found = [e for name in args.photos
-                     for e in errors(mirror_pipe if kind == "mirror" else pipe, np.asarray(Image.open(photos[name]).convert("RGB")), kind, degrees, refine)]
+                     for e in errors(chosen, np.asarray(Image.open(photos[name]).convert("RGB")), kind, degrees, refine)]
             label = "mirror" if kind == "mirror" else f"rotate {degrees:+g}"
             print(f"{label:>12} {'refined' if refine else 'raw':>9} {len(found):5d} {np.median(found):7.2f} "
                   f"{np.percentile(found, 90):6.2f} {max(found):6.2f}")

@@ -1,8 +1,18 @@
-"""The demo face set's sources and its identity split (pure: nothing is downloaded here)."""
+"""The demo face set: its sources and identity split (pure), and the build on a slice of two photos."""
 
 from __future__ import annotations
 
-from training.demo_data import IDENTITY_GROUPS, TEST_GROUPS, demo_sources, identity_group, portrait_labels, split_of
+import json
+import os
+
+import pytest
+
+from training import demo_set
+from training.data import load_source
+from training.demo_data import (
+    IDENTITY_GROUPS, TEST_GROUPS, DemoPhoto, demo_sources, identity_group, portrait_labels, split_of,
+)  # fmt: skip
+from training.teachers.labeling import load_teachers
 
 
 def test_every_identity_group_is_wholly_in_one_split():
@@ -28,3 +38,34 @@ def test_the_four_posed_portraits_are_test_faces_with_their_true_labels():
         "45-m7-di-ph.jpg": {"expression": "disgust", "yaw": 45.0, "male": True},
     }
     assert all(split_of(name) == "test" for name in portraits)
+
+
+def test_the_demo_set_on_a_slice_of_two_photos(tmp_path, sample_photos, monkeypatch):
+    """The build on two of its photos: one test portrait (its true labels kept apart), one training group photo."""
+    teachers = load_teachers()
+    teachers.close()
+    if teachers.unavailable:
+        message = f"the teachers are unavailable: {teachers.unavailable}"
+        if os.environ.get("QFACE_REQUIRE_TEACHERS", "") not in ("", "0"):
+            pytest.fail(message)
+        pytest.skip(message + " (set QFACE_REQUIRE_TEACHERS to make this a failure)")
+    photos = [
+        DemoPhoto(str(sample_photos["45-m7-di-ph.jpg"]), "45-m7-di-ph.jpg", "45-m7-di-ph.jpg", "test",
+                  portrait_labels("45-m7-di-ph.jpg")),
+        DemoPhoto(str(sample_photos["multi_face.jpg"]), "multi_face.jpg", "multi_face.jpg", "train"),
+    ]  # fmt: skip
+    monkeypatch.setattr(demo_set, "collect_demo_photos", lambda *args, **kwargs: photos)
+    result = demo_set.build_demo_set(tmp_path / "faces", crop_size=112)
+    assert result["splits"] == {"train": {"faces": 5, "identities": 5}, "test": {"faces": 1, "identities": 1}}
+    assert result["shared_identities"] == []
+    rows = {split: [json.loads(line) for line in (tmp_path / "faces" / split / "metadata.jsonl").open()]
+            for split in ("train", "test", "train_stills", "train_frames")}  # fmt: skip
+    assert {row["subject_id"] for row in rows["train"]} == {f"multi_face.jpg#{i}" for i in range(5)}
+    assert len(rows["train_stills"]) == 5 and rows["train_frames"] == []
+    assert all((tmp_path / "faces" / "train_stills" / row["file_name"]).is_file() for row in rows["train_stills"])
+    (truth,) = [json.loads(line) for line in (tmp_path / "faces" / "true_labels.jsonl").open()]
+    assert truth["expression"] == "disgust" and truth["yaw"] == 45.0 and truth["split"] == "test"
+    provenance = [json.loads(line) for line in (tmp_path / "faces" / "test" / "teacher_labels.jsonl").open()]
+    assert provenance[0]["head_pose_teacher"] and provenance[0]["photo"].endswith("45-m7-di-ph.jpg")
+    train = load_source("image_folder", tmp_path / "faces", "train_stills", cache_dir=tmp_path / "cache")
+    assert len(train) == 5 and set(train["crop_method"]) == {"landmarks"}

@@ -83,7 +83,8 @@ def evaluate(model_dir: Path, faces: Path) -> dict:
     predictions, references = predict(model, test, config, processor, 64, "cpu")
     results = {"test_faces": len(test), "train_faces": len(train)}
     for task in config.tasks:
-        name, pred, ref, seen = task["name"], predictions[task["name"]], references[task["name"]], train_refs[task["name"]]
+        name = task["name"]
+        pred, ref, seen = predictions[name], references[name], train_refs[name]
         if task["kind"] == "multiclass":
             known, seen = ref >= 0, seen[seen >= 0]
             majority = int(np.bincount(seen, minlength=len(task["labels"])).argmax())
@@ -127,7 +128,8 @@ def _portraits(model, faces: Path, predictions: dict, test) -> list[dict]:
         row = {"file_name": Path(truth["file_name"]).name, "true_expression": truth["expression"],
                "true_yaw": truth["yaw"]}  # fmt: skip
         if "expression" in predictions:
-            row["expression"] = model.config.get_task("expression")["labels"][int(predictions["expression"][index].argmax())]
+            labels = model.config.get_task("expression")["labels"]
+            row["expression"] = labels[int(predictions["expression"][index].argmax())]
         if "head_pose" in predictions:
             row["yaw"] = float(predictions["head_pose"][index][0])
         rows.append(row)
@@ -218,7 +220,8 @@ def markdown_tables(report: dict) -> str:
         base = test
         for part in path:
             base = base.get(part, {})
-        lines.append(f"| {name} | {metric} | {values} | {cell(test, *path, key=baseline)} ({base.get('baseline_is', '')}) |")
+        trivial = f"{cell(test, *path, key=baseline)} ({base.get('baseline_is', '')})"
+        lines.append(f"| {name} | {metric} | {values} | {trivial} |")
     lines += ["", "| portrait | true expression | model | true yaw | model yaw |", "|---|---|---|---|---|"]
     lines += [f"| {p['file_name'].split('_', 1)[1].rsplit('_face', 1)[0]} | {p['true_expression']} | "
               f"{p.get('expression', '-')} | {p['true_yaw']:+.0f} | {p.get('yaw', float('nan')):+.1f} |"

