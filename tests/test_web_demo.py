@@ -144,6 +144,13 @@ def test_page_warns_only_for_an_untrained_preset(demo, tmp_path):
     assert warning_blocks(build_demo(reloaded, sample_photos_dir=tmp_path / "no-photos")) == []
 
 
+def test_page_of_the_default_model_says_what_it_is(tmp_path):
+    page = build_demo(sample_photos_dir=tmp_path / "no-photos")  # no model given: the shipped demo model
+    texts = [str(getattr(block, "value", "")) for block in page.blocks.values()]
+    assert any("qface-demo-model-notice" in text and "not a model for real use" in text for text in texts)
+    assert not any("qface-untrained-warning" in text for text in texts)
+
+
 def test_load_model_names_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match=r"'qface-huge' is neither a folder .* nor a preset \[.*'qface-tiny'"):
         load_model("qface-huge")
@@ -359,3 +366,12 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
         assert url in requested and len(requested) > 20  # the log did record the page's own requests
         outside = chromium.non_loopback(requested)
         assert outside == [], f"the page requested addresses outside this machine: {outside}"
+
+
+def test_table_shows_a_dash_for_tasks_the_model_does_not_have():
+    face = {"box": [1.0, 2.0, 30.0, 40.0], "expression": {"label": "neutral", "scores": {"neutral": 0.8}},
+            "attributes": {"Male": 0.9, "Smiling": 0.1}, "age": {"years": 30.0, "std": 4.0},
+            "head_pose": {"yaw": 1.0, "pitch": -2.0, "roll": 3.0}}  # the demo model's tasks: no AUs
+    (row,) = serve.summary_table([face]).to_dict("records")
+    assert row["active AUs"] == "-" and row["top attributes"] == "Male (0.90), Smiling (0.10)"
+    assert row["expression"] == "neutral (0.80)" and row["yaw / pitch / roll"] == "+1.0° / -2.0° / +3.0°"
