@@ -167,12 +167,12 @@ def _run_retinaface_batch(images_rgb: np.ndarray, score_threshold: float, nms_io
     height, width = images_rgb.shape[1:3]
     network_input = (images_rgb[..., ::-1].astype(np.float32) - _BGR_MEAN).transpose(0, 3, 1, 2)
     all_box_offsets, class_scores, all_landmark_offsets = _retinaface_session().run(None, {"input": network_input})
+    all_anchors = _anchors(height, width)
     results = []
     for index in range(len(images_rgb)):
-        anchors = _anchors(height, width)
         scores = class_scores[index, :, 1]
         selected = scores > score_threshold
-        anchors, scores = anchors[selected], scores[selected].astype(np.float64)
+        anchors, scores = all_anchors[selected], scores[selected].astype(np.float64)
         box_offsets, landmark_offsets = all_box_offsets[index, selected], all_landmark_offsets[index, selected]
 
         centers = anchors[:, :2] + box_offsets[:, :2] * _CENTER_VARIANCE * anchors[:, 2:]

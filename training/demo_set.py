@@ -16,18 +16,21 @@ labels never replace: they are scored separately.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
 from .demo_data import VIDEO_SUFFIXES, collect_demo_photos
-from .teachers.labeling import (
-    DEFAULT_CROP_SIZE, PROVENANCE_FILE, LabelSummary, _json_default, image_folder_record, label_photos,
-    load_teachers,
-)  # fmt: skip
+from .teachers.labeling import DEFAULT_CROP_SIZE, ImageFolderWriter, LabelSummary, label_photos, load_teachers
 
 SPLITS = ("train", "test")
 KINDS = ("train_stills", "train_frames")
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
 def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int = DEFAULT_CROP_SIZE,
@@ -45,43 +48,25 @@ def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int
         raise RuntimeError(f"the demo set needs every teacher (pip install -e '.[teachers]'; see training.teachers): "
                            f"{problems}")  # fmt: skip
     summary = LabelSummary()
-    files = {}
-    for split in SPLITS:
-        (output / split / "crops").mkdir(parents=True)
-        files[split] = [open(output / split / name, "w") for name in ("metadata.jsonl", PROVENANCE_FILE)]
-    for kind in KINDS:
-        (output / kind).mkdir()
-    kinds = {kind: open(output / kind / "metadata.jsonl", "w") for kind in KINDS}
-    true_labels = open(output / "true_labels.jsonl", "w")
     counts = {split: {"faces": 0, "identities": set()} for split in SPLITS}
-    try:
+    kinds, true_labels = {}, []
+    with contextlib.ExitStack() as stack:
+        stack.callback(teachers.close)
+        writers = {split: stack.enter_context(ImageFolderWriter(output / split, crop_size)) for split in SPLITS}
         for row in label_photos([photo.path for photo in photos], teachers, crop_size=crop_size, summary=summary):
             photo = by_path[row["photo"]]
-            split = photo.split
             identity = photo.group if photo.group != photo.source_file else f"{photo.group}#{row['face_index']}"
-            number = counts[split]["faces"]
-            file_name = f"crops/{number:05d}_{Path(row['photo']).stem[:40]}_face{row['face_index']}.png"
-            (output / split / file_name).write_bytes(row["image"]["bytes"])
-            record = {**image_folder_record(row, file_name, crop_size), "subject_id": identity}
-            metadata, provenance = files[split]
-            metadata.write(json.dumps(record) + "\n")
-            if split == "train":
+            record = writers[photo.split].add(row, subject_id=identity)
+            if photo.split == "train":
                 kind = "train_frames" if photo.source_file.endswith(VIDEO_SUFFIXES) else "train_stills"
-                kinds[kind].write(json.dumps({**record, "file_name": f"../train/{file_name}"}) + "\n")
-            extra = {k: v for k, v in row.items() if k not in ("image", "au", "attributes")}
-            provenance.write(json.dumps({"file_name": file_name, **extra}, default=_json_default) + "\n")
+                kinds.setdefault(kind, []).append({**record, "file_name": f"../train/{record['file_name']}"})
             if photo.true_labels:
-                true_labels.write(json.dumps({"split": split, "file_name": file_name, **photo.true_labels}) + "\n")
-            counts[split]["faces"] += 1
-            counts[split]["identities"].add(identity)
-    finally:
-        teachers.close()
-        for handles in files.values():
-            for handle in handles:
-                handle.close()
-        true_labels.close()
-        for handle in kinds.values():
-            handle.close()
+                true_labels.append({"split": photo.split, "file_name": record["file_name"], **photo.true_labels})
+            counts[photo.split]["faces"] += 1
+            counts[photo.split]["identities"].add(identity)
+    for kind in KINDS:
+        _write_jsonl(output / kind / "metadata.jsonl", kinds.get(kind, []))
+    _write_jsonl(output / "true_labels.jsonl", true_labels)
     result = {
         "photos": len(photos),
         "splits": {s: {"faces": c["faces"], "identities": len(c["identities"])} for s, c in counts.items()},
@@ -89,7 +74,7 @@ def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int
         "labels_text": summary.format(),
         "shared_identities": sorted(counts["train"]["identities"] & counts["test"]["identities"]),
     }
-    (output / "summary.json").write_text(json.dumps(result, indent=1, default=_json_default))
+    (output / "summary.json").write_text(json.dumps(result, indent=1, default=str))
     return result
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from modeling_qface.face_alignment_qface import AlignedFace, FaceCrop, locate_faces
+from modeling_qface.face_alignment_qface import FaceCrop, locate_faces, refine_landmarks
 from modeling_qface.head_pose_qface import rotate_pose_in_plane
 from modeling_qface.image_loading_qface import ImageLoadError, load_image_rgb
 
@@ -114,8 +114,11 @@ class CropPreparer:
         if "crop_box" in hints:
             return protocol_box_crop(rgb, hints["crop_box"], self.face_crop.size), 0.0, "protocol box"
         if "face_landmarks" in hints:
-            return self._result(self.face_crop(rgb, hints["face_landmarks"]), "landmarks")
-        faces = locate_faces(rgb)
+            aligned, method = self.face_crop(rgb, hints["face_landmarks"]), "landmarks"
+            return aligned.crop, aligned.angle, method
+        # The face is chosen by the detector's box, so only the chosen one needs its landmarks refined (the
+        # pipeline refines every face the same way, one at a time: the landmarks, and the crop, are the same).
+        faces = locate_faces(rgb, refine=False)
         box = hints.get("face_box")
         if box is not None:
             faces = [face for face in faces if box_iou(face.box, box) >= MIN_BOX_IOU]
@@ -123,9 +126,7 @@ class CropPreparer:
         else:
             chosen = max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]), default=None)
         if chosen is None:
-            return self._result(self.face_crop.central(rgb, box), "no face found")
-        return self._result(self.face_crop(rgb, chosen.landmarks), "detector")
-
-    @staticmethod
-    def _result(aligned: AlignedFace, method: str) -> tuple[np.ndarray, float, str]:
+            aligned, method = self.face_crop.central(rgb, box), "no face found"
+        else:
+            aligned, method = self.face_crop(rgb, refine_landmarks(rgb, chosen.landmarks)), "detector"
         return aligned.crop, aligned.angle, method

@@ -445,21 +445,43 @@ def image_folder_record(row: dict, file_name: str, crop_size: int) -> dict:
     return record
 
 
+class ImageFolderWriter:
+    """Writes labelled rows, one at a time, as an image folder: `crops/*.png`, `metadata.jsonl` (what
+    `load_source("image_folder", ...)` reads) and `teacher_labels.jsonl` (every other column, by `file_name`).
+    A context manager: the files are closed on exit."""
+
+    def __init__(self, output: Path, crop_size: int = DEFAULT_CROP_SIZE):
+        self.output, self.crop_size, self.count, self.photo_numbers = Path(output), crop_size, 0, {}
+        (self.output / "crops").mkdir(parents=True, exist_ok=True)
+        self.metadata = open(self.output / "metadata.jsonl", "w")
+        self.provenance = open(self.output / PROVENANCE_FILE, "w")
+
+    def add(self, row: dict, **record_fields) -> dict:
+        """Writes one row (`record_fields`, e.g. `subject_id`, join its metadata line); returns that line."""
+        number = self.photo_numbers.setdefault(row["photo"], len(self.photo_numbers))
+        file_name = f"crops/{number:06d}_{_safe_stem(row['photo'])}_face{row['face_index']}.png"
+        (self.output / file_name).write_bytes(row["image"]["bytes"])
+        record = {**image_folder_record(row, file_name, self.crop_size), **record_fields}
+        self.metadata.write(json.dumps(record) + "\n")
+        extra = {key: value for key, value in row.items() if key not in ("image", "au", "attributes")}
+        self.provenance.write(json.dumps({"file_name": file_name, **extra}, default=_json_default) + "\n")
+        self.count += 1
+        return record
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.metadata.close()
+        self.provenance.close()
+
+
 def write_image_folder(rows: Iterable[dict], output: Path, crop_size: int = DEFAULT_CROP_SIZE) -> int:
-    """Writes `crops/*.png`, `metadata.jsonl` (loadable by `load_source("image_folder", output, split="all")`) and
-    `teacher_labels.jsonl` (every other column, by `file_name`)."""
-    (output / "crops").mkdir(parents=True, exist_ok=True)
-    count, photo_numbers = 0, {}
-    with open(output / "metadata.jsonl", "w") as metadata, open(output / PROVENANCE_FILE, "w") as provenance:
+    """Writes rows with `ImageFolderWriter` (loadable by `load_source("image_folder", output, split="all")`)."""
+    with ImageFolderWriter(output, crop_size) as writer:
         for row in rows:
-            number = photo_numbers.setdefault(row["photo"], len(photo_numbers))
-            file_name = f"crops/{number:06d}_{_safe_stem(row['photo'])}_face{row['face_index']}.png"
-            (output / file_name).write_bytes(row["image"]["bytes"])
-            metadata.write(json.dumps(image_folder_record(row, file_name, crop_size)) + "\n")
-            extra = {key: value for key, value in row.items() if key not in ("image", "au", "attributes")}
-            provenance.write(json.dumps({"file_name": file_name, **extra}, default=_json_default) + "\n")
-            count += 1
-    return count
+            writer.add(row)
+    return writer.count
 
 
 def _json_default(value):
