@@ -5,21 +5,26 @@
     qface analyze photos/ --model runs/qface/final --output faces.jsonl --render-dir annotated/ --attention-dir att/
 
 Inputs are files, folders (searched recursively for image files) and glob patterns (quote them so the shell does
-not expand them; `**` recurses). The output format follows the extension of `--output`:
+not expand them; `**` recurses). Symlinked folders are followed, but each real folder is searched once, so symlink
+loops end; a file reached by several paths is analysed once. The output format follows the extension of `--output`:
 
 - `.jsonl`: one line per image, `{"input": path, "faces": [...]}` with the pipeline's face dicts, or
-  `{"input": path, "error": reason}` for a file that could not be read.
-- `.csv`: one row per face with py-feat-style columns (`modeling_qface.dataframe.results_to_dataframe`).
+  `{"input": path, "error": reason}` for an input that could not be read. Strict JSON: NaN and infinities are null.
+- `.csv`: one row per face with py-feat-style columns (`modeling_qface.dataframe.results_to_dataframe`; the columns
+  follow the model's tasks, so they are known before the first image).
 
-A file that cannot be read is reported and skipped; the exit status is 0 unless `--strict` is given and some
-file failed (then 1). Exit status 2: bad arguments or no model.
+Each image's results are written and flushed as soon as the image is done: a run that is killed, interrupted or
+stopped by an error leaves a valid file with every finished image (a kill loses at most the image in progress).
+`--resume` skips the inputs already in the file and appends the others (CSV: images without faces have no row, so
+they are analysed again, adding nothing).
+
+A file or folder that cannot be read is reported and skipped; the exit status is 0 unless `--strict` is given and
+some input failed (then 1). Exit status 2: bad arguments or no model; 130: interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
-import json
 import sys
 from collections import deque
 from pathlib import Path
@@ -29,17 +34,18 @@ from tqdm.auto import tqdm
 
 from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
+from .input_files import collect_inputs
 from .pipeline_qface import (
     DEFAULT_AU_THRESHOLD,
     DEFAULT_MODEL_DIR,
     default_model_available,
     register_face_analysis_pipeline,
 )
+from .result_writers import open_writer
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
 OUTPUT_FORMATS = (".jsonl", ".csv")
+# `detect_faces` refuses a smaller max_image_side (face_alignment_qface); checked here before any image is read.
+MIN_MAX_IMAGE_SIDE = 32
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
-    parser.add_argument("--output", "-o", required=True, help="results file: .jsonl (per image) or .csv (per face)")
+    parser.add_argument(
+        "--output", "-o", required=True,
+        help="results file: .jsonl (per image) or .csv (per face), written as each image is done: a killed or "
+             "interrupted run leaves a valid file with every finished image (it loses at most the image in progress)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="append to --output, skipping the inputs it already holds (after a killed or interrupted run)",
+    )  # fmt: skip
     parser.add_argument(
         "--model",
         help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model; "
@@ -62,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="face detection threshold"
     )
     parser.add_argument(
-        "--max-image-side", type=int, default=DEFAULT_MAX_IMAGE_SIDE, help="images are downscaled to this for detection"
-    )
+        "--max-image-side", type=int, default=DEFAULT_MAX_IMAGE_SIDE,
+        help=f"images are downscaled to this for detection (at least {MIN_MAX_IMAGE_SIDE})",
+    )  # fmt: skip
     parser.add_argument(
         "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, help="larger images are refused"
     )
@@ -77,44 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ------------------------------------------------------------------------------------------------------ inputs
-
-
-def collect_inputs(patterns: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expands files, folders and globs into image files (in order, each once) and the patterns that gave nothing.
-
-    Folders and glob matches keep files with an image extension only; a file named explicitly is always taken
-    (and reported later if it is not an image).
-    """
-    files, failures = [], []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found = _images_under(path)
-        elif path.is_file():
-            found = [path]
-        elif glob.has_magic(pattern):
-            found = []
-            for match in sorted(glob.glob(pattern, recursive=True)):
-                match = Path(match)
-                found += _images_under(match) if match.is_dir() else [match] * _is_image_name(match)
-        else:
-            failures.append((pattern, "no such file or folder"))
-            continue
-        if not found:
-            failures.append((pattern, "no image file found"))
-        files += found
-    return list(dict.fromkeys(files)), failures
-
-
-def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_image_name(p))
-
-
 # ------------------------------------------------------------------------------------------------------- model
 
 
@@ -123,6 +100,7 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
     the demo model shipped with the package."""
     from transformers import AutoImageProcessor, pipeline
 
+    from .model_loading import load_qface_model
     from .modeling_qface import QFaceModel
     from .presets import PRESET_NAMES, load_preset
 
@@ -141,7 +119,7 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
         torch.manual_seed(seed)
         network, processor = QFaceModel(load_preset(model)).eval(), None
     elif Path(model).is_dir():
-        network = QFaceModel.from_pretrained(model).eval()
+        network = load_qface_model(model).eval()  # safetensors only, every weight matched: else ModelLoadError
         try:
             processor = AutoImageProcessor.from_pretrained(model)
         except OSError:
@@ -151,37 +129,7 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
     return pipeline("face-analysis", model=network, image_processor=processor, device=device)
 
 
-# -------------------------------------------------------------------------------------------------------- run
-
-
-class Writer:
-    """Streams JSON Lines as results come, or gathers faces for one CSV at the end."""
-
-    def __init__(self, path: Path):
-        self.path, self.format = path, path.suffix.lower()
-        self.results, self.inputs = [], []
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.stream = path.open("w", encoding="utf-8") if self.format == ".jsonl" else None
-
-    def add(self, source: Path, faces: list[dict]) -> None:
-        faces = [{k: v for k, v in face.items() if k != "attention"} for face in faces]  # arrays go to figures
-        if self.stream:
-            self.stream.write(json.dumps({"input": str(source), "faces": faces}) + "\n")
-        else:
-            self.results.append(faces)
-            self.inputs.append(str(source))
-
-    def add_failure(self, source: str, reason: str) -> None:
-        if self.stream:
-            self.stream.write(json.dumps({"input": str(source), "error": reason}) + "\n")
-
-    def close(self) -> None:
-        if self.stream:
-            self.stream.close()
-            return
-        from .dataframe import results_to_dataframe
-
-        results_to_dataframe(self.results, self.inputs).to_csv(self.path, index=False)
+# --------------------------------------------------------------------------------------------------------- run
 
 
 def unique_name(stem: str, used: set[str], suffix: str) -> str:
@@ -197,12 +145,9 @@ def unique_name(stem: str, used: set[str], suffix: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     output = Path(args.output)
-    if output.suffix.lower() not in OUTPUT_FORMATS:
-        print(f"qface analyze: --output must end in {' or '.join(OUTPUT_FORMATS)}, got {output.name}", file=sys.stderr)
-        return 2
-    if args.batch_size < 1:
-        print(f"qface analyze: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
+    problem = _option_problem(args, output)
+    if problem:
+        return _bad_input(problem)
     files, failures = collect_inputs(args.inputs)
     try:
         pipe = load_pipeline(args.model, args.device, args.seed)
@@ -215,12 +160,50 @@ def main(argv: list[str] | None = None) -> int:
             call["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
         pipe._sanitize_parameters(**call)  # checks the arguments (tasks, thresholds) before any image is read
     except (OSError, ValueError) as error:  # no model, a folder that is not a Q-Face model, bad tasks/thresholds
-        print(f"qface analyze: {error}", file=sys.stderr)
-        return 2
+        return _bad_input(error)
+    chosen = call.get("tasks") or pipe.model.config.task_names
+    tasks = [task for task in pipe.model.config.tasks if task["name"] in chosen]
+    try:
+        writer = open_writer(output, tasks, args.resume)
+    except (OSError, ValueError) as error:  # an output that cannot be written, or not resumed
+        return _bad_input(error)
+    skipped = sum(str(path) in writer.done for path in files)
+    files = [path for path in files if str(path) not in writer.done]
+    try:
+        num_images, num_faces = _analyse(pipe, call, files, failures, writer, args)
+    except KeyboardInterrupt:
+        print(f"\nqface analyze: interrupted; {output} holds every finished image (--resume completes it)",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    finally:
+        writer.close()  # every finished image is in the file already; this only releases it
+    print(summary(num_images, num_faces, failures, output, skipped))
+    return 1 if args.strict and failures else 0
 
-    writer = Writer(output)
+
+def _option_problem(args, output: Path) -> str | None:
+    """What is wrong with the options, found before the model loads and any image is read; None: nothing."""
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        return f"--output must end in {' or '.join(OUTPUT_FORMATS)}, got {output.name}"
+    if args.batch_size < 1:
+        return f"--batch-size must be >= 1, got {args.batch_size}"
+    if args.max_image_side < MIN_MAX_IMAGE_SIDE:
+        return f"--max-image-side must be at least {MIN_MAX_IMAGE_SIDE} pixels, got {args.max_image_side}"
+    return None
+
+
+def _bad_input(problem) -> int:
+    """Reports a bad option or input in the one-line style of every qface command; exit status 2."""
+    message = " ".join(line.strip() for line in str(problem).splitlines() if line.strip())
+    print(f"qface analyze: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _analyse(pipe, call: dict, files: list[Path], failures: list, writer, args) -> tuple[int, int]:
+    """Runs the images through the pipeline, each image's results written as it completes; (images, faces)."""
     for source, reason in failures:
-        writer.add_failure(source, reason)
+        if source not in writer.done:  # a resumed file has them already
+            writer.add_failure(source, reason)
     for directory in (args.render_dir, args.attention_dir):
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
@@ -231,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             try:
                 image = load_image_rgb(path, max_pixels=args.max_image_pixels)
-            except ImageLoadError as error:
+            except (ImageLoadError, OSError) as error:  # OSError: e.g. a file that cannot be read (permission)
                 failures.append((str(path), str(error)))
                 writer.add_failure(str(path), str(error))
                 progress.update(1)
@@ -242,32 +225,31 @@ def main(argv: list[str] | None = None) -> int:
     num_images = num_faces = 0
     used_names: set[str] = set()
     all_stage_usage = []
-    for faces in pipe(readable_images(), batch_size=args.batch_size, **call):
-        path, image = pending.popleft()
-        writer.add(path, faces)
-        num_images, num_faces = num_images + 1, num_faces + len(faces)
-        name = unique_name(path.stem, used_names, "")
-        if args.render_dir is not None:
-            _save_render(image, faces, args.render_dir / f"{name}.jpg")
-        if args.attention_dir is not None:
-            all_stage_usage += [face["stage_usage"] for face in faces]
-            _save_attention_figures(faces, args.attention_dir, name)
-        progress.update(1)
-    progress.close()
-    writer.close()
+    with progress:
+        for faces in pipe(readable_images(), batch_size=args.batch_size, **call):
+            path, image = pending.popleft()
+            writer.add(path, faces)
+            num_images, num_faces = num_images + 1, num_faces + len(faces)
+            name = unique_name(path.stem, used_names, "")
+            if args.render_dir is not None:
+                _save_render(image, faces, args.render_dir / f"{name}.jpg")
+            if args.attention_dir is not None:
+                all_stage_usage += [face["stage_usage"] for face in faces]
+                _save_attention_figures(faces, args.attention_dir, name)
+            progress.update(1)
     if args.attention_dir is not None and all_stage_usage:
         from .visualization import stage_usage_chart
 
         stage_usage_chart(all_stage_usage).savefig(args.attention_dir / "stage_usage.png", dpi=100)
-
-    print(summary(num_images, num_faces, failures, output))
-    return 1 if args.strict and failures else 0
+    return num_images, num_faces
 
 
-def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], output: Path) -> str:
+def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], output: Path, skipped: int = 0) -> str:
     lines = [
         f"{num_images} image(s) analysed, {num_faces} face(s) found, {len(failures)} failure(s); results: {output}"
     ]
+    if skipped:
+        lines[0] += f" ({skipped} input(s) already there, skipped: --resume)"
     lines += [f"  failed: {reason}" if reason.startswith(str(source)) else f"  failed: {source}: {reason}"
               for source, reason in failures]  # fmt: skip
     return "\n".join(lines)

@@ -1,9 +1,18 @@
-"""`qface`: one command for the whole workflow; each sub-command is its module's own `main(argv)`."""
+"""`qface`: one command for the whole workflow; each sub-command is its module's own `main(argv)`.
+
+Every command reports a bad input (a bad option, a missing or unreadable file, a damaged image, a malformed data set,
+recipe or model folder) the same way: one line `qface <command>: error: <message naming the input>` on stderr and
+exit status 2. Exit status 1 with a traceback means a bug; 130: interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
+import os
 import sys
+from pathlib import Path
 
 # sub-command -> (module with `main(argv) -> int`, one-line description)
 COMMANDS = {
@@ -14,7 +23,24 @@ COMMANDS = {
     "analyze": ("modeling_qface.analyze", "every face of images/folders/globs -> JSONL or CSV, pictures, figures"),
     "serve": ("modeling_qface.serve", "the web demo (Gradio) on 127.0.0.1"),
     "demo": ("modeling_qface.demo", "the main job: every face of the sample photos through a Q-Face model"),
+    "push": ("modeling_qface.push", "a saved model folder to the Hugging Face Hub, with its generated model card"),
 }
+
+
+# Exceptions that mean "this input cannot be used", as (module, class): imported only when an exception reaches the
+# dispatcher, so `qface --help` stays fast, and a module that cannot be imported (an optional extra) is passed over.
+INPUT_ERRORS = (
+    ("modeling_qface.image_loading_qface", "ImageLoadError"),  # and its ImageTooLargeError
+    ("modeling_qface.sample_photos", "SamplePhotoFetchError"),
+    # A model folder that cannot be loaded (another change of issue 11; skipped while that module is absent).
+    ("modeling_qface.model_loading", "ModelLoadError"),
+    ("training.data.errors", "DataFormatError"),
+    ("training.recipe", "RecipeError"),
+    ("training.mae_data", "BadImageError"),
+)
+# A path the user named that is missing, cannot be read or is in the way; on the installation's own files: a bug.
+PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+INSTALL_ROOTS = (Path(__file__).resolve().parent, Path(__file__).resolve().parent.parent / "training")
 
 
 def usage() -> str:
@@ -33,7 +59,67 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qface: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    return module.main(rest) or 0
+    try:
+        with one_line_argument_errors(command):
+            return module.main(rest) or 0
+    except KeyboardInterrupt:
+        print(f"\nqface {command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not is_input_error(error):
+            raise  # a bug: the traceback says where (exit status 1)
+        print(f"qface {command}: error: {describe(error)}", file=sys.stderr)
+        return 2
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes of INPUT_ERRORS that can be imported here."""
+    classes = []
+    for module_name, class_name in INPUT_ERRORS:
+        try:
+            classes.append(getattr(importlib.import_module(module_name), class_name))
+        except (ImportError, AttributeError):  # an optional extra not installed, or a class not there yet
+            continue
+    return tuple(classes)
+
+
+def is_input_error(error: BaseException) -> bool:
+    """Whether `error` means a bad input rather than a bug (see INPUT_ERRORS and PATH_ERRORS)."""
+    if isinstance(error, PATH_ERRORS):
+        return error.filename is None or not _is_installed_file(error.filename)
+    return isinstance(error, input_errors())
+
+
+def _is_installed_file(filename) -> bool:
+    path = Path(os.path.realpath(os.fsdecode(filename)))
+    roots = (*INSTALL_ROOTS, Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve())
+    return any(path == root or root in path.parents for root in roots)
+
+
+def describe(error: BaseException) -> str:
+    """The error's message on one line: `path: reason` for an OS error on a file, else its message."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        message = f"{os.fsdecode(error.filename)}: {error.strerror}"
+    else:
+        message = str(error) or type(error).__name__
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def one_line_argument_errors(command: str):
+    """Makes argparse report a bad option like every other bad input: one line `qface <command>: error: ...`,
+    exit status 2, instead of the usage block and the error (`--help` still shows the usage)."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str):
+        prog = parser.prog if parser.prog.startswith(f"qface {command}") else f"qface {command}"
+        parser.exit(2, f"{prog}: error: {message} (see {prog} --help)\n")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
 
 
 if __name__ == "__main__":

@@ -28,12 +28,34 @@ def au_column(name: str) -> str:
     return f"AU{int(match.group(1)):02d}"
 
 
-def dataframe_columns() -> list[str]:
-    """Every column of `results_to_dataframe` for a model with the default tasks, in order."""
-    return [
+def dataframe_columns(tasks: list[dict] | None = None) -> list[str]:
+    """Every column of `results_to_dataframe` for faces analysed with `tasks`, in order.
+
+    Args:
+        tasks (`list[dict]`, *optional*): task descriptions of a model's config (`config.tasks`), e.g. the tasks a
+            run computes. The columns of the five default tasks are always there (NaN when not computed); every
+            other task adds its columns after them (`added_task_columns`). None: the default tasks only.
+    """
+    columns = [
         *ID_COLUMNS, *FACE_COLUMNS, *LANDMARK_COLUMNS, *map(au_column, AU_NAMES), *EMOTION_COLUMNS,
         *ATTRIBUTE_NAMES, "age", "age_std", *POSE_COLUMNS,
     ]  # fmt: skip
+    for task in tasks or ():
+        columns += added_task_columns(task)
+    return columns
+
+
+def added_task_columns(task: dict) -> list[str]:
+    """The columns `{task}_{key}` a task beyond the five defaults adds: one per label (class probability,
+    multilabel probability or regression value), or a distribution task's value (named by its units) and std.
+
+    Known before any face is analysed, so a CSV can be written row by row (`qface analyze`).
+    """
+    if task["name"] in DEFAULT_TASKS:
+        return []
+    # The keys of the pipeline's answer for the task (`FaceAnalysisPipeline._task_result`).
+    keys = [task.get("units") or "value", "std"] if task["kind"] == "distribution" else task["labels"]
+    return [f"{task['name']}_{key}" for key in keys]
 
 
 def results_to_dataframe(results, inputs=None) -> pd.DataFrame:
@@ -95,4 +117,4 @@ def _face_row(face: dict) -> dict:
     return row
 
 
-__all__ = ["EMOTION_COLUMNS", "au_column", "dataframe_columns", "results_to_dataframe"]
+__all__ = ["EMOTION_COLUMNS", "added_task_columns", "au_column", "dataframe_columns", "results_to_dataframe"]

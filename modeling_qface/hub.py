@@ -1,23 +1,215 @@
-"""Sharing on the Hugging Face Hub: the Q-Face model card and a push that ships it with the weights."""
+"""Sharing on the Hugging Face Hub: the one Q-Face export (a model folder anyone can load without this package), its
+model card, and pushes that ship both.
+
+The export, written by `export_model` and by `QFaceModel.save_pretrained` (which training's `final/` and `best/`
+folders, Trainer checkpoints, `model.push_to_hub`, `push_to_hub` and `qface push` all go through):
+
+    model.safetensors         the weights (never a pickle)
+    config.json               with `auto_map` (AutoConfig / AutoModel) and `custom_pipelines` (face-analysis)
+    *_qface.py, ...           every code file the model and the face-analysis pipeline import (flat siblings)
+    preprocessor_config.json  the image processor
+    README.md                 the model card, generated from `model_card.md` (package data) and the files here:
+    eval_results.json         optional: `qface evaluate`'s JSON report (or training's best-model record) -> model-index
+    recipe.yaml               optional: the training recipe -> the card's training section, datasets, base_model
+
+The card is a pure function of the folder (`write_model_card`): nothing in it is written by hand.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
 import tempfile
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+import yaml
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from transformers.trainer_callback import TrainerCallback
 
 from .configuration_qface import QFaceConfig
 from .heads_qface import output_fields
 
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "model_card.md"
+# Package data (pyproject.toml): present in a wheel, a sdist and an editable install alike.
+MODEL_CARD_TEMPLATE = Path(__file__).resolve().with_name("model_card.md")
+EVALUATION_FILE = "eval_results.json"
+TRAINING_CONFIG_FILE = "recipe.yaml"
+LICENSE = "apache-2.0"
+PIPELINE_TAG = "image-classification"  # the closest Hub task; the pipeline itself is the custom `face-analysis`
+TAGS = ["qface", "face-analysis", "facial-expression-recognition", "action-units", "head-pose", "age-estimation"]
+
+# Data sources of `training.data` -> (name on the card, terms as published by the dataset's authors).
+DATASETS = {
+    "raf_db": ("RAF-DB", "research use only, under an agreement with its authors (Beijing Univ. of Posts and "
+                         "Telecommunications)"),
+    "celeba": ("CelebA", "non-commercial research purposes only (MMLAB, The Chinese University of Hong Kong)"),
+    "bp4d": ("BP4D-Spontaneous", "a licence agreement with Binghamton University; research use only"),
+    "disfa": ("DISFA", "a research licence agreement with the University of Denver"),
+    "utkface": ("UTKFace", "non-commercial research purposes only"),
+    "age_csv": ("a CSV of face images with ages", "the terms of those images"),
+    "300w_lp": ("300W-LP", "research use; derived from 300W, whose images are for non-commercial research"),
+    "aflw2000": ("AFLW2000-3D", "research use; derived from AFLW (non-commercial research licence)"),
+    "image_folder": ("a folder of face images", "the terms of those images (and of the teachers that labelled them)"),
+}  # fmt: skip
+TASK_METRIC_KIND = {"multiclass": "image-classification", "multilabel": "image-classification",
+                    "regression": "regression", "distribution": "regression"}  # fmt: skip
+TASK_MEANINGS = {
+    "multiclass": "a probability per class (softmax of the logits; the pipeline reports them with the top label).",
+    "multilabel": "an independent probability per label (sigmoid of the logits).",
+    "regression": "one value per label, in the task's units.",
+    "distribution": "a probability distribution over integer bins {lo}..{hi}; the value is its expectation (the "
+                    "pipeline also reports its standard deviation).",
+}  # fmt: skip
 
 
+class HubError(RuntimeError):
+    """A push that the Hub refused or could not receive; the message names the repo and what to do. The
+    `huggingface_hub` exception is kept as `original` (and not chained, so the message is all a user sees)."""
+
+    def __init__(self, message: str, original: BaseException | None = None):
+        super().__init__(message)
+        self.original = original
+
+
+# ------------------------------------------------------------------------------------------------ the card
 def metrics_table(metrics: dict[str, float]) -> str:
-    """`{"expression/accuracy": 0.91, ...}` (as `qface evaluate` writes them) -> a markdown table."""
+    """`{"expression/accuracy": 0.91, ...}` -> a markdown table (per-label scores with two `/` left out)."""
     rows = ["| metric | value |", "|---|---|"]
-    rows += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()) if "/" in name]
-    return "\n".join(rows)
+    rows += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())
+             if name.count("/") == 1 and _finite(value)]  # fmt: skip
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def evaluation_results(evaluation: dict | None, training_config: dict | None = None) -> list[dict]:
+    """The headline numbers of an evaluation report as rows `{task, dataset, dataset_name, split, set, metric,
+    value}` (one per task-level metric, per-label scores and missing values left out).
+
+    Reads `qface evaluate`'s JSON (`{"data": [{label, name, split}], "metrics": {set: {"task/metric": v}}}`) and the
+    record training writes next to its best model (`{"step", "metrics": {"set/task/metric": v}}`, whose sets are
+    resolved through the recipe's `data.eval`). Anything else (e.g. Trainer's `eval_results.json`) gives no rows.
+    """
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("metrics"), dict):
+        return []
+    metrics = evaluation["metrics"]
+    if "data" in evaluation:  # qface evaluate
+        sets = {d.get("label"): d for d in evaluation.get("data") or [] if isinstance(d, dict)}
+        per_set = {label: values for label, values in metrics.items() if isinstance(values, dict)}
+    else:  # training's best-model record: flat "<set>/<task>/<metric>" keys
+        sources = ((training_config or {}).get("data") or {}).get("eval") or []
+        sets = {}
+        for source in sources:
+            label = source.get("label") or f"{source['name']}_{source.get('split', 'test')}"
+            sets[label] = {"name": source["name"], "split": source.get("split", "test"), "label": label}
+        per_set = {}
+        for key, value in metrics.items():
+            head, _, rest = key.partition("/")
+            if head in sets:
+                per_set.setdefault(head, {})[rest] = value
+    rows = []
+    for label, values in per_set.items():
+        source = sets.get(label, {})
+        dataset = source.get("name") or label
+        for key, value in values.items():
+            task, _, metric = key.partition("/")
+            if not metric or "/" in metric or not _finite(value):
+                continue
+            rows.append({"set": label, "task": task, "dataset": dataset,
+                         "dataset_name": DATASETS.get(dataset, (dataset,))[0], "split": source.get("split") or "test",
+                         "metric": metric, "value": float(value)})  # fmt: skip
+    return rows
+
+
+def _evaluation_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r['metric']} | {r['value']:.4f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def base_model_of(training_config: dict | None) -> str | None:
+    """The Hub id the encoder (or the whole model) was initialised from, when the recipe names one: `model.backbone`
+    or `model.init_from` in the form `owner/name` and not a local path."""
+    model = (training_config or {}).get("model") or {}
+    for key in ("backbone", "init_from"):
+        value = model.get(key)
+        if not isinstance(value, str) or value.count("/") != 1 or value.startswith((".", "/", "~")):
+            continue
+        if not Path(value).exists():
+            return value
+    return None
+
+
+def _training_summary(recipe: dict | None) -> str:
+    """The training section: data and recipe, from the recipe saved with the model."""
+    if not recipe:
+        return "No training configuration (`recipe.yaml`) was saved with this model."
+    model, data = recipe.get("model") or {}, recipe.get("data") or {}
+    train, optimizer = recipe.get("train") or {}, recipe.get("optimizer") or {}
+    augment = recipe.get("augment") or {}
+    start = (f"the encoder of `{model['backbone']}`" if model.get("backbone") else
+             f"the model `{model['init_from']}`" if model.get("init_from") else "a randomly initialised encoder")
+    arch = model.get("preset") or model.get("config") or "the saved config"
+    lines = [f"Fine-tuned with `qface train` (architecture: `{arch}`), starting from {start}.", "",
+             "Training data (each batch mixes the sources in these shares):", "",
+             "| source | split | share | options |", "|---|---|---|---|"]  # fmt: skip
+    for source in data.get("train") or []:
+        name = DATASETS.get(source.get("name"), (source.get("name"),))[0]
+        lines.append(f"| {name} (`{source.get('name')}`) | {source.get('split', 'train')} | "
+                     f"{source.get('share', '')} | {json.dumps(source.get('options') or {})} |")  # fmt: skip
+    evals = ", ".join(f"{DATASETS.get(s.get('name'), (s.get('name'),))[0]} {s.get('split', 'test')}"
+                      for s in data.get("eval") or [])  # fmt: skip
+    length = f"{train['max_steps']} steps" if train.get("max_steps") else f"{train.get('epochs')} epochs"
+    warmup = optimizer.get("warmup_steps") if optimizer.get("warmup_steps") is not None else optimizer.get("warmup_ratio")
+    lines += ["", "Recipe:", "",
+              f"- {length}, global batch {train.get('batch_size')} x {train.get('gradient_accumulation_steps', 1)} "
+              f"accumulation, mixed precision `{train.get('mixed_precision', 'no')}`, seed {recipe.get('seed', 0)}",
+              f"- AdamW, peak lr {optimizer.get('lr')}, weight decay {optimizer.get('weight_decay')}, layer decay "
+              f"{optimizer.get('layer_decay')}, warmup {warmup}, cosine to {optimizer.get('min_lr_ratio', 0)} x lr",
+              f"- augmentation: {'on' if augment.get('enabled', True) else 'off'}"
+              + (f" (flip {augment.get('flip')}, rotation {augment.get('rotation')} deg, crop scale "
+                 f"{augment.get('crop_scale')}, colour jitter {augment.get('brightness')})" if augment else ""),
+              f"- loss weights: {json.dumps(model.get('loss_weights') or {})} (others 1)",
+              f"- evaluated during training on: {evals or 'nothing'}",
+              "", f"The complete recipe is `{TRAINING_CONFIG_FILE}` in this repository."]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _data_licences(recipe: dict | None, rows: list[dict]) -> str:
+    data = (recipe or {}).get("data") or {}
+    names = [s.get("name") for s in (data.get("train") or []) + (data.get("eval") or [])] + [r["dataset"] for r in rows]
+    names = list(dict.fromkeys(n for n in names if n))
+    if not names:
+        return "The training data of this model was not recorded; ask its author which data sets it was trained on."
+    return "\n".join(f"- {DATASETS.get(n, (n, 'see its own terms'))[0]}: {DATASETS.get(n, (n, 'see its own terms'))[1]}."
+                     for n in names)  # fmt: skip
+
+
+def _task_rows(config: QFaceConfig) -> list[dict]:
+    rows = []
+    for task in config.tasks:
+        labels = task["labels"]
+        kind = task["kind"]
+        units = task.get("units") or ("probability" if kind in ("multiclass", "multilabel") else "")
+        pipeline = {"multiclass": f'`{task["name"]}`: label + scores', "multilabel": f'`{task["name"]}`: label -> p',
+                    "regression": f'`{task["name"]}`: label -> value',
+                    "distribution": f'`{task["name"]}`: {task.get("units") or "value"} + std'}[kind]  # fmt: skip
+        meaning = TASK_MEANINGS[kind].format(lo=task.get("min_value"), hi=task.get("max_value"))
+        if task["name"] == "head_pose":
+            meaning += " Yaw, pitch and roll in degrees (sign convention below)."
+        if task["name"] == "au":
+            meaning += " The pipeline's `au_active` lists the AUs at or above `au_threshold` (0.5)."
+        rows.append({"name": task["name"], "kind": kind, "units": units or "-", "pipeline": pipeline,
+                     "output": ", ".join(f"`{f}`" for f in output_fields(task).values()),
+                     "num_labels": len(labels), "labels": ", ".join(labels), "meaning": meaning})  # fmt: skip
+    return rows
 
 
 def build_model_card(
@@ -25,30 +217,54 @@ def build_model_card(
     repo_id: str,
     num_parameters: int,
     metrics: dict[str, float] | None = None,
-    training_summary: str = "Not recorded.",
+    training_summary: str | None = None,
     model_summary: str = "",
+    evaluation: dict | None = None,
+    training_config: dict | None = None,
 ) -> ModelCard:
-    """The model card (README.md) of a Q-Face checkpoint, from `model_card.md` and the model's own config."""
+    """The model card (README.md) of a Q-Face model, from `model_card.md` and the model's own files.
+
+    Args:
+        config: the model's config (tasks, labels, units, geometry).
+        repo_id: the Hub repository (or folder name) the card is for.
+        num_parameters: the model's parameter count.
+        metrics: other numbers to show (`{"task/metric": value}`), outside the model-index.
+        training_summary: replaces the training section generated from `training_config`.
+        model_summary: a paragraph under the title.
+        evaluation: `qface evaluate`'s JSON report (or training's best-model record) -> the `model-index`.
+        training_config: the training recipe (a dict) -> the training section, `datasets` and `base_model`.
+    """
     if not MODEL_CARD_TEMPLATE.is_file():
-        raise FileNotFoundError(f"model card template not found at {MODEL_CARD_TEMPLATE}")
-    tasks = []
-    for task in config.tasks:
-        labels = ", ".join(task["labels"][:8]) + (f", ... ({len(task['labels'])})" if len(task["labels"]) > 8 else "")
-        tasks.append({"name": task["name"], "kind": task["kind"], "labels": labels,
-                      "output": ", ".join(f"`{f}`" for f in output_fields(task).values())})  # fmt: skip
+        raise FileNotFoundError(f"model card template not found at {MODEL_CARD_TEMPLATE} (package data of qface)")
+    rows = evaluation_results(evaluation, training_config)
+    model_name = repo_id.rstrip("/").split("/")[-1]
+    data = (training_config or {}).get("data") or {}
+    datasets = list(dict.fromkeys(DATASETS.get(s.get("name"), (s.get("name"),))[0]
+                                  for s in (data.get("train") or []) if s.get("name")))  # fmt: skip
+    base_model = base_model_of(training_config)
+    kinds = {t["name"]: t["kind"] for t in config.tasks}
+    eval_results = [
+        EvalResult(task_type=TASK_METRIC_KIND.get(kinds.get(r["task"]), "image-classification"),
+                   task_name=f"{r['task']} ({kinds.get(r['task'], 'task')})", dataset_type=r["dataset"],
+                   dataset_name=r["dataset_name"], dataset_split=r["split"], metric_type=r["metric"],
+                   metric_name=f"{r['task']} {r['metric']}", metric_value=r["value"])
+        for r in rows
+    ]  # fmt: skip
     card_data = ModelCardData(
-        library_name="transformers", license="apache-2.0", pipeline_tag="image-classification",
-        tags=["qface", "face-analysis", "facial-expression-recognition", "action-units", "head-pose", "age-estimation"],
+        library_name="transformers", license=LICENSE, pipeline_tag=PIPELINE_TAG, tags=list(TAGS),
+        datasets=datasets or None, base_model=base_model, model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
     )  # fmt: skip
     encoder = config.backbone_config
+    image_size = encoder.image_size if isinstance(encoder.image_size, int) else encoder.image_size[0]
     return ModelCard.from_template(
         card_data,
         template_path=str(MODEL_CARD_TEMPLATE),
-        model_name=repo_id.split("/")[-1],
+        model_name=model_name,
         repo_id=repo_id,
         model_summary=model_summary,
-        image_size=encoder.image_size,
-        tasks=tasks,
+        image_size=image_size,
+        tasks=_task_rows(config),
         encoder_layers=encoder.num_hidden_layers,
         encoder_width=encoder.hidden_size,
         patch_size=encoder.patch_size,
@@ -56,33 +272,243 @@ def build_model_card(
         d_model=config.d_model,
         num_queries=sum(len(t["labels"]) for t in config.tasks),
         decoder_layers=config.decoder_layers,
-        num_parameters=f"{num_parameters / 1e6:.1f} M",
+        num_parameters=f"{num_parameters / 1e6:.1f} M" if num_parameters >= 50_000 else f"{num_parameters:,}",
+        base_model=base_model,
+        evaluation_table=_evaluation_table(rows),
         metrics_table=metrics_table(metrics) if metrics else "",
-        training_summary=training_summary,
+        training_summary=training_summary or _training_summary(training_config),
+        data_licences=_data_licences(training_config, rows),
+        license=LICENSE,
     )
+
+
+def _num_parameters(folder: Path) -> int:
+    """Parameter count from the safetensors headers (no tensor is read)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(path, "pt") as handle:
+            for key in handle.keys():
+                shape = handle.get_slice(key).get_shape()
+                total += math.prod(shape) if shape else 1
+    return total
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def read_training_config(folder: Path) -> dict | None:
+    path = Path(folder) / TRAINING_CONFIG_FILE
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_model_card(folder: str | os.PathLike, repo_id: str | None = None, **card_kwargs) -> Path:
+    """Writes `README.md` in a saved model folder, generated from the folder's own files: `config.json`, the
+    safetensors weights (parameter count), `eval_results.json` (model-index) and `recipe.yaml` (training section).
+    `repo_id` defaults to the folder's name. Returns the card's path."""
+    folder = Path(folder)
+    config = QFaceConfig.from_json_file(str(folder / "config.json"))
+    card = build_model_card(
+        config, repo_id or folder.resolve().name, _num_parameters(folder),
+        evaluation=read_json(folder / EVALUATION_FILE), training_config=read_training_config(folder), **card_kwargs,
+    )  # fmt: skip
+    path = folder / "README.md"
+    card.save(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ the export
+def _as_training_config(training_config) -> tuple[str | None, dict | None]:
+    """A recipe as YAML text and as a dict, from a dict, YAML text, a path, or a `training.recipe.Recipe`."""
+    if training_config is None:
+        return None, None
+    if hasattr(training_config, "to_yaml"):
+        training_config = training_config.to_yaml()
+    if isinstance(training_config, Path) or (isinstance(training_config, str) and "\n" not in training_config
+                                             and Path(training_config).is_file()):  # fmt: skip
+        training_config = Path(training_config).read_text()
+    if isinstance(training_config, dict):
+        return yaml.safe_dump(training_config, sort_keys=False), training_config
+    parsed = yaml.safe_load(training_config)
+    return training_config, parsed if isinstance(parsed, dict) else None
+
+
+def export_model(
+    model,
+    folder: str | os.PathLike,
+    image_processor=None,
+    evaluation: dict | str | os.PathLike | None = None,
+    training_config=None,
+    repo_id: str | None = None,
+    **save_kwargs,
+) -> Path:
+    """Writes the complete Q-Face export of `model` into `folder` (see the module docstring) and returns it.
+
+    Args:
+        model: a `QFaceModel` (its `save_pretrained` writes weights, config with `auto_map` and `custom_pipelines`,
+            code files, image processor and a first card).
+        image_processor: saved as `preprocessor_config.json` (default: the one the config defines).
+        evaluation: `qface evaluate`'s report (a dict or its JSON file), saved as `eval_results.json`.
+        training_config: the recipe (dict, YAML text, file or `Recipe`), saved as `recipe.yaml`.
+        repo_id: the repository the card names (default: the folder's name).
+        save_kwargs: passed to `save_pretrained` (`state_dict`, `save_function`, ...).
+    """
+    folder = Path(folder)
+    model.save_pretrained(folder, **save_kwargs)
+    if image_processor is not None:
+        image_processor.save_pretrained(folder)
+    _add_run_files(folder, evaluation, training_config)
+    write_model_card(folder, repo_id)
+    return folder
+
+
+def _add_run_files(folder: Path, evaluation, training_config) -> None:
+    """`eval_results.json` and `recipe.yaml` of an export, from what was given (nothing given: nothing written)."""
+    from .result_writers import strict_json
+
+    if isinstance(evaluation, (str, os.PathLike)):
+        evaluation = json.loads(Path(evaluation).read_text())
+    if evaluation is not None:
+        Path(folder, EVALUATION_FILE).write_text(strict_json(evaluation, indent=1))
+    text, _ = _as_training_config(training_config)
+    if text is not None:
+        Path(folder, TRAINING_CONFIG_FILE).write_text(text)
+
+
+# Files of a saved model folder that a push carries over besides what `export_model` writes.
+_CARRIED = (EVALUATION_FILE, TRAINING_CONFIG_FILE, "versions.json")
+
+
+def export_folder(source: str | os.PathLike, folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Re-exports a saved model folder (training's `final/`, `best/`, any `save_pretrained` folder) into `folder`:
+    the model is loaded from its safetensors weights and written again by `export_model`, so an export made before
+    a change of the export (e.g. without the pipeline code) comes out complete; its evaluation report, recipe and
+    version record are carried over."""
+    from transformers import AutoImageProcessor
+
+    from .model_loading import load_qface_model
+
+    source, folder = Path(source), Path(folder)
+    model = load_qface_model(source)
+    processor = None
+    if (source / "preprocessor_config.json").is_file():
+        processor = AutoImageProcessor.from_pretrained(str(source))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in _CARRIED:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, folder / name)
+    return export_model(model, folder, processor, repo_id=repo_id)
+
+
+# ------------------------------------------------------------------------------------------------ pushing
+@contextlib.contextmanager
+def hub_errors(repo_id: str, revision: str | None = None):
+    """Turns what `huggingface_hub` raises into one `HubError` whose message names the repo and the fix."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
+    )  # fmt: skip
+
+    try:
+        yield
+    except RevisionNotFoundError as error:
+        raise HubError(f"{repo_id}: revision {revision!r} does not exist on the Hub; push to an existing branch "
+                       "(create it first, e.g. `hf repo branch create`)", error) from None  # fmt: skip
+    except RepositoryNotFoundError as error:
+        raise HubError(f"{repo_id}: no such repository on the Hub, or your token cannot see it (check the name and "
+                       "`hf auth whoami`)", error) from None  # fmt: skip
+    except OfflineModeIsEnabled as error:
+        raise HubError(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1)", error) from None
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else None
+        detail = (error.server_message or str(error).splitlines()[0]).strip()
+        if status in (401, 403):
+            raise HubError(f"{repo_id}: no permission to write to this repository (HTTP {status}: {detail}); log in "
+                           "with a token that has write access (`hf auth login`)", error) from None  # fmt: skip
+        raise HubError(f"{repo_id}: the Hub refused the push (HTTP {status}: {detail})", error) from None
+    except Exception as error:
+        # Connection refused, DNS failure, timeout: httpx(2) transport errors, or plain OSErrors.
+        network = (ConnectionError, TimeoutError, socket.gaierror)  # not other OSErrors: those are local files
+        if isinstance(error, network) or type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
+            raise HubError(f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id}: "
+                           f"{type(error).__name__}: {error}", error) from None  # fmt: skip
+        raise
 
 
 def push_to_hub(
     model,
     repo_id: str,
     image_processor=None,
-    metrics: dict[str, float] | None = None,
-    training_summary: str = "Not recorded.",
+    evaluation: dict | str | os.PathLike | None = None,
+    training_config=None,
+    *,
+    revision: str | None = None,
     private: bool | None = None,
-    token: str | None = None,
-    commit_message: str = "Upload Q-Face model",
-) -> str:
-    """Pushes weights (safetensors), config, model code, image processor and the Q-Face model card in one commit.
+    token: str | bool | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    create_pr: bool = False,
+    metrics: dict[str, float] | None = None,
+    **save_kwargs,
+):
+    """Pushes the complete Q-Face export (see the module docstring) with its generated card in one commit.
 
-    `PreTrainedModel.push_to_hub` would write transformers' generic card; this writes ours. Returns the commit URL.
+    `model` is a `QFaceModel` or a saved model folder (re-exported by `export_folder`). The repository is created
+    when missing; `revision` must be an existing branch. Returns the `CommitInfo` (a `str`: the commit URL; `.oid`
+    is the commit hash to pin with `from_pretrained(..., revision=oid)`).
+
+    Raises:
+        HubError: the Hub refused the push (no permission, no such revision, ...) or could not be reached; the
+            message names the repo.
     """
     api = HfApi(token=token)
-    repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-    with tempfile.TemporaryDirectory() as folder:
-        model.save_pretrained(folder)
-        if image_processor is not None:
-            image_processor.save_pretrained(folder)
-        card = build_model_card(model.config, repo_id, model.num_parameters(), metrics, training_summary)
-        card.save(Path(folder) / "README.md")
-        commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
-    return commit.commit_url
+    with hub_errors(repo_id, revision):
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory(prefix="qface-push-") as folder:
+            if isinstance(model, (str, os.PathLike)):
+                export_folder(model, folder, repo_id)
+                _add_run_files(folder, evaluation, training_config)  # given here: they replace the folder's
+                write_model_card(folder, repo_id)
+            else:
+                export_model(model, folder, image_processor, evaluation, training_config, repo_id=repo_id,
+                             **save_kwargs)  # fmt: skip
+            if metrics:
+                write_model_card(folder, repo_id, metrics=metrics)
+            return api.upload_folder(
+                repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
+                commit_message=commit_message or "Upload Q-Face model", commit_description=commit_description,
+            )  # fmt: skip
+
+
+class QFaceHubCallback(TrainerCallback):
+    """Makes `Trainer(push_to_hub=True, hub_strategy="every_save")` push the Q-Face export: pass
+    `callbacks=[QFaceHubCallback()]`. Before each push, the export (code, `custom_pipelines`, image processor, model
+    card; `model.safetensors` and `config.json` again) is written into `args.output_dir`, which Trainer uploads;
+    its own checkpoint push copies only weights and config there, so without this the pushed repo lacks the code
+    that `trust_remote_code` loads. The card's model-index comes from `eval_results.json` in `output_dir` when it
+    is a `qface evaluate` report.
+
+    `trainer.push_to_hub()` writes transformers' generic README after this hook runs: to end with the Q-Face card,
+    push the final model with `trainer.model.push_to_hub(repo_id)` (or `modeling_qface.hub.push_to_hub`) instead.
+    """
+
+    def on_push_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if model is None or not state.is_world_process_zero:
+            return
+        repo_id = args.hub_model_id or Path(args.output_dir).name
+        export_model(model, args.output_dir, processing_class, repo_id=repo_id)
+
+
+__all__ = [
+    "EVALUATION_FILE", "HubError", "QFaceHubCallback", "MODEL_CARD_TEMPLATE", "TRAINING_CONFIG_FILE", "build_model_card",
+    "evaluation_results", "export_folder", "export_model", "hub_errors", "push_to_hub", "write_model_card",
+]  # fmt: skip

@@ -44,6 +44,16 @@ class QFaceOutput(ModelOutput):
         `{name}_distribution`).
     task_losses (`dict[str, torch.FloatTensor]`, *optional*):
         Unweighted loss of each task that had labels in the batch.
+    hidden_states (`tuple[torch.FloatTensor]`, *optional*, returned with `output_hidden_states=True`):
+        The encoder's hidden states, as ViTMAE returns them: `num_hidden_layers + 1` tensors of shape `(B, 1 + N, E)`
+        (E = `config.backbone_config.hidden_size`, CLS token first, patches in row-major order): the embedding output,
+        then the output of each encoder block (before the encoder's final LayerNorm). With `output_hidden_states` a
+        list of indices (negative ones count from the end), only those are returned and the others are `None`.
+    attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True` under eager attention):
+        The encoder's self-attention weights, one `(B, encoder heads, 1 + N, 1 + N)` tensor per encoder block, as
+        ViTMAE returns them. Only eager attention computes them: under `sdpa` (the default) this field stays `None`;
+        load or switch the model with `attn_implementation="eager"` to get them. The decoder's maps below come with
+        every attention implementation.
     cross_attentions (`tuple[torch.FloatTensor]`, *optional*, returned with `output_attentions=True`):
         One `(B, heads, Q, S * N)` tensor per decoder layer: how much each label query attends to each fused token
         (the paper's Fig. 4 maps). Token `s * N + n` is patch `n` (row-major) of fused stage `s`.
@@ -61,6 +71,8 @@ class QFaceOutput(ModelOutput):
     head_pose: torch.FloatTensor | None = None
     extra_task_outputs: dict[str, torch.FloatTensor] | None = None
     task_losses: dict[str, torch.FloatTensor] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
     cross_attentions: tuple[torch.FloatTensor, ...] | None = None
     stage_usage: dict[str, torch.FloatTensor] | None = None
 
@@ -83,6 +95,21 @@ def sincos_position_embedding_2d(height: int, width: int, dim: int, device, dtyp
     out_w = cols.reshape(-1, 1) * omega[None]
     out_h = rows.reshape(-1, 1) * omega[None]
     return torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1).to(dtype)
+
+
+def select_hidden_states(
+    hidden_states: tuple[torch.Tensor, ...], selection: bool | int | list[int] | None
+) -> tuple[torch.Tensor | None, ...] | None:
+    """`hidden_states` as `output_hidden_states` asks for them: `None` when it is `None`/`False`, all of them when
+    it is `True`, and for an index or list of indices (negative ones count from the end) those, the others `None`."""
+    if selection is None or selection is False:
+        return None
+    if selection is True:
+        return tuple(hidden_states)
+    count = len(hidden_states)
+    indices = [selection] if isinstance(selection, int) else list(selection)
+    keep = {i % count for i in indices if -count <= i < count}
+    return tuple(h if i in keep else None for i, h in enumerate(hidden_states))
 
 
 class QFaceMultiStageFusion(nn.Module):
@@ -149,9 +176,12 @@ class QFaceAttention(nn.Module):
         """queries `(B, Q, D)`, keys/values from `project_keys_values` -> `(B, Q, D)` and optional weights."""
         shape = (*queries.shape[:2], self.num_heads, self.head_dim)
         query_states = self.q_proj(queries).view(shape).transpose(1, 2)
+        # The maps are returned with any attention implementation: only eager computes them.
         attention_interface: Callable = eager_attention_forward
-        if not output_attentions and self.config._attn_implementation != "eager":
-            attention_interface = ALL_ATTENTION_FUNCTIONS[self.config._attn_implementation]
+        if not output_attentions:
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
         attn_output, attn_weights = attention_interface(
             self, query_states, keys, values, None,
             scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
@@ -190,9 +220,13 @@ class QFaceDecoderLayer(GradientCheckpointingLayer):
 
     def forward(
         self, memory: torch.Tensor, *query_groups: torch.Tensor, output_attentions: bool = False
-    ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor | None]:
-        """memory `(B, S * N, D)`, query_groups: tensors `(B, Q_g, D)` -> updated groups, cross-attention weights
-        `(B, H, Q, S * N)` (all groups concatenated) when `output_attentions`."""
+    ) -> tuple[torch.Tensor, ...]:
+        """memory `(B, S * N, D)`, query_groups: tensors `(B, Q_g, D)` -> the updated groups, followed by the
+        cross-attention weights `(B, H, Q, S * N)` (all groups concatenated) when `output_attentions`.
+
+        The result is a flat tuple of tensors: reentrant activation checkpointing (`use_reentrant=True`) only connects
+        the gradient of top-level output tensors, so a nested tuple would come back detached.
+        """
         memory_keys, memory_values = self.cross_attn.project_keys_values(memory)
         attended, weights = [], []
         for group in query_groups:
@@ -208,8 +242,9 @@ class QFaceDecoderLayer(GradientCheckpointingLayer):
             update, _ = self.self_attn(normed[g], keys, values)
             group = group + self.dropout(update)
             outputs.append(group + self.dropout(self.ffn(self.ffn_norm(group))))
-        cross_weights = torch.cat(weights, dim=2) if output_attentions else None
-        return tuple(outputs), cross_weights
+        if output_attentions:
+            return (*outputs, torch.cat(weights, dim=2))
+        return tuple(outputs)
 
 
 class QFacePreTrainedModel(PreTrainedModel):
@@ -335,6 +370,51 @@ class QFaceModel(QFacePreTrainedModel):
         model.encoder.load_state_dict(encoder.state_dict())
         return model
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, reading safetensors only: a folder or repository holding only a pickled
+        `pytorch_model.bin` (which can run code when unpickled) is refused, also when `AutoModel` or
+        `pipeline(...)` load it. Pass `use_safetensors=False` explicitly to override."""
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, writing the complete Q-Face export: besides the weights, config and
+        model code, the `face-analysis` pipeline's code and its `custom_pipelines` entry in `config.json` (so
+        `pipeline(model=folder_or_repo, trust_remote_code=True)` works without this package), the image processor
+        (`preprocessor_config.json`, unless one is there) and, where the `qface` package is installed, the model card
+        `README.md` (`modeling_qface.hub.write_model_card`; this file running as remote code has no card template)."""
+        import os
+
+        from transformers.dynamic_module_utils import custom_object_save
+
+        from .image_processor import build_image_processor
+        from .pipeline_qface import FaceAnalysisPipeline, custom_pipelines_entry
+
+        self.config.custom_pipelines = custom_pipelines_entry()
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if not kwargs.get("is_main_process", True):
+            return
+        custom_object_save(FaceAnalysisPipeline, save_directory)
+        if not os.path.isfile(os.path.join(save_directory, "preprocessor_config.json")):
+            build_image_processor(self.config).save_pretrained(save_directory)
+        try:  # the package, not a sibling file: ignored by transformers' remote-code import check
+            from modeling_qface.hub import write_model_card
+        except ImportError:
+            return
+        write_model_card(save_directory)
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """Pushes the complete Q-Face export with the Q-Face model card (`modeling_qface.hub.push_to_hub`: same
+        arguments as `PreTrainedModel.push_to_hub`, whose generic card would replace ours; Hub errors raise
+        `HubError` naming the repo). Without the `qface` package (remote code), `PreTrainedModel.push_to_hub`."""
+        try:
+            from modeling_qface.hub import push_to_hub
+        except ImportError:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        kwargs.pop("tags", None)  # the card's tags are Q-Face's own
+        return push_to_hub(self, repo_id, *args, **kwargs)
+
     # ----------------------------------------------------------------------------------------------- layout
     def query_groups(self) -> list[list[dict]]:
         """Tasks grouped by `query_group`, in ascending group order and config order within a group."""
@@ -364,9 +444,17 @@ class QFaceModel(QFacePreTrainedModel):
         self.config.tasks = [*self.config.tasks, task]
         return task
 
+    def get_input_embeddings(self) -> nn.Module:
+        """The encoder's patch embedding (a `ViTMAEPatchEmbeddings`), as `ViTMAEModel.get_input_embeddings` returns."""
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module):
+        self.encoder.set_input_embeddings(value)
+
     # ----------------------------------------------------------------------------------------------- forward
-    def encode(self, pixel_values: torch.Tensor):
-        """Runs the encoder on every patch in its original order.
+    def encode(self, pixel_values: torch.Tensor, output_attentions: bool = False):
+        """Runs the encoder on every patch in its original order, returning all its hidden states (and its
+        self-attention weights with `output_attentions`, which needs eager attention).
 
         ViTMAE shuffles tokens (even with `mask_ratio=0`) unless its noise is monotone, so it gets `arange` noise:
         the returned `ids_restore` is then `arange(N)` for every image.
@@ -381,7 +469,7 @@ class QFaceModel(QFacePreTrainedModel):
             raise ValueError(f"pixel_values: expected images of {size[0]}x{size[1]} pixels, got {tuple(pixel_values.shape[2:])}")
         num_patches = self.encoder.embeddings.patch_embeddings.num_patches
         noise = torch.arange(num_patches, device=pixel_values.device, dtype=torch.float32).expand(len(pixel_values), -1)
-        return self.encoder(pixel_values, noise=noise, output_hidden_states=True)
+        return self.encoder(pixel_values, noise=noise, output_hidden_states=True, output_attentions=output_attentions)
 
     def forward(
         self,
@@ -394,7 +482,9 @@ class QFaceModel(QFacePreTrainedModel):
         task_labels: dict[str, torch.Tensor] | None = None,
         output_attentions: bool | None = None,
         tasks: list[str] | None = None,
-    ) -> QFaceOutput:
+        output_hidden_states: bool | int | list[int] | None = None,
+        return_dict: bool | None = None,
+    ) -> QFaceOutput | tuple:
         r"""
         pixel_values (`torch.FloatTensor` of shape `(B, 3, H, W)`):
             Normalised face crops at the encoder's image size (see the image processor saved with the model).
@@ -410,13 +500,22 @@ class QFaceModel(QFacePreTrainedModel):
             Yaw, pitch, roll in degrees, NaN where missing.
         task_labels (`dict[str, torch.Tensor]`, *optional*):
             Labels of any task by name (tasks added with `add_task` or a custom config).
-        output_attentions (`bool`, *optional*):
-            Also return the decoder's cross-attention maps and each task's `stage_usage`.
+        output_attentions (`bool`, *optional*, defaults to `config.output_attentions`):
+            Also return the decoder's cross-attention maps (`cross_attentions`) and each task's `stage_usage`, and,
+            when the model runs eager attention, the encoder's self-attention weights (`attentions`).
         tasks (`list[str]`, *optional*):
             Run only these tasks' heads (and losses); the other output fields stay `None`. The decoder still runs
             every query, since queries read each other: a task's answer never depends on which others were asked.
+        output_hidden_states (`bool`, `int` or `list[int]`, *optional*, defaults to `config.output_hidden_states`):
+            Also return the encoder's hidden states (`hidden_states`); an index or a list of indices returns only
+            those (the others are `None`).
+        return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+            `False` returns `QFaceOutput.to_tuple()`: the fields that are not `None`, in field order.
         """
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if tasks is not None:
             unknown = sorted(set(tasks) - set(self.config.task_names))
             if unknown:
@@ -429,7 +528,9 @@ class QFaceModel(QFacePreTrainedModel):
         if tasks is not None and labels is not None and set(labels) - set(tasks):
             raise ValueError(f"labels given for {sorted(set(labels) - set(tasks))}, which are not in tasks={list(tasks)}")
 
-        encoded = self.encode(pixel_values)
+        # Only eager attention computes weights; the encoder is not asked under sdpa (it would warn and return none).
+        encoder_attentions = output_attentions and self.encoder.config._attn_implementation == "eager"
+        encoded = self.encode(pixel_values, output_attentions=encoder_attentions)
         hidden_states = encoded.hidden_states
         depth = self.config.backbone_config.num_hidden_layers
         # The last stage comes from `last_hidden_state` so the encoder's final LayerNorm is used; CLS is dropped.
@@ -450,8 +551,12 @@ class QFaceModel(QFacePreTrainedModel):
         )
         cross_attentions = []
         for layer in self.decoder_layers:
-            query_states, weights = layer(memory, *query_states, output_attentions=output_attentions)
-            cross_attentions.append(weights)
+            layer_outputs = layer(memory, *query_states, output_attentions=output_attentions)
+            if output_attentions:
+                query_states = layer_outputs[:-1]
+                cross_attentions.append(layer_outputs[-1])
+            else:
+                query_states = layer_outputs
 
         fields, extra, head_outputs = {}, {}, {}
         for group, states in zip(groups, query_states):
@@ -470,11 +575,14 @@ class QFaceModel(QFacePreTrainedModel):
             fields["extra_task_outputs"] = extra
         if labels is not None:
             fields["loss"], fields["task_losses"] = self._loss(head_outputs, labels)
+        fields["hidden_states"] = select_hidden_states(hidden_states, output_hidden_states)
         if output_attentions:
+            fields["attentions"] = encoded.attentions if encoder_attentions else None
             fields["cross_attentions"] = tuple(cross_attentions)
             fields["stage_usage"] = self._stage_usage(cross_attentions, groups, len(stage_tokens))
         # Built in one go so the output's key order (Trainer's `predictions` order) is the dataclass field order.
-        return QFaceOutput(**fields)
+        output = QFaceOutput(**fields)
+        return output if return_dict else output.to_tuple()
 
     def _collect_labels(self, batch_size: int, given: dict) -> dict[str, torch.Tensor] | None:
         given = {name: value for name, value in given.items() if value is not None}

@@ -10,7 +10,8 @@ weights: the page then says so in a warning banner, since its outputs are noise.
 
 Privacy: the server binds to 127.0.0.1 unless told otherwise, makes no share link, sends no analytics
 (`GRADIO_ANALYTICS_ENABLED=False` is set before Gradio is imported), and deletes uploaded photos and results from
-its cache after `CACHE_LIFETIME_S`.
+its cache after `CACHE_LIFETIME_S`; its own results folder (`qface-results-*`) goes when the server stops.
+Uploads above `--max-file-size` (default `DEFAULT_MAX_FILE_SIZE`) are refused by Gradio before they reach disk.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import html
 import itertools
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -39,6 +41,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from .dataframe import results_to_dataframe  # noqa: E402
 from .image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
 from .image_processor import build_image_processor  # noqa: E402
+from .model_loading import ModelLoadError, load_qface_model  # noqa: E402
 from .modeling_qface import QFaceModel  # noqa: E402
 from .pipeline_qface import (  # noqa: E402
     DEFAULT_MODEL_DIR,
@@ -54,6 +57,9 @@ from .visualization import FACE_COLOURS, attention_figure_for_face, render, stag
 DEFAULT_MODEL = str(DEFAULT_MODEL_DIR) if default_model_available() else "qface-tiny"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
+# Largest upload Gradio accepts (its size syntax: "20mb" = 20 MiB). A phone photo is 2-10 MB; the limit keeps one
+# request from filling the server's disk, and the pipeline refuses images above ~89.5 Mpx anyway.
+DEFAULT_MAX_FILE_SIZE = "20mb"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Columns of the on-page table; the CSV download has every output (`results_to_dataframe`).
 TABLE_COLUMNS = ["face", "box (x1, y1, x2, y2)", "expression", "age", "yaw / pitch / roll", "active AUs",
@@ -91,13 +97,15 @@ def load_model(name_or_path: str, seed: int = 0) -> LoadedModel:
 
     Raises:
         ValueError: `name_or_path` is neither a folder with a `config.json` nor a preset name.
+        ModelLoadError (a ValueError): the folder's weights are missing, a pickle, corrupt or do not match.
     """
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name_or_path!r}: folder has no config.json (expected a Q-Face model saved "
                              f"with save_pretrained)")  # fmt: skip
-        return LoadedModel(QFaceModel.from_pretrained(path).eval(), str(path), trained=True)
+        # Safetensors only, every weight matching the config: else a one-line ModelLoadError.
+        return LoadedModel(load_qface_model(path).eval(), str(path), trained=True)
     if name_or_path in PRESET_NAMES:
         # Seeded so that two processes serving the same preset give the same (meaningless) numbers; the caller's
         # random state is left as it was.
@@ -196,14 +204,30 @@ class CsvWriter:
     """Writes every output of every face (`results_to_dataframe`) to `<folder>/<n>/qface_faces.csv`.
 
     Gradio copies a returned file into its own cache before serving it, so only the newest `keep` files are kept.
+    The folder (`qface-results-*` in the temporary directory) is removed by `cleanup()`, which the page's `close()`
+    calls, and otherwise when the interpreter exits; a later call makes a new one.
     """
 
     def __init__(self, keep: int = KEPT_CSV_FILES):
-        self.folder = Path(tempfile.mkdtemp(prefix="qface-results-"))
         self.keep = keep
         self.counter = itertools.count()
+        self._directory = None
+        self._open()
+
+    def _open(self) -> None:
+        # TemporaryDirectory: removed by cleanup(), or by its finalizer at interpreter exit if nobody called it.
+        self._directory = tempfile.TemporaryDirectory(prefix="qface-results-", ignore_cleanup_errors=True)
+        self.folder = Path(self._directory.name)
+
+    def cleanup(self) -> None:
+        """Removes the folder and every CSV in it (idempotent)."""
+        if self._directory is not None:
+            self._directory.cleanup()
+            self._directory = None
 
     def __call__(self, faces: list[dict]) -> str:
+        if self._directory is None:  # the page was closed and launched again
+            self._open()
         path = self.folder / str(next(self.counter)) / "qface_faces.csv"
         path.parent.mkdir()
         results_to_dataframe(faces).to_csv(path, index=False)
@@ -268,15 +292,41 @@ class FaceAnalysisDemo:
 # ------------------------------------------------------------------------------------------------ the page
 
 
+class QFacePage(gr.Blocks):
+    """The demo's `gr.Blocks`: however it is launched (`qface serve`, `app.py` on a Space, a script), uploads are
+    limited to its `max_file_size`, and `close()` also removes the app's results folder."""
+
+    def __init__(self, *args, max_file_size: str | int | None = DEFAULT_MAX_FILE_SIZE, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qface_max_file_size = max_file_size
+        self.qface_app = None  # the handlers (`FaceAnalysisDemo`), set by `build_demo`
+
+    def launch(self, *args, **kwargs):
+        # Gradio takes the limit only as a launch argument; a caller's own value still wins.
+        kwargs.setdefault("max_file_size", self.qface_max_file_size)
+        return super().launch(*args, **kwargs)
+
+    def close(self, verbose: bool = True) -> None:
+        super().close(verbose=verbose)
+        if self.qface_app is not None:
+            self.qface_app.write_csv.cleanup()
+
+
 def build_demo(
-    model: str | LoadedModel = DEFAULT_MODEL, sample_photos_dir: str | os.PathLike | None = None
-) -> gr.Blocks:
-    """The Gradio page for a model (folder, preset name or `LoadedModel`) with the sample photos as examples."""
+    model: str | LoadedModel = DEFAULT_MODEL,
+    sample_photos_dir: str | os.PathLike | None = None,
+    max_file_size: str | int | None = DEFAULT_MAX_FILE_SIZE,
+) -> QFacePage:
+    """The Gradio page for a model (folder, preset name or `LoadedModel`) with the sample photos as examples.
+
+    `max_file_size`: largest upload, in bytes or Gradio's syntax ("20mb"); None: no limit.
+    """
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     app = FaceAnalysisDemo(build_face_pipeline(loaded.model))
     samples = find_sample_photos(sample_photos_dir)
 
-    with gr.Blocks(title="Q-Face", analytics_enabled=False, delete_cache=(CACHE_LIFETIME_S, CACHE_LIFETIME_S)) as demo:
+    with QFacePage(title="Q-Face", analytics_enabled=False, delete_cache=(CACHE_LIFETIME_S, CACHE_LIFETIME_S),
+                   max_file_size=max_file_size) as demo:  # fmt: skip
         gr.Markdown("# Q-Face: face analysis\nExpression, 15 action units, 40 attributes, age and head pose of every "
                     f"face in a photo. Model: `{loaded.name}`.")  # fmt: skip
         if not loaded.trained:
@@ -332,17 +382,48 @@ def build_parser() -> argparse.ArgumentParser:
     photos_help = (f"folder of example photos (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR}; "
                    "fill it with modeling_qface/sample_photos.py)")  # fmt: skip
     parser.add_argument("--sample-photos", default=None, help=photos_help)
+    parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, type=file_size,
+                        help=f"largest upload accepted, e.g. 5mb, 1gb or a number of bytes (default "
+                             f"{DEFAULT_MAX_FILE_SIZE}; 1 mb = 1024 kb)")  # fmt: skip
     return parser
+
+
+def file_size(text: str) -> int:
+    """`--max-file-size` in bytes: a number of bytes or Gradio's "<value><unit>" (b, kb, mb, gb, tb)."""
+    from gradio.utils import _parse_file_size
+
+    try:
+        size = _parse_file_size(int(text) if text.strip().isdigit() else text.lower())
+    except ValueError:
+        size = None
+    if not size or size < 1:
+        raise argparse.ArgumentTypeError(f"expected a size such as 20mb, 500kb or 1000000, got {text!r}")
+    return size
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`docker stop`, systemd, a test harness) stops the server as Ctrl-C does, so that it closes and the
+    results folder is removed; by default SIGTERM ends Python without running any clean-up."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        demo = build_demo(args.model, args.sample_photos)
+        demo = build_demo(args.model, args.sample_photos, max_file_size=args.max_file_size)
+    except ModelLoadError as error:  # a saved model that cannot be used: one line, no traceback
+        print(f"qface serve: error: {error}", file=sys.stderr)
+        return 2
     except ValueError as error:
         print(f"qface serve: {error}", file=sys.stderr)
         return 2
-    demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    _stop_on_sigterm()
+    try:
+        # Blocks until Ctrl-C (or SIGTERM), which Gradio turns into closing its server.
+        demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    finally:
+        demo.close(verbose=False)  # removes the results folder; a no-op for Gradio's server if already closed
     return 0
 
 

@@ -68,3 +68,14 @@ def partial_labels(batch_size: int = 4, seed: int = 0) -> dict[str, torch.Tensor
         "age_labels": age,
         "head_pose_labels": pose,
     }
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    """A tiny random Q-Face saved as `save_pretrained` writes it (seeded), for the command-line tests."""
+    from modeling_qface import QFaceModel, load_preset
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "qface-tiny"
+    QFaceModel(load_preset("qface-tiny")).save_pretrained(folder)
+    return folder

@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+import csv
+import errno
+import io
 import json
 import math
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,22 +24,16 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
+import modeling_qface.analyze as analyze
 from modeling_qface import ATTRIBUTE_NAMES, QFaceModel, load_preset
 from modeling_qface.analyze import build_parser, collect_inputs, main
 from modeling_qface.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
+from modeling_qface.image_loading_qface import load_image_rgb
 from modeling_qface.pipeline_qface import register_face_analysis_pipeline
+from modeling_qface.result_writers import strict_json
 
 AU_COLUMNS = ["AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24",
               "AU25", "AU26"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory) -> Path:
-    """A tiny random Q-Face saved as `save_pretrained` writes it (no preprocessor_config.json)."""
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("model") / "qface-tiny"
-    QFaceModel(load_preset("qface-tiny")).save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +194,309 @@ def test_dataframe_adds_columns_for_added_tasks():
     table = results_to_dataframe([[face]])
     assert table.columns.tolist()[-4:] == ["gender_female", "gender_male", "bmi_value", "bmi_std"]
     assert table.loc[0, "gender_male"] == 0.7 and table.loc[0, "bmi_std"] == 1.5 and np.isnan(table.loc[0, "x_0"])
+
+
+# ------------------------------------------------------------------------------- reliability (issue 11): inputs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def reject_constant(name: str):
+    raise ValueError(f"not strict JSON: bare {name}")
+
+
+def strict_loads(line: str):
+    """json.loads that refuses NaN / Infinity, as JavaScript's JSON.parse, jq and most other parsers do."""
+    return json.loads(line, parse_constant=reject_constant)
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Raises TimeoutError in this thread after `seconds`, so code that would never end fails the test instead."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture
+def looped_tree(tmp_path, sample_photos) -> Path:
+    """in/a.jpg, in/alias.jpg -> a.jpg, in/sub/b.jpg, in/linked -> ../elsewhere (elsewhere/c.jpg) and two symlink
+    loops back to in/ (in/sub/up, in/sub/deeper/back): 3 real images."""
+    root, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    (root / "sub" / "deeper").mkdir(parents=True)
+    elsewhere.mkdir()
+    shutil.copy(sample_photos["0-f1-su-ph.jpg"], root / "a.jpg")
+    shutil.copy(sample_photos["15-f13-anc-ph.jpg"], root / "sub" / "b.jpg")
+    shutil.copy(sample_photos["45-m7-di-ph.jpg"], elsewhere / "c.jpg")
+    (root / "alias.jpg").symlink_to("a.jpg")
+    (root / "linked").symlink_to("../elsewhere", target_is_directory=True)
+    (root / "sub" / "up").symlink_to("..", target_is_directory=True)
+    (root / "sub" / "deeper" / "back").symlink_to("../..", target_is_directory=True)
+    return root
+
+
+def test_collect_inputs_walks_symlink_loops_taking_each_real_file_once(looped_tree):
+    expected = ["a.jpg", "linked/c.jpg", "sub/b.jpg"]
+    for pattern in (looped_tree / "**" / "*.jpg", looped_tree / "**", looped_tree):
+        with time_limit(20):  # two loops: glob.glob's paths multiply until they are too long (hours)
+            files, failures = collect_inputs([str(pattern)])
+        assert [p.relative_to(looped_tree).as_posix() for p in files] == expected, pattern
+        assert failures == []
+    # Inputs that overlap through links: still each real file once, by the first path given.
+    files, failures = collect_inputs([str(looped_tree / "alias.jpg"), str(looped_tree / "*.jpg"),
+                                      str(looped_tree / "linked" / "c.jpg"), str(looped_tree.parent / "elsewhere")])
+    assert files == [looped_tree / "alias.jpg", looped_tree / "linked" / "c.jpg"] and failures == []
+
+
+@pytest.fixture
+def make_unreadable(monkeypatch):
+    """chmod 000 a folder or file. Root reads them anyway, so there os.scandir / os.stat (inside a folder) and
+    open (a file) refuse them as the kernel would refuse another user: with EACCES."""
+    locked = []
+
+    def lock(path: Path) -> None:
+        path.chmod(0)
+        locked.append(path)
+        if os.geteuid() != 0 or len(locked) > 1:
+            return
+        real_scandir, real_stat, real_open = os.scandir, os.stat, open
+
+        def denied(path, inside_only: bool) -> bool:
+            if isinstance(path, int):
+                return False
+            path = os.path.abspath(os.fsdecode(path))
+            return any(path.startswith(str(p) + os.sep) or (path == str(p) and not inside_only) for p in locked)
+
+        def refuse(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+
+        def scandir(path="."):
+            return refuse(path) if denied(path, False) else real_scandir(path)
+
+        def stat(path, *args, **kwargs):
+            return refuse(path) if denied(path, True) else real_stat(path, *args, **kwargs)
+
+        def open_(file, *args, **kwargs):
+            return refuse(file) if denied(file, False) and not os.path.isdir(file) else real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(os, "stat", stat)
+        monkeypatch.setattr("builtins.open", open_)
+
+    yield lock
+    for path in locked:
+        path.chmod(0o755)
+
+
+def test_unreadable_folders_and_files_are_failures(photo_tree, tmp_path, saved_model, make_unreadable, capsys):
+    locked = photo_tree / "locked"
+    locked.mkdir()
+    shutil.copy(photo_tree / "a.jpg", locked / "c.jpg")
+    shutil.copy(photo_tree / "a.jpg", photo_tree / "sub" / "secret.jpg")
+    make_unreadable(locked)
+    make_unreadable(photo_tree / "sub" / "secret.jpg")
+    output = tmp_path / "faces.jsonl"
+    inputs = [photo_tree / "sub", locked, locked / "c.jpg", photo_tree / "a.jpg"]
+    code, out, _ = run([*inputs, "--model", saved_model, "--output", output, "--strict"], capsys)
+    assert code == 1  # --strict: the unreadable inputs failed
+    assert "3 image(s) analysed, 2 face(s) found, 3 failure(s)" in out
+    assert f"failed: {locked}: cannot be read (Permission denied)" in out
+    assert f"failed: {locked / 'c.jpg'}: cannot be read (Permission denied)" in out
+    assert f"failed: {photo_tree / 'sub' / 'secret.jpg'}: cannot be read" in out
+    errors = {line["input"] for line in map(strict_loads, output.read_text().splitlines()) if "error" in line}
+    assert errors == {str(locked), str(locked / "c.jpg"), str(photo_tree / "sub" / "secret.jpg")}
+
+
+# ------------------------------------------------------------------------------------- durable output, --resume
+
+
+@pytest.fixture
+def group_photos(tmp_path, sample_photos) -> list[Path]:
+    """4 copies of a 5-face photo: the rows of one image are 5 rows of a CSV."""
+    folder = tmp_path / "group"
+    folder.mkdir()
+    for i in range(4):
+        shutil.copy(sample_photos["multi_face.jpg"], folder / f"g{i}.jpg")
+    return sorted(folder.iterdir())
+
+
+def read_results(path: Path) -> dict[str, list]:
+    """{input: its rows (CSV) or records (JSON Lines)}, parsed strictly: csv module / strict JSON per line."""
+    by_input = {}
+    if path.suffix == ".csv":
+        rows = list(csv.reader(io.StringIO(path.read_text())))
+        assert rows[0] == dataframe_columns() and dataframe_columns() not in rows[1:]  # the header once
+        for row in rows[1:]:
+            assert len(row) == len(rows[0])
+            by_input.setdefault(row[0], []).append(row)
+    else:
+        assert path.read_text().endswith("\n")
+        for line in path.read_text().splitlines():
+            record = strict_loads(line)
+            by_input.setdefault(record["input"], []).append(record)
+    return by_input
+
+
+def assert_whole_images(by_input: dict, suffix: str) -> None:
+    """Every input in the file is there once, whole: 5 face rows 0..4 (CSV, one image number) or one record."""
+    for source, entries in by_input.items():
+        if suffix == ".csv":
+            assert [row[2] for row in entries] == ["0", "1", "2", "3", "4"], source
+            assert len({row[1] for row in entries}) == 1
+        else:
+            assert len(entries) == 1 and len(entries[0]["faces"]) == 5, source
+    if suffix == ".csv":
+        numbers = [entries[0][1] for entries in by_input.values()]
+        assert len(set(numbers)) == len(numbers)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_sigkill_leaves_every_finished_image_and_resume_completes(suffix, group_photos, tmp_path, saved_model):
+    output = tmp_path / f"faces{suffix}"
+    command = [sys.executable, "-m", "modeling_qface.cli", "analyze", *map(str, group_photos), "--model",
+               str(saved_model), "--output", str(output), "--batch-size", "1", "--no-progress"]  # fmt: skip
+    with (tmp_path / "log.txt").open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    first_rows = 2 if suffix == ".csv" else 1  # the header, then rows
+    while not (output.is_file() and output.read_text().count("\n") >= first_rows):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"no image in {output.name} before the run ended (exit {process.poll()}): "
+                        f"{(tmp_path / 'log.txt').read_text()[-2000:]}")  # fmt: skip
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    killed = output.read_text()
+    done = read_results(output)
+    assert 1 <= len(done) < len(group_photos), "the run had finished all images when it was killed"
+    assert list(done) == [str(p) for p in group_photos[: len(done)]]
+    assert_whole_images(done, suffix)
+
+    finished = subprocess.run([*command, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert f"({len(done)} input(s) already there, skipped: --resume)" in finished.stdout
+    assert output.read_text().startswith(killed)  # appended, the killed run's rows kept as they were
+    complete = read_results(output)
+    assert sorted(complete) == sorted(str(p) for p in group_photos)
+    assert_whole_images(complete, suffix)
+
+
+def stopping_at_image(number: int, exception: BaseException):
+    """load_image_rgb that raises `exception` when asked for its `number`th image."""
+    calls = []
+
+    def load(path, **kwargs):
+        calls.append(path)
+        if len(calls) == number:
+            raise exception
+        return load_image_rgb(path, **kwargs)
+
+    return load
+
+
+def test_an_error_or_ctrl_c_midway_leaves_a_valid_file_and_resume_completes(group_photos, tmp_path, saved_model,
+                                                                            monkeypatch, capsys):  # fmt: skip
+    argv = [*group_photos, "--model", saved_model, "--batch-size", 1]
+    # A bug on the second image: the traceback is the caller's, and the CSV holds the first image.
+    monkeypatch.setattr(analyze, "load_image_rgb", stopping_at_image(2, RuntimeError("bug")))
+    with pytest.raises(RuntimeError, match="bug"):
+        run([*argv, "--output", tmp_path / "faces.csv"], capsys)
+    partial = read_results(tmp_path / "faces.csv")
+    assert list(partial) == [str(group_photos[0])]
+    assert_whole_images(partial, ".csv")
+
+    # Ctrl-C on the third image: exit status 130, one line saying how to finish, the finished images kept.
+    monkeypatch.setattr(analyze, "load_image_rgb", stopping_at_image(3, KeyboardInterrupt()))
+    output = tmp_path / "faces.jsonl"
+    try:
+        code, _, err = run([*argv, "--output", output], capsys)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped qface analyze as a traceback")
+    assert code == 130 and f"qface analyze: interrupted; {output} holds every finished image" in err
+    assert list(read_results(output)) == [str(p) for p in group_photos[:2]]
+    monkeypatch.setattr(analyze, "load_image_rgb", load_image_rgb)
+    code, out, _ = run([*argv, "--output", output, "--resume"], capsys)
+    assert code == 0 and "2 image(s) analysed, 10 face(s) found, 0 failure(s)" in out
+    complete = read_results(output)
+    assert list(complete) == [str(p) for p in group_photos]
+    assert_whole_images(complete, ".jsonl")
+
+
+def test_resume_drops_a_cut_image_and_refuses_other_columns(group_photos, tmp_path, saved_model, capsys):
+    output = tmp_path / "faces.csv"
+    argv = [*group_photos[:2], "--model", saved_model, "--output", output]
+    assert run(argv, capsys)[0] == 0
+    text = output.read_text()
+    output.write_text(text[: text.rindex("\n", 0, len(text) - 1) - 25])  # a kill in the second image's rows
+    code, out, _ = run([*argv, "--resume"], capsys)
+    assert code == 0 and "1 image(s) analysed" in out and "(1 input(s) already there" in out
+    assert read_results(output).keys() == {str(p) for p in group_photos[:2]}
+    assert_whole_images(read_results(output), ".csv")
+    # A file with other columns (another model's tasks) is not appended to: its rows would not line up.
+    output.write_text("input,image,face,gender_male\n")
+    code, _, err = run([*argv, "--resume"], capsys)
+    assert code == 2 and output.read_text() == "input,image,face,gender_male\n"
+    message = (f"qface analyze: error: --resume: {output} has other columns than this run writes "
+               "(another model or --tasks?)")  # fmt: skip
+    assert err.splitlines()[-1] == message and err.count("error") == 1  # (above it: the weights' loading bar)
+
+
+# ------------------------------------------------------------------------------------ strict JSON, CSV columns
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the pose of an infinite yaw
+def test_non_finite_outputs_are_written_as_null(photo_tree, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = QFaceModel(load_preset("qface-tiny"))
+    with torch.no_grad():
+        model.heads["age"].proj.bias.fill_(float("nan"))  # a diverged head: NaN years and std
+        model.heads["head_pose"].proj.bias[0] = float("inf")
+    model.save_pretrained(tmp_path / "diverged")
+    output = tmp_path / "faces.jsonl"
+    code, _, _ = run([photo_tree / "a.jpg", "--model", tmp_path / "diverged", "--output", output], capsys)
+    assert code == 0
+    (line,) = output.read_text().splitlines()
+    face = strict_loads(line)["faces"][0]
+    assert face["age"] == {"years": None, "std": None} and None in face["head_pose"].values()
+    assert all(isinstance(v, float) for v in face["box"])  # finite numbers stay numbers
+    assert strict_json({"x": [float("-inf"), 1.5, (float("nan"),)]}) == '{"x": [null, 1.5, [null]]}'
+
+
+def test_csv_columns_are_known_before_any_image_and_hold_added_tasks(photo_tree, tmp_path, capsys):
+    torch.manual_seed(0)
+    model = QFaceModel(load_preset("qface-tiny"))
+    model.add_task("gender", "multiclass", ["female", "male"])
+    model.add_task("tags", "multilabel", ["glasses", "hat"])
+    model.add_task("smile", "regression", ["intensity"], scale=1.0)
+    model.add_task("weight", "distribution", ["kg"], min_value=30, max_value=150, units="kg")
+    model.save_pretrained(tmp_path / "extended")
+    output = tmp_path / "faces.csv"
+    code, _, _ = run([photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output], capsys)
+    assert code == 0
+    added = ["gender_female", "gender_male", "tags_glasses", "tags_hat", "smile_intensity", "weight_kg",
+             "weight_std"]  # fmt: skip
+    assert dataframe_columns(model.config.tasks) == dataframe_columns() + added
+    table = pd.read_csv(output)
+    assert list(table.columns) == dataframe_columns() + added and len(table) == 1
+    assert table[added].notna().all().all()
+    # Only the tasks asked for: their columns; the default tasks' columns are always there.
+    code, _, _ = run([photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output, "--tasks",
+                      "age,smile"], capsys)  # fmt: skip
+    assert list(pd.read_csv(output).columns) == dataframe_columns() + ["smile_intensity"]
+
+
+def test_max_image_side_below_the_detectors_minimum_is_one_line(photo_tree, tmp_path, saved_model, capsys):
+    code, _, err = run([photo_tree / "a.jpg", "--model", saved_model, "--output", tmp_path / "x.csv",
+                        "--max-image-side", 10], capsys)  # fmt: skip
+    assert code == 2
+    assert err.splitlines() == ["qface analyze: error: --max-image-side must be at least 32 pixels, got 10"]
+    assert not (tmp_path / "x.csv").exists()

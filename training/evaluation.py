@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import sys
 from pathlib import Path
@@ -173,13 +172,13 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
         `{"model", "face_crop", "head_pose_frame", "data": [{name, root, split, options, label, num_samples, crop}],
         "metrics": {set: {key: value}}, "aliases": {key: value}, "labelled": {set: {task: count}}}`.
     """
-    from modeling_qface import QFaceModel
     from modeling_qface.face_alignment_qface import FaceCrop
     from modeling_qface.image_processor import build_image_processor
+    from modeling_qface.model_loading import load_qface_model
     from training.data import load_source
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = QFaceModel.from_pretrained(model_path).to(device).eval()
+    model = load_qface_model(model_path).to(device).eval()  # safetensors only; weights must match the config
     image_processor = build_image_processor(model.config)
     face_crop = FaceCrop.from_config(model.config)
     eval_sets, data = {}, []
@@ -232,8 +231,15 @@ def parse_source(text: str) -> dict:
         if not sep:
             raise argparse.ArgumentTypeError(f"--source {text!r}: option {item!r} is not KEY=VALUE")
         options[key] = yaml.safe_load(value)
-    return {"name": parts[0], "root": parts[1], "split": parts[2] if len(parts) > 2 and parts[2] else "test",
-            "options": options}  # fmt: skip
+    source = {"name": parts[0], "root": parts[1], "split": parts[2] if len(parts) > 2 and parts[2] else "test",
+              "options": options}  # fmt: skip
+    from training.data.loading import source_problems
+
+    # Checked here, before the model is loaded: an unknown source, split, option or fold names the allowed values.
+    problems = source_problems(source["name"], source["split"], options)
+    if problems:
+        raise argparse.ArgumentTypeError(f"--source {text!r}: " + "; ".join(f"{k}: {m}" for k, m in problems))
+    return source
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.recipe import load_recipe
 
         overrides = [(["data", "root"], args.data_root)] if args.data_root else []
-        # Only the eval roots matter here, and their adapters check them.
+        # Only the eval roots matter here, and their adapters check them; a bad split, option or fold in the recipe
+        # raises RecipeError here, before the model is loaded.
         recipe = load_recipe(args.config, overrides, check_paths=False)
         sources += [{**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
                     for source in recipe.data.eval]  # fmt: skip
@@ -273,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     for entry in report["data"]:
         print(f"  {entry['label']}: {entry['num_samples']} faces; {entry['crop']}")
     print(format_table(report))
-    Path(args.output).write_text(json.dumps(report, indent=1))
+    from modeling_qface.result_writers import strict_json
+
+    # Strict JSON: metrics of tasks without labels are NaN, which json.dumps would write as a bare `NaN`.
+    Path(args.output).write_text(strict_json(report, indent=1))
     print(f"\nwritten: {args.output}")
     return 0
 

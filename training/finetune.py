@@ -29,20 +29,24 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from modeling_qface import QFaceConfig, QFaceModel, load_preset
+from modeling_qface.configuration_qface import normalize_task
 from modeling_qface.face_alignment_qface import FaceCrop
 from modeling_qface.image_processor import build_image_processor
+from modeling_qface.model_loading import load_qface_model
+from modeling_qface.result_writers import strict_json
 from training.augment import FaceAugment
 from training.batching import QFaceBatchTransform
 from training.checkpointing import (
     export_model,
-    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     remove_partial_checkpoints,
+    resolve_resume,
     save_checkpoint,
     write_run_files,
 )
 from training.evaluation import METRIC_SEPARATOR, evaluate_sets
+from training.label_statistics import POS_WEIGHT_CAP, check_age_ranges, resolve_pos_weights
 from training.mixing import (
     MixedBatchCollator,
     MixedBatchSampler,
@@ -65,10 +69,12 @@ RUN_FOLDERS = ("checkpoints", "logs", "sample_ids", "best", "final")
 # ------------------------------------------------------------------------------------------------ building blocks
 def build_model(recipe: Recipe) -> QFaceModel:
     """The model the recipe describes: a preset / config (optionally with a MAE encoder) or a saved Q-Face model,
-    with the recipe's `loss_weights` applied."""
+    with the recipe's `loss_weights` and explicit `pos_weight` lists applied ("auto" waits for the data)."""
     spec = recipe.model
     if spec.init_from is not None:
-        model = QFaceModel.from_pretrained(spec.init_from)
+        # Strict: init_from continues a saved model with its own config (the recipe cannot add tasks to it), so
+        # every weight must be in its safetensors file; a pickle is never loaded.
+        model = load_qface_model(spec.init_from)
     else:
         if spec.preset is not None:
             config = load_preset(spec.preset)
@@ -82,6 +88,16 @@ def build_model(recipe: Recipe) -> QFaceModel:
             tasks = model.config.task_names
             raise RecipeError(f"model.loss_weights.{name}: no such task; this model's tasks are {tasks}")
         model.config.get_task(name)["loss_weight"] = float(weight)
+    for name, weights in spec.pos_weight.items():
+        task = model.config.get_task(name) if name in model.config.task_names else None
+        if task is None or task["kind"] != "multilabel":
+            multilabel = [t["name"] for t in model.config.tasks if t["kind"] == "multilabel"]
+            raise RecipeError(f"model.pos_weight.{name}: not a multilabel task; this model's are {multilabel}")
+        if weights != "auto":  # "auto" is counted on the training data, see `resolve_pos_weights`
+            try:
+                task["pos_weight"] = normalize_task({**task, "pos_weight": weights})["pos_weight"]
+            except ValueError as error:
+                raise RecipeError(f"model.pos_weight.{name}: {error}") from None
     return model
 
 
@@ -96,21 +112,6 @@ def load_sources(recipe: Recipe, sources, face_crop: FaceCrop) -> dict:
                                          crop_format=recipe.data.crop_format, **source.options)  # fmt: skip
         for source in sources
     }
-
-
-def resolve_resume(output_dir: Path, resume: str | None) -> Path | None:
-    """`--resume` value -> checkpoint folder: "latest" (must exist), "auto" (latest if any) or a folder."""
-    if resume is None:
-        return None
-    if resume in ("latest", "auto"):
-        found = latest_checkpoint(output_dir)
-        if found is None and resume == "latest":
-            raise FileNotFoundError(f"--resume: no checkpoint under {output_dir / 'checkpoints'} to resume from")
-        return found
-    folder = Path(resume)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"--resume: checkpoint folder not found: {folder}")
-    return folder
 
 
 def build_accelerator(recipe: Recipe, output_dir: Path) -> Accelerator:
@@ -182,6 +183,17 @@ def warn_uneven_split(names: list[str], counts: list[int], num_processes: int) -
         )
 
 
+def log_pos_weights(accelerator, config, pos_weights: dict[str, list[float]]) -> None:
+    """The computed `pos_weight: auto` weights, as a step-0 record of the training log (`pos_weight/au/AU1`, ...)."""
+    record = {f"pos_weight/{name}/{label}": weight for name, weights in pos_weights.items()
+              for label, weight in zip(config.get_task(name)["labels"], weights)}  # fmt: skip
+    accelerator.log(record, step=0)
+    if accelerator.is_main_process:
+        for name, weights in pos_weights.items():
+            shown = ", ".join(f"{label} {w:.2f}" for label, w in zip(config.get_task(name)["labels"], weights))
+            logger.info(f"pos_weight: auto for {name} (negatives / positives, capped at {POS_WEIGHT_CAP:g}): {shown}")
+
+
 def _gather_mean(accelerator, values: torch.Tensor) -> torch.Tensor:
     """Mean over processes of a 1-D tensor, ignoring NaN (a task absent from one process's batch)."""
     gathered = accelerator.gather(values[None].to(accelerator.device)).reshape(-1, len(values)).float()
@@ -222,6 +234,9 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         face_crop = FaceCrop.from_config(config)
         train_sets = load_sources(recipe, recipe.data.train, face_crop)
         eval_sets = load_sources(recipe, recipe.data.eval, face_crop)
+    check_age_ranges(config, train_sets, eval_sets)
+    # Before `prepare`: the loss reads the weights from the config, and the exports save that config.
+    pos_weights = resolve_pos_weights(model, recipe, train_sets)
 
     names, sizes = list(train_sets), [len(dataset) for dataset in train_sets.values()]
     counts = shares_to_counts([s.share for s in recipe.data.train], recipe.train.batch_size, names)
@@ -254,6 +269,8 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         init_kwargs={"tensorboard": {"purge_step": step + 1}} if resume_from is not None else {},
     )  # fmt: skip
     sample_log = SampleLog(output_dir, accelerator.process_index, step, recipe.logging.sample_ids)
+    if pos_weights and step == 0:  # a resumed run computed the same weights and logged them at step 0 already
+        log_pos_weights(accelerator, config, pos_weights)
 
     batch_sampler = ProcessBatchSampler(sampler, accelerator.process_index, accelerator.num_processes)
     loader = build_train_loader(recipe, train_sets, batch_sampler, config, image_processor, accelerator.device)
@@ -345,11 +362,12 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         "final_model": str(final), "best": best, "last_eval_step": last_eval_step,
         "num_processes": accelerator.num_processes, "global_batch": global_batch,
         "per_source_batch": dict(zip(names, counts)),
+        "pos_weight": {name: dict(zip(config.get_task(name)["labels"], w)) for name, w in pos_weights.items()},
         "wall_time_s": time.perf_counter() - wall_start,
         "samples_per_s": trained_steps * global_batch / train_seconds if train_seconds else None,
     }  # fmt: skip
     if accelerator.is_main_process:
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
+        (output_dir / "train_summary.json").write_text(strict_json(summary, indent=1))
     return summary
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -31,11 +33,16 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # What PIL raises on an unreadable file: unknown format, truncated data, bad chunk, oversized image.
-_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+_PIL_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 class BadImageError(ValueError):
     """An image that cannot be read; the message starts with the file (or dataset row) at fault."""
+
+
+SKIP_HINT = "pass --skip-bad-images to leave unreadable images out"
+# How many images in a row `MaeImageDataset` tries before giving up on a draw.
+MAX_DRAW_ATTEMPTS = 10
 
 
 def find_image_files(folder: str | os.PathLike) -> list[Path]:
@@ -114,22 +121,25 @@ ImageSource = ImageFiles | DatasetImages
 def check_images(
     source: ImageSource, skip_bad_images: bool = False, show_progress: bool = False
 ) -> tuple[list[int], list[str]]:
-    """Opens every image's header (PIL `verify`: format, size, PNG chunk checksums; no full decode).
+    """Opens every image's header (PIL `verify`: format, size, PNG chunk checksums up to the end of the file).
+
+    `verify` does not read JPEG data, so a JPEG that does not end with its end-of-image marker (a truncated file)
+    is fully decoded instead: the rare JPEG with bytes after the marker costs a decode, a truncated one is caught
+    here rather than when training first draws it. What this cannot see (e.g. corrupt compressed data inside a
+    PNG whose checksums match) is caught when decoded (see `MaeImageDataset`).
 
     Returns the indices of the readable images and one message per unreadable one. Without `skip_bad_images`
-    the first unreadable image raises `BadImageError`. A JPEG truncated after its header passes this check and is
-    caught when decoded (see `load_rgb`).
+    the first unreadable image raises `BadImageError`.
     """
     good, bad = [], []
     # A bar only for folders big enough to take a while (about 0.1-1 ms per image).
     for index in tqdm(range(len(source)), desc="checking images", disable=not show_progress or len(source) < 5000):
         try:
-            with source.open(index) as image:
-                image.verify()
+            _check_image(source, index)
         except _PIL_ERRORS as error:
             message = f"{source.name(index)}: not a readable image ({error})"
             if not skip_bad_images:
-                raise BadImageError(f"{message}; pass --skip-bad-images to leave unreadable images out") from None
+                raise BadImageError(f"{message}; {SKIP_HINT}") from None
             bad.append(message)
             continue
         good.append(index)
@@ -138,6 +148,29 @@ def check_images(
     if not good:
         raise ValueError(f"no readable images left ({len(bad)} unreadable; first: {bad[0]})")
     return good, bad
+
+
+def _check_image(source: ImageSource, index: int) -> None:
+    """Raises one of `_PIL_ERRORS` when image `index` is unreadable (see `check_images`)."""
+    with source.open(index) as image:
+        if image.format == "JPEG" and not _ends_with_jpeg_marker(image.fp):
+            image.load()  # a full decode: the only way to tell a truncated JPEG from one with trailing bytes
+        else:
+            image.verify()
+
+
+def _ends_with_jpeg_marker(handle) -> bool:
+    """Whether a JPEG file ends with its end-of-image marker (FF D9), ignoring zero padding; the position of
+    `handle` is kept."""
+    position = handle.tell()
+    try:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 1024))
+        tail = handle.read()
+    finally:
+        handle.seek(position)
+    return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
 
 
 def load_rgb(source: ImageSource, index: int) -> Image.Image:
@@ -155,63 +188,148 @@ class RandomResizedCropFlip:
     probability `flip_prob`; the image processor resizes the crop afterwards.
 
     The crop is `training.augment.random_resized_crop_box` (torchvision's `RandomResizedCrop` sampling), drawn from
-    torch's RNG so `DataLoader` worker seeding makes it reproducible. Faces are pre-aligned crops, so
-    the default scale keeps most of the face.
+    the `rng` given (`MaeImageDataset` seeds one per sample, so a resumed run augments exactly as an uninterrupted
+    one) or, without one, from a generator seeded by torch's RNG. Faces are pre-aligned crops, so the default scale
+    keeps most of the face.
     """
 
     scale: tuple[float, float] = (0.6, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_prob: float = 0.5
 
-    def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+    def crop_box(self, width: int, height: int, rng: np.random.Generator | None = None) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) in pixels."""
-        # Seeded from torch's RNG, so DataLoader worker seeding keeps runs reproducible.
-        rng = np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,))))
+        rng = rng if rng is not None else _torch_seeded_rng()
         return random_resized_crop_box(width, height, self.scale, self.ratio, rng)
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        image = image.crop(self.crop_box(*image.size))
-        if torch.rand(1).item() < self.flip_prob:
+    def __call__(self, image: Image.Image, rng: np.random.Generator | None = None) -> Image.Image:
+        rng = rng if rng is not None else _torch_seeded_rng()
+        image = image.crop(self.crop_box(*image.size, rng))
+        if rng.random() < self.flip_prob:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image
+
+
+def _torch_seeded_rng() -> np.random.Generator:
+    # Seeded from torch's RNG, so `torch.manual_seed` (and DataLoader worker seeding) makes the draws reproducible.
+    return np.random.default_rng(int(torch.randint(0, 2**63 - 1, (1,))))
+
+
+class EpochBatchSampler:
+    """The batches of one epoch, as `DataLoader(batch_sampler=...)`: a seeded permutation of `size` positions per
+    epoch, cut into batches of `batch_size` (the last one may be short).
+
+    Each key is `(position, epoch)`: `MaeImageDataset` seeds that sample's augmentation with it. The order depends
+    on nothing but `seed` and the epoch, so `start(epoch, skip)` puts a resumed run exactly where a checkpoint was
+    taken, without drawing the skipped images. Call `start` before iterating each epoch (Accelerate shards the
+    batches among processes: batch i goes to process i % num_processes). There is deliberately no `set_epoch`:
+    Accelerate would call it with its own count, which restarts at 0 in a resumed run.
+    """
+
+    drop_last = False  # read by Accelerate's BatchSamplerShard
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.skip = 0, 0
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        """The next iteration yields epoch `epoch`'s batches after its first `skip` ones."""
+        self.epoch, self.skip = epoch, skip
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size).tolist()
+        for first in range(self.skip * self.batch_size, self.size, self.batch_size):
+            yield [(position, self.epoch) for position in order[first : first + self.batch_size]]
+
+
+class MaeSample(NamedTuple):
+    """What `MaeImageDataset` gives for one draw.
+
+    image: the (augmented) RGB image, None when the draw failed.
+    unreadable: `(name, message)` of each image that failed to decode in this draw (found for the first time in
+        this process; the DataLoader worker that found it skips it without decoding from then on).
+    error: why the draw failed (an unreadable image without `skip_bad_images`, or too many in a row), else None.
+    """
+
+    image: Image.Image | None
+    unreadable: tuple[tuple[str, str], ...] = ()
+    error: str | None = None
 
 
 class MaeImageDataset(torch.utils.data.Dataset):
     """The images `indices` of `source` as RGB PIL images, augmented when `augment` is given.
 
-    An image that fails to decode raises `BadImageError` naming it; with `skip_bad_images` it is logged and the
-    next image in `indices` is returned instead (so batches keep their size).
+    A key is a position in `indices`, or `(position, epoch)` as `EpochBatchSampler` yields them; the augmentation
+    of a key is seeded by `(seed, epoch, position)`. Problems are returned, not raised (see `MaeSample`): raised in
+    a DataLoader worker, an error would reach the training loop wrapped in a worker traceback. An image that fails
+    to decode is reported; with `skip_bad_images` the next image in `indices` is taken instead (so batches keep
+    their size), without it the draw fails naming the image.
     """
 
-    def __init__(self, source: ImageSource, indices: Sequence[int], augment=None, skip_bad_images: bool = False):
+    def __init__(self, source: ImageSource, indices: Sequence[int], augment=None, skip_bad_images: bool = False,
+                 seed: int = 0):  # fmt: skip
         self.source = source
         self.indices = list(indices)
         self.augment = augment
         self.skip_bad_images = skip_bad_images
+        self.seed = seed
+        self.known_bad: set[int] = set()  # this process's unreadable images: reported once, never decoded again
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> Image.Image:
-        for attempt in range(min(len(self.indices), 10)):
+    def __getitem__(self, key: int | tuple[int, int]) -> MaeSample:
+        position, epoch = key if isinstance(key, tuple) else (key, 0)
+        found = []
+        for attempt in range(min(len(self.indices), MAX_DRAW_ATTEMPTS)):
+            index = self.indices[(position + attempt) % len(self.indices)]
+            if index in self.known_bad:
+                continue
             try:
-                image = load_rgb(self.source, self.indices[(position + attempt) % len(self.indices)])
-                break
+                image = load_rgb(self.source, index)
             except BadImageError as error:
+                self.known_bad.add(index)
+                found.append((self.source.name(index), str(error)))
                 if not self.skip_bad_images:
-                    raise
-                logger.warning("skipping %s", error)
-        else:
-            name = self.source.name(self.indices[position])
-            raise BadImageError(f"{name}: this and the next 9 images are unreadable")
-        return self.augment(image) if self.augment is not None else image
+                    return MaeSample(None, tuple(found), f"{error}; {SKIP_HINT}")
+                continue
+            if self.augment is not None:
+                image = self.augment(image, np.random.default_rng([self.seed, epoch, position]))
+            return MaeSample(image, tuple(found))
+        name = self.source.name(self.indices[position])
+        return MaeSample(None, tuple(found), f"{name}: this and the next {MAX_DRAW_ATTEMPTS - 1} images are unreadable")
 
 
 class ProcessorCollator:
-    """`DataLoader` collate function: PIL images -> `{"pixel_values": (B, 3, H, W) float32}` via the processor."""
+    """`DataLoader` collate function: `MaeSample`s -> `{"pixel_values": (B, 3, H, W) float32, "unreadable": [(name,
+    message), ...], "error": str | None}` via the processor; `pixel_values` is None when a draw failed."""
 
     def __init__(self, image_processor):
         self.image_processor = image_processor
 
-    def __call__(self, images: list[Image.Image]) -> dict[str, torch.Tensor]:
-        return {"pixel_values": self.image_processor(images, return_tensors="pt")["pixel_values"]}
+    def __call__(self, samples: list[MaeSample]) -> dict:
+        unreadable = [problem for sample in samples for problem in sample.unreadable]
+        error = next((sample.error for sample in samples if sample.error is not None), None)
+        pixel_values = None
+        if error is None:
+            images = [sample.image for sample in samples]
+            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pixel_values, "unreadable": unreadable, "error": error}
+
+
+class UnreadableImages:
+    """The images that failed to decode during training, by name: each is warned about and counted once, however
+    often it is drawn, by however many DataLoader workers."""
+
+    def __init__(self, known: dict[str, str] | None = None):
+        self.found: dict[str, str] = dict(known or {})
+
+    def add(self, problems) -> None:
+        """Takes a batch's `unreadable` pairs; logs a warning for each image not seen before."""
+        for name, message in problems:
+            if name not in self.found:
+                self.found[name] = message
+                logger.warning("skipping an unreadable image (reported once, skipped whenever drawn): %s", message)

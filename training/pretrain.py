@@ -8,8 +8,14 @@
 The output folder is a `ViTMAEForPreTraining` checkpoint (safetensors) plus the image processor, ready for
 `QFaceModel.from_pretrained_backbone(output_dir, config)`, with `pretrain_config.json` (options, resolved values,
 package versions), `train_log.jsonl` (step, loss, lr, images/s) and `reconstruction.png`. It is written to
-`<output_dir>.partial` and renamed at the end, so `output_dir` is either complete or absent (an interrupted run
-leaves the `.partial` folder, with its log, until the next run to the same `output_dir` replaces it).
+`<output_dir>.partial` and renamed at the end, so `output_dir` is either complete or absent.
+
+Every `--save-every` optimizer steps the run writes a resumable checkpoint to `<output_dir>.partial/checkpoints/`
+(`training.checkpointing`: model, optimizer, scheduler, the python / numpy / torch RNG states, the position in the
+data order, the step; written to a temporary folder and renamed, the last two kept). A killed run continues with
+`--resume` (the last checkpoint; `--resume auto`: only if there is one; `--resume PATH`: that one) and ends with the
+same weights, bit for bit, as an uninterrupted one. A run without `--resume` refuses to start over an interrupted
+run's checkpoints unless `--overwrite-output-dir` says to. The checkpoints are deleted once the model is published.
 
 Options come from dataclass defaults, then a YAML recipe (`--config`: a path or a name in `configuration/`), then
 command-line flags; a flag replaces the recipe's value.
@@ -34,7 +40,7 @@ import datasets
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup
 
@@ -43,11 +49,16 @@ from modeling_qface import QFaceConfig, load_preset
 from modeling_qface.face_alignment_qface import FaceCrop
 from modeling_qface.image_processor import build_image_processor
 from modeling_qface.modeling_qface import init_vit_mae_embeddings
+from modeling_qface.result_writers import strict_json
 
+from .checkpointing import (
+    TRAINER_STATE, checkpoint_root, list_checkpoints, load_checkpoint, remove_partial_checkpoints, resolve_resume,
+    save_checkpoint,
+)  # fmt: skip
 from .data import load_source
 from .mae_data import (
-    DatasetImages, ImageFiles, MaeImageDataset, ProcessorCollator, RandomResizedCropFlip, check_images,
-    find_image_files, load_rgb,
+    BadImageError, DatasetImages, EpochBatchSampler, ImageFiles, MaeImageDataset, ProcessorCollator,
+    RandomResizedCropFlip, UnreadableImages, check_images, find_image_files, load_rgb,
 )  # fmt: skip
 from .mae_figure import reconstruct, save_reconstruction_figure
 
@@ -64,6 +75,13 @@ NO_DECAY_NAMES = ("cls_token", "mask_token", "position_embeddings", "decoder_pos
 LOG_FILE = "train_log.jsonl"
 CONFIG_FILE = "pretrain_config.json"
 FIGURE_FILE = "reconstruction.png"
+# Checkpoints kept in `<output_dir>.partial/checkpoints` (the newest ones).
+KEEP_CHECKPOINTS = 2
+# Options a resumed run may change: where and how it runs, not what it computes (see `read_checkpoint_state`).
+RESUME_MAY_CHANGE = frozenset({
+    "output_dir", "overwrite_output_dir", "resume", "save_every", "num_workers", "cpu", "mixed_precision",
+    "skip_bad_images", "log_every", "num_reconstructions",
+})  # fmt: skip
 
 
 @dataclass
@@ -79,6 +97,9 @@ class PretrainOptions:
     split: str = "train"
     image_column: str = "image"
     skip_bad_images: bool = False
+    # checkpoints: every `save_every` optimizer steps (0 = none); `resume`: "latest", "auto" or a checkpoint folder
+    save_every: int = 500
+    resume: str | None = None
     # model: the encoder of `preset` or of `model_config` (a Q-Face or ViTMAE config JSON); default qface-small
     preset: str | None = None
     model_config: str | None = None
@@ -132,6 +153,8 @@ class PretrainOptions:
         for name in ("epochs", "batch_size", "gradient_accumulation_steps", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.save_every < 0:
+            raise ValueError(f"save_every: expected 0 (no checkpoints) or a positive integer, got {self.save_every}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: expected a positive integer, got {self.max_steps}")
         if self.num_reconstructions < 0 or not 0.0 <= self.hflip_prob <= 1.0:
@@ -195,6 +218,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add("--split", help="split of --source, or of a saved DatasetDict")
     add("--image-column", help="image column of a saved dataset")
     add("--skip-bad-images", action=boolean, help="leave unreadable images out (counted) instead of stopping")
+    add("--save-every", type=int, help="optimizer steps between resumable checkpoints (0 = none)")
+    add("--resume", nargs="?", const="latest", metavar="latest|auto|PATH",
+        help="continue from the last checkpoint (auto: only if there is one) or from the checkpoint folder PATH")
     add("--preset", help=f"encoder geometry of a preset (default when no --model-config: {DEFAULT_PRESET})")
     add("--model-config", help="encoder geometry from a Q-Face or ViTMAE config JSON")
     add("--mask-ratio", type=float, help="share of patches hidden from the encoder")
@@ -393,24 +419,119 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# ----------------------------------------------------------------------------------------------- checkpoints
+def options_record(options: PretrainOptions) -> dict:
+    """The options as JSON values (tuples as lists), as `pretrain_config.json` and the checkpoints hold them."""
+    return json.loads(json.dumps(dataclasses.asdict(options)))
+
+
+def check_interrupted_run(staging: Path, resume_from: Path | None, overwrite: bool) -> None:
+    """Refuses to start over the checkpoints of an interrupted run unless told to (they are its only product)."""
+    checkpoints = list_checkpoints(staging)
+    if resume_from is None and checkpoints and not overwrite:
+        raise FileExistsError(
+            f"{staging} holds the checkpoints of an interrupted run (the last at step {checkpoints[-1][0]}); pass "
+            "--resume to continue it, or --overwrite-output-dir to delete them and start over"
+        )
+
+
+def read_checkpoint_state(folder: Path, options: PretrainOptions) -> dict:
+    """The checkpoint's trainer state, once its run's options are known to be this run's (bar those that change
+    where and how it runs, not what it computes): another batch size or seed would not continue that run."""
+    path = folder / TRAINER_STATE
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: {folder} is not a complete pretraining checkpoint (no {TRAINER_STATE})")
+    state = json.loads(path.read_text())
+    saved, current = state.get("options", {}), options_record(options)
+    changed = [name for name in current if name not in RESUME_MAY_CHANGE and saved.get(name) != current[name]]
+    if changed:
+        differences = ", ".join(f"{name} {saved.get(name)!r} (now {current[name]!r})" for name in changed)
+        raise ValueError(f"--resume {folder}: the run that wrote it had other options: {differences}")
+    return state
+
+
+def check_same_images(state: dict, num_images: int, folder: Path) -> None:
+    """The data order a checkpoint continues is a permutation of the readable images: their number must match."""
+    if state["num_images"] != num_images:
+        raise ValueError(
+            f"--resume {folder}: that run trained on {state['num_images']} readable images, this one finds "
+            f"{num_images}; resume on the same images (or start over with --overwrite-output-dir)"
+        )
+
+
+def prepare_staging(staging: Path, resume_from: Path | None, step: int) -> None:
+    """A resumed run keeps its folder (less unfinished checkpoint folders and log lines past `step`); a new run
+    starts from an empty one, saying what it removes."""
+    if resume_from is not None:
+        remove_partial_checkpoints(staging)
+        truncate_log(staging / LOG_FILE, step)
+        return
+    if staging.exists():
+        logger.warning("removing %s, left by an earlier run that did not finish", staging)
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+
+
+def truncate_log(path: Path, last_step: int) -> None:
+    """Keeps the `train_log.jsonl` lines up to `last_step`: the resumed run logs the later steps again. A line that
+    does not parse (cut short by the kill) is dropped."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    temporary = path.with_name(f".tmp-{path.name}")
+    temporary.write_text("".join(f"{line}\n" for line in kept))
+    os.replace(temporary, path)
+
+
+def gather_unreadable(accelerator: Accelerator, unreadable: UnreadableImages) -> dict[str, str]:
+    """Every process's images that failed to decode, by name (collective: call on every process)."""
+    merged = {}
+    for found in gather_object([unreadable.found]):
+        merged.update(found)
+    return dict(sorted(merged.items()))
+
+
+@dataclass
+class Progress:
+    """Where a run stands: optimizer steps done, the epoch, and the micro-batches each process took from it."""
+
+    step: int = 0
+    epoch: int = 0
+    batches: int = 0
+
+
 # ----------------------------------------------------------------------------------------------- training
 def build_dataloader(options: PretrainOptions, source, indices: list[int], processor, on_gpu: bool):
-    """Shuffled batches `{"pixel_values": (B, 3, H, W)}`, augmented when `options.augment`."""
+    """Batches `{"pixel_values": (B, 3, H, W), "unreadable", "error"}` in a seeded order per epoch, augmented
+    when `options.augment`; returns the DataLoader and its `EpochBatchSampler` (which says where an epoch starts)."""
     augment = RandomResizedCropFlip(options.crop_scale, flip_prob=options.hflip_prob) if options.augment else None
     num_workers = options.num_workers
     if num_workers is None:  # on CPU, workers would compete with the model for the few cores
         num_workers = min(8, os.cpu_count() or 1) if on_gpu else 0
-    return torch.utils.data.DataLoader(
-        MaeImageDataset(source, indices, augment, options.skip_bad_images),
-        batch_size=options.batch_size, shuffle=True, num_workers=num_workers, collate_fn=ProcessorCollator(processor),
+    sampler = EpochBatchSampler(len(indices), options.batch_size, options.seed)
+    loader = torch.utils.data.DataLoader(
+        MaeImageDataset(source, indices, augment, options.skip_bad_images, options.seed),
+        batch_sampler=sampler, num_workers=num_workers, collate_fn=ProcessorCollator(processor),
+        # Its own generator: starting an epoch must not draw from the global RNG, which a checkpoint restores.
         generator=torch.Generator().manual_seed(options.seed), persistent_workers=num_workers > 0, pin_memory=on_gpu,
     )  # fmt: skip
+    return loader, sampler
 
 
 def pretrain(options: PretrainOptions) -> Path:
     """Runs MAE pretraining as `options` say and returns the output folder (see the module docstring)."""
     output_dir = Path(options.output_dir).absolute()
     check_output_dir(output_dir, options.overwrite_output_dir)
+    staging = staging_dir(output_dir)
+    resume_from = resolve_resume(staging, options.resume)
+    check_interrupted_run(staging, resume_from, options.overwrite_output_dir)
+    saved_state = read_checkpoint_state(resume_from, options) if resume_from is not None else None
     on_gpu = torch.cuda.is_available() and not options.cpu
     mixed_precision = options.mixed_precision
     if mixed_precision == "auto":  # bf16 autocast is 10x slower than fp32 on this project's CPUs
@@ -426,7 +547,9 @@ def pretrain(options: PretrainOptions) -> Path:
     with accelerator.main_process_first():  # the first process builds a --source's Arrow cache, the others reuse it
         source = open_image_source(options, FaceCrop.from_config(config))
     indices, unreadable = check_images(source, options.skip_bad_images, accelerator.is_local_main_process)
-    dataloader = build_dataloader(options, source, indices, processor, on_gpu)
+    if saved_state is not None:
+        check_same_images(saved_state, len(indices), resume_from)
+    dataloader, sampler = build_dataloader(options, source, indices, processor, on_gpu)
     model = build_mae_model(pretraining_config(config, options))
     warn_if_decoder_dominates(model)
     effective_batch = options.batch_size * options.gradient_accumulation_steps * accelerator.num_processes
@@ -441,8 +564,10 @@ def pretrain(options: PretrainOptions) -> Path:
     warmup_steps = options.warmup_steps
     if warmup_steps is None:
         warmup_steps = round(options.warmup_ratio * total_steps)
-    # Stepped once per optimizer step by every process, so not handed to `prepare` (which steps it per process).
+    # Stepped once per optimizer step by every process, so not handed to `prepare` (which steps it per process);
+    # registered so that checkpoints hold it.
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
+    accelerator.register_for_checkpointing(scheduler)
     resolved = {
         "learning_rate": learning_rate, "effective_batch_size": effective_batch, "total_steps": total_steps,
         "warmup_steps": warmup_steps, "steps_per_epoch": steps_per_epoch, "num_images": len(indices),
@@ -452,24 +577,68 @@ def pretrain(options: PretrainOptions) -> Path:
     }  # fmt: skip
     logger.info("MAE pretraining: %s", json.dumps(resolved))
 
-    staging = staging_dir(output_dir)
     if accelerator.is_main_process:
-        shutil.rmtree(staging, ignore_errors=True)  # left over from an interrupted run
-        staging.mkdir(parents=True)
+        prepare_staging(staging, resume_from, saved_state["step"] if saved_state else 0)
+    accelerator.wait_for_everyone()
+    progress, drawn = Progress(), UnreadableImages()
+    if resume_from is not None:
+        trainer_state, position = load_checkpoint(accelerator, resume_from)
+        progress = Progress(step=trainer_state["step"], **position)
+        drawn = UnreadableImages(trainer_state["unreadable"])
+        logger.info("resumed from %s: step %d, epoch %d", resume_from, progress.step, progress.epoch)
+    recipe_yaml = yaml.safe_dump(options_record(options), sort_keys=False)
+    run_state = {"options": options_record(options), "num_images": len(indices), "total_steps": total_steps}
+
+    def checkpoint(progress: Progress) -> None:
+        state = {**run_state, "unreadable": gather_unreadable(accelerator, drawn)}
+        position = {"epoch": progress.epoch, "batches": progress.batches}
+        save_checkpoint(accelerator, staging, progress.step, state, position, recipe_yaml, KEEP_CHECKPOINTS)
+
     started = time.perf_counter()
-    final_loss = train_loop(
-        accelerator, model, optimizer, scheduler, dataloader, options, total_steps, steps_per_epoch, staging / LOG_FILE
-    )
-    result = {"steps": total_steps, "final_loss": final_loss, "train_seconds": round(time.perf_counter() - started, 3)}
+    log = TrainLog(accelerator, staging / LOG_FILE, total_steps, options.log_every, initial=progress.step)
+    try:
+        final_loss = train_loop(
+            accelerator, model, optimizer, scheduler, dataloader, sampler, options, total_steps, log, progress, drawn,
+            checkpoint,
+        )  # fmt: skip
+    finally:
+        log.close()
+    result = {"steps": total_steps, "final_loss": final_loss, "train_seconds": round(time.perf_counter() - started, 3),
+              "resumed_from": str(resume_from) if resume_from else None}  # fmt: skip
+    count_unreadable(resolved, result, gather_unreadable(accelerator, drawn))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(model).eval()
-        figure_images = [load_rgb(source, i) for i in indices[: options.num_reconstructions]]
-        write_outputs(staging, model, processor, figure_images, options, {"resolved": resolved, "result": result})
+        figure = reconstruction_images(source, indices, options.num_reconstructions)
+        write_outputs(staging, model, processor, figure, options, {"resolved": resolved, "result": result})
+        shutil.rmtree(checkpoint_root(staging), ignore_errors=True)  # the published model supersedes them
         publish(staging, output_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
+
+
+def count_unreadable(resolved: dict, result: dict, found: dict[str, str]) -> None:
+    """Adds the images that passed the up-front check but failed to decode to the record's counts, once each."""
+    result["unreadable_when_decoded"] = len(found)
+    if found:
+        resolved["unreadable_images"] += len(found)
+        resolved["unreadable_examples"] = (resolved["unreadable_examples"] + list(found.values()))[:20]
+        logger.warning("%d image(s) could not be decoded during training and were skipped (listed in %s)",
+                       len(found), CONFIG_FILE)  # fmt: skip
+
+
+def reconstruction_images(source, indices: list[int], count: int) -> list:
+    """The first `count` images of `indices` that decode (one that does not is left out of the figure)."""
+    images = []
+    for index in indices:
+        if len(images) == count:
+            break
+        try:
+            images.append(load_rgb(source, index))
+        except BadImageError:
+            continue
+    return images
 
 
 def write_outputs(folder: Path, model, processor, figure_images: list, options: PretrainOptions, record: dict) -> None:
@@ -482,7 +651,7 @@ def write_outputs(folder: Path, model, processor, figure_images: list, options: 
         save_reconstruction_figure(panels, folder / FIGURE_FILE)
         record["result"]["figure_loss"] = figure_loss
     record = {"options": dataclasses.asdict(options), **record, "versions": package_versions()}
-    (folder / CONFIG_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    (folder / CONFIG_FILE).write_text(strict_json(record, indent=1) + "\n")
 
 
 class TrainLog:
@@ -492,12 +661,13 @@ class TrainLog:
     process's images over the wall time of those steps, data loading included.
     """
 
-    def __init__(self, accelerator: Accelerator, path: Path, total_steps: int, every: int):
+    def __init__(self, accelerator: Accelerator, path: Path, total_steps: int, every: int, initial: int = 0):
         self.accelerator, self.total_steps, self.every = accelerator, total_steps, every
         self.file = path.open("a") if accelerator.is_main_process else None
         self.bar = tqdm(
-            total=total_steps, desc="MAE pretraining", unit="step", disable=not accelerator.is_local_main_process
-        )
+            total=total_steps, initial=initial, desc="MAE pretraining", unit="step",
+            disable=not accelerator.is_local_main_process,
+        )  # fmt: skip
         self.last_loss = float("nan")
         self._reset()
 
@@ -523,7 +693,7 @@ class TrainLog:
         }  # fmt: skip
         self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_second']:.1f}")
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
+            self.file.write(strict_json(record) + "\n")
             self.file.flush()
         self.last_loss = loss
         self._reset()
@@ -535,16 +705,20 @@ class TrainLog:
 
 
 def train_loop(
-    accelerator, model, optimizer, scheduler, dataloader, options, total_steps: int, steps_per_epoch: int,
-    log_path: Path,
+    accelerator, model, optimizer, scheduler, dataloader, sampler, options, total_steps: int, log: TrainLog,
+    progress: Progress, unreadable: UnreadableImages, checkpoint,
 ) -> float:  # fmt: skip
-    """Runs `total_steps` optimizer steps (`steps_per_epoch` per pass over `dataloader`); returns the last logged
-    loss."""
-    log = TrainLog(accelerator, log_path, total_steps, options.log_every)
-    step = 0
+    """Runs optimizer steps from `progress` (updated as it goes) to `total_steps`, calling `checkpoint(progress)`
+    every `options.save_every` steps; returns the last logged loss."""
     model.train()
-    for epoch in range(math.ceil(total_steps / steps_per_epoch)):
+    while progress.step < total_steps:
+        # A resumed epoch skips what its processes took before the checkpoint (empty when that ended the epoch).
+        sampler.start(progress.epoch, progress.batches * accelerator.num_processes)
         for batch in dataloader:
+            progress.batches += 1
+            if batch["error"] is not None:
+                raise BadImageError(batch["error"])
+            unreadable.add(batch["unreadable"])
             with accelerator.accumulate(model):
                 loss = model(pixel_values=batch["pixel_values"]).loss
                 accelerator.backward(loss)
@@ -554,15 +728,17 @@ def train_loop(
                 optimizer.step()  # the prepared optimizer steps only at the end of an accumulation window
                 optimizer.zero_grad()
             log.add_pass(loss, len(batch["pixel_values"]))
-            if accelerator.sync_gradients:
-                learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
-                scheduler.step()
-                step += 1
-                log.end_step(step, epoch, learning_rate, grad_norm)
-            if step == total_steps:
-                log.close()
+            if not accelerator.sync_gradients:
+                continue
+            learning_rate = scheduler.get_last_lr()[0]  # the rate this step used
+            scheduler.step()
+            progress.step += 1
+            log.end_step(progress.step, progress.epoch, learning_rate, grad_norm)
+            if progress.step == total_steps:
                 return log.last_loss
-    log.close()
+            if options.save_every and progress.step % options.save_every == 0:
+                checkpoint(progress)
+        progress.epoch, progress.batches = progress.epoch + 1, 0
     return log.last_loss
 
 

@@ -3,9 +3,10 @@
 
 A recipe (see `configuration/train-tiny.yaml` for a complete one) has the sections `model`, `data`, `augment`,
 `train`, `optimizer`, `eval`, `checkpoint`, `logging` and the top-level `output_dir` and `seed`. Every key is
-validated: an unknown key, a value of the wrong type or a data folder that does not exist raises `RecipeError`
-naming the file and the key (`data.train[2].root`). Relative paths are taken from the current directory, except
-source roots, which are taken from `data.root` when it is set.
+validated before any work: an unknown key, a value of the wrong type, an unknown preset, data source, split or
+adapter option (a BP4D `fold` of 4), or a data folder that does not exist raises `RecipeError` naming the file, the
+key (`data.train[2].split`), the bad value and the allowed ones. Relative paths are taken from the current
+directory, except source roots, which are taken from `data.root` when it is set.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from training.data.loading import SOURCES
+from modeling_qface.presets import PRESET_NAMES
+from training.data.loading import SOURCES, source_problems
 
 
 # A Hugging Face Hub repository id: "name" or "owner/name".
@@ -43,7 +45,17 @@ class ModelSection(_Section):
     backbone: str | None = None  # a ViT-MAE checkpoint for `QFaceModel.from_pretrained_backbone`
     init_from: str | None = None  # a saved Q-Face model to continue from (weights and config)
     loss_weights: dict[str, float] = Field(default_factory=dict)  # task name -> loss weight (overrides the config)
+    # Multilabel task name -> BCE positive weight per label (overrides the config's `pos_weight`): "auto" counts
+    # negatives / positives of each label over the training rows that code it (see `training.finetune.POS_WEIGHT_CAP`)
+    pos_weight: dict[str, Literal["auto"] | list[float]] = Field(default_factory=dict)
     activation_checkpointing: bool = False
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str | None) -> str | None:
+        if preset is not None and preset not in PRESET_NAMES:
+            raise ValueError(f"unknown preset {preset!r} (expected one of {', '.join(PRESET_NAMES)})")
+        return preset
 
     @model_validator(mode="after")
     def _one_architecture(self):
@@ -55,6 +67,9 @@ class ModelSection(_Section):
         for task, weight in self.loss_weights.items():
             if not math.isfinite(weight) or weight < 0:
                 raise ValueError(f"loss_weights.{task}: expected a finite weight >= 0, got {weight}")
+        for task, weights in self.pos_weight.items():
+            if weights != "auto" and not all(math.isfinite(w) and w > 0 for w in weights):
+                raise ValueError(f"pos_weight.{task}: expected 'auto' or finite weights > 0, got {weights}")
         return self
 
 
@@ -227,8 +242,15 @@ def _format_errors(error: ValidationError, where: str) -> str:
         shown = "" if item["type"] in ("missing", "value_error") else f" (got {item['input']!r})"
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        lines.append(f"  {key}: {message}{shown}")
-    return f"{where}: invalid recipe\n" + "\n".join(lines)
+        lines.append(f"{key}: {message}{shown}")
+    return _problems_text(where, lines)
+
+
+def _problems_text(where: str, problems: list[str]) -> str:
+    """One problem on one line (`file: key: message`), several as a block under `file: invalid recipe`."""
+    if len(problems) == 1:
+        return f"{where}: {problems[0]}"
+    return f"{where}: invalid recipe\n" + "\n".join(f"  {problem}" for problem in problems)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -295,9 +317,22 @@ def load_recipe(
         recipe = Recipe.model_validate(raw)
     except ValidationError as error:
         raise RecipeError(_format_errors(error, where)) from None
+    check_recipe_sources(recipe, where)
     if check_paths:
         check_recipe_paths(recipe, where)
     return recipe
+
+
+def check_recipe_sources(recipe: Recipe, where: str = "recipe") -> None:
+    """Raises `RecipeError` naming every source split or adapter option that the source does not have (checked
+    without reading a file, so a typo fails now rather than when its source is loaded, after the model is built)."""
+    problems = []
+    for section in ("train", "eval"):
+        for i, source in enumerate(getattr(recipe.data, section)):
+            for key, message in source_problems(source.name, source.split, source.options):
+                problems.append(f"data.{section}[{i}].{key}: {message}")
+    if problems:
+        raise RecipeError(_problems_text(where, problems))
 
 
 def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
@@ -307,7 +342,7 @@ def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
         for i, source in enumerate(getattr(recipe.data, section)):
             root = recipe.source_root(source)
             if not root.is_dir():
-                problems.append(f"  data.{section}[{i}].root: folder not found: {root}")
+                problems.append(f"data.{section}[{i}].root: folder not found: {root}")
     for key in ("config", "backbone", "init_from"):
         value = getattr(recipe.model, key)
         if value is None or Path(value).expanduser().exists():
@@ -315,9 +350,12 @@ def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
         # backbone / init_from may name a Hub repository ("facebook/vit-mae-base") on a machine with network.
         if key != "config" and _HUB_ID.fullmatch(value):
             continue
-        problems.append(f"  model.{key}: not found: {value}")
+        problems.append(f"model.{key}: not found: {value}")
     if problems:
-        raise RecipeError(f"{where}: invalid recipe\n" + "\n".join(problems))
+        raise RecipeError(_problems_text(where, problems))
 
 
-__all__ = ["Recipe", "RecipeError", "apply_override", "check_recipe_paths", "load_recipe", "parse_override"]
+__all__ = [
+    "Recipe", "RecipeError", "apply_override", "check_recipe_paths", "check_recipe_sources", "load_recipe",
+    "parse_override",
+]  # fmt: skip

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
+from modeling_qface.result_writers import strict_json
+
 
 def truncate_jsonl(path: str | Path, last_step: int) -> None:
     """Keeps the records of a JSON-lines log with `step <= last_step` (drops what a killed run logged after its
@@ -61,7 +63,7 @@ class JSONLTracker(GeneralTracker):
 
     def log(self, values: dict, step: int | None = None, **kwargs):
         record = {"step": step, **{key: _json_value(value) for key, value in values.items()}}
-        self.handle.write(json.dumps(record) + "\n")
+        self.handle.write(strict_json(record) + "\n")
 
     def finish(self):
         if self.handle is not None:

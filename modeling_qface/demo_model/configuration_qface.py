@@ -62,14 +62,17 @@ _TASK_KEYS = {
 
 
 def default_tasks() -> list[dict]:
-    """The five tasks of the paper, in the order their queries are laid out."""
+    """The five tasks of the paper, in the order their queries are laid out.
+
+    The age loss is DLDL-v2's (Gao et al., IJCAI 2018): KL + 1 x L1 in years, so its `scale` is 1 (the L1 term is
+    divided by `scale`; 10 would weight it 0.1 per year)."""
     return [
         {"name": "expression", "kind": "multiclass", "labels": list(EXPRESSION_NAMES)},
         {"name": "au", "kind": "multilabel", "labels": list(AU_NAMES)},
         {"name": "attributes", "kind": "multilabel", "labels": list(ATTRIBUTE_NAMES)},
         {
             "name": "age", "kind": "distribution", "labels": ["age"], "units": "years",
-            "min_value": 0, "max_value": 100, "sigma": 2.0, "scale": 10.0, "l1_weight": 1.0,
+            "min_value": 0, "max_value": 100, "sigma": 2.0, "scale": 1.0, "l1_weight": 1.0,
         },
         {"name": "head_pose", "kind": "regression", "labels": list(HEAD_POSE_NAMES), "units": "degrees", "scale": 30.0},
     ]  # fmt: skip
@@ -214,8 +217,10 @@ class QFaceConfig(PreTrainedConfig):
 
     model_type = "qface"
     sub_configs_defaults = {"backbone_config": ViTMAEConfig}
-    # Trainer's `predictions` keep the per-task answers only.
-    keys_to_ignore_at_inference = ["age_distribution", "task_losses", "cross_attentions", "stage_usage"]
+    # Trainer's `predictions` keep the per-task answers only (also when the config asks for hidden states/attentions).
+    keys_to_ignore_at_inference = [
+        "age_distribution", "task_losses", "hidden_states", "attentions", "cross_attentions", "stage_usage",
+    ]  # fmt: skip
 
     backbone_config: dict | PreTrainedConfig | None = None
     fusion_layers: list[int] | tuple[int, ...] = (4, 8, 12)

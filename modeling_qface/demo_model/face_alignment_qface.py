@@ -30,6 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+# onnxruntime's telemetry (on by default in its Linux wheels) writes a device id under ~/.cache/Microsoft and sends
+# usage events to an external host some seconds after it is imported. Only this variable, set before the first
+# `import onnxruntime`, stops both (`onnxruntime.disable_telemetry_events()` does not); `setdefault` leaves a
+# user's own setting alone. It is here, not only in the package's __init__, because this module is also copied next
+# to saved models and imported from there as remote code.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from .configuration_qface import ARCFACE_TEMPLATE_112 as _ARCFACE_TEMPLATE_112
 from .configuration_qface import DEFAULT_FACE_CROP
 from .head_pose_qface import in_plane_angle

@@ -30,7 +30,7 @@ DEFAULT_BATCH_SIZE = 8
 # `python -m training.demo_model`). In a process that loaded this module as remote code the folder is absent.
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 DEFAULT_MODEL_NOTICE = (
-    "Q-Face demo model: a demonstration of the recipe, trained on this package's CPU on ~230 faces of a few dozen "
+    "Q-Face demo model: a demonstration of the recipe, trained on a 2-core CPU on ~400 faces of under a hundred "
     "people with offline teacher labels (expression, Male, Smiling, age, head pose); not a model for real use. "
     "Train your own with `qface pretrain` / `qface train` and pass model=... (see docs/demo-model.md)."
 )
@@ -341,6 +341,14 @@ class FaceAnalysisPipeline(ChunkPipeline):
         }
 
 
+def custom_pipelines_entry() -> dict:
+    """The `custom_pipelines` entry of a saved model's `config.json` (what `Pipeline.save_pretrained` writes): with
+    it and this file next to the weights, `pipeline(model=..., trust_remote_code=True)` builds the face-analysis
+    pipeline without the package. `QFaceModel.save_pretrained` writes it, so every saved model has it."""
+    module = FaceAnalysisPipeline.__module__.split(".")[-1]
+    return {TASK_NAME: {"impl": f"{module}.{FaceAnalysisPipeline.__name__}", "pt": ["AutoModel"], "type": "image"}}
+
+
 def register_face_analysis_pipeline() -> None:
     """Registers `FaceAnalysisPipeline` as the `face-analysis` task of `transformers.pipeline` (idempotent).
 
@@ -369,5 +377,6 @@ __all__ = [
     "default_model_available",
     "FaceAnalysisPipeline",
     "TASK_NAME",
+    "custom_pipelines_entry",
     "register_face_analysis_pipeline",
 ]

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .base import SourceAdapter, file_stat, parse_int, read_lines
 from .errors import DataFormatError, LoadReport
-from .schema import au_vector, empty_row
+from .schema import ORIGIN_KEY, au_vector, empty_row
 from .splits import BP4D_PARTS, DISFA_PARTS, fold_subjects
 
 BP4D_AUS = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)
@@ -62,6 +62,11 @@ class _FoldedAUSource(SourceAdapter):
             ) from None
         self.options = {"fold": fold, "label_dir": label_dir, "frame_pattern": frame_pattern}
         self.label_dir = self.root / label_dir
+
+    @classmethod
+    def option_problems(cls, options: dict) -> dict[str, str]:
+        fold = options.get("fold", 1)
+        return {"fold": f"unknown fold {fold!r} (expected one of 1, 2, 3)"} if _check_fold(fold) else {}
 
     def subjects(self, split: str) -> tuple[str, ...]:
         self.check_split(split)
@@ -108,7 +113,7 @@ class BP4DSource(_FoldedAUSource):
     def label_files(self, split: str) -> list[Path]:
         return [self.label_dir / f"{s}_{t}.csv" for s in self.subjects(split) for t in BP4D_TASKS]
 
-    def _columns(self, header: list[str], path: Path) -> dict[int, int]:
+    def _columns(self, header: list[str], path: Path, line_no: int) -> dict[int, int]:
         """AU number -> column index, for the protocol AUs."""
         columns = {}
         for index, name in enumerate(header[1:], start=1):
@@ -116,41 +121,42 @@ class BP4DSource(_FoldedAUSource):
                 columns[int(name)] = index
             except ValueError:
                 message = f"header column {index + 1}: expected an AU number, got {name!r}"
-                raise DataFormatError(path, 1, message) from None
+                raise DataFormatError(path, line_no, message) from None
         missing = [au for au in BP4D_AUS if au not in columns]
         if missing:
-            raise DataFormatError(path, 1, f"header lacks the columns of AU {missing}")
+            raise DataFormatError(path, line_no, f"header lacks the columns of AU {missing}")
         return {au: columns[au] for au in BP4D_AUS}
 
     def _rows_of_file(self, path: Path, subject: str, task: str, report: LoadReport) -> Iterator[dict]:
-        with open(_require(path), newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if not header:
-                raise DataFormatError(path, 1, "empty file, expected a header 'Frame,1,2,...'")
-            columns = self._columns(header, path)
-            for line_no, cells in enumerate(reader, start=2):
-                if not cells:
-                    continue
-                try:
-                    if len(cells) != len(header):
-                        raise DataFormatError(path, line_no, f"expected {len(header)} columns, got {len(cells)}")
-                    frame = parse_int(cells[0].strip(), path, line_no, "frame")
-                    coded = {}
-                    for au, index in columns.items():
-                        text = cells[index].strip()
-                        if text not in _BP4D_VALUES:
-                            raise DataFormatError(path, line_no, f"AU{au}: expected 0, 1 or 9, got {text!r}")
-                        coded[au] = _BP4D_VALUES[text]
-                    image = self.frame_path(subject=subject, task=task, frame=frame, frame0=frame - 1)
-                    if not image.is_file():
-                        raise DataFormatError(path, line_no, f"image not found: {image}")
-                except DataFormatError as error:
-                    report.record_error(error)
-                    continue
-                row = empty_row(str(image), self.name, subject_id=subject)
-                row["au"] = au_vector(coded)
-                yield row
+        # Line by line (one record per line), so that a line that is not UTF-8 is named and skipped on its own.
+        lines = read_lines(_require(path), report, header_lines=1)
+        header_line, header_text = next(lines, (1, ""))
+        header = next(csv.reader([header_text]), None)
+        if not header:
+            raise DataFormatError(path, 1, "empty file, expected a header 'Frame,1,2,...'")
+        columns = self._columns(header, path, header_line)
+        for line_no, text in lines:
+            cells = next(csv.reader([text]))
+            try:
+                if len(cells) != len(header):
+                    raise DataFormatError(path, line_no, f"expected {len(header)} columns, got {len(cells)}")
+                frame = parse_int(cells[0].strip(), path, line_no, "frame")
+                coded = {}
+                for au, index in columns.items():
+                    value = cells[index].strip()
+                    if value not in _BP4D_VALUES:
+                        raise DataFormatError(path, line_no, f"AU{au}: expected 0, 1 or 9, got {value!r}")
+                    coded[au] = _BP4D_VALUES[value]
+                image = self.frame_path(subject=subject, task=task, frame=frame, frame0=frame - 1)
+                if not image.is_file():
+                    raise DataFormatError(path, line_no, f"image not found: {image}")
+            except DataFormatError as error:
+                report.record_error(error)
+                continue
+            row = empty_row(str(image), self.name, subject_id=subject)
+            row["au"] = au_vector(coded)
+            row[ORIGIN_KEY] = [str(path), line_no]
+            yield row
 
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:
         for subject in self.subjects(split):
@@ -187,7 +193,7 @@ class DISFASource(_FoldedAUSource):
     def _intensities(self, path: Path, report: LoadReport, bad_frames: set[int]) -> dict[int, tuple[int, int]]:
         """`{frame: (intensity, line_no)}` of one AU file; frames of malformed lines go to `bad_frames`."""
         values = {}
-        for line_no, text in read_lines(_require(path)):
+        for line_no, text in read_lines(_require(path), report):
             fields = text.split(",")
             try:
                 if len(fields) != 2:
@@ -218,12 +224,13 @@ class DISFASource(_FoldedAUSource):
             frames = sorted(set().union(*per_au.values()) - bad_frames)
             for frame in frames:
                 image = self.frame_path(subject=subject, frame=frame, frame0=frame - 1)
+                au, (_, line_no) = next((au, v[frame]) for au, v in per_au.items() if frame in v)
                 if not image.is_file():
-                    au, (_, line_no) = next((au, v[frame]) for au, v in per_au.items() if frame in v)
                     error = DataFormatError(self.label_file(subject, au), line_no, f"image not found: {image}")
                     report.record_error(error)
                     continue
                 coded = {au: int(v[frame][0] >= threshold) for au, v in per_au.items() if frame in v}
                 row = empty_row(str(image), self.name, subject_id=subject)
                 row["au"] = au_vector(coded)
+                row[ORIGIN_KEY] = [str(self.label_file(subject, au)), line_no]
                 yield row

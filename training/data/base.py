@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,17 @@ class SourceAdapter(ABC):
         if split not in self.splits:
             raise ValueError(f"{self.name}: unknown split {split!r}; expected one of {self.splits}")
 
+    @classmethod
+    def known_splits(cls, options: dict) -> tuple[str, ...] | None:
+        """The splits this source has with `options`, known without its files (None: only the files tell)."""
+        return getattr(cls, "splits", None)
+
+    @classmethod
+    def option_problems(cls, options: dict) -> dict[str, str]:
+        """`{option: what is wrong with its value}` for the options that can be checked without the files, so a
+        recipe fails before any work rather than when the source is read."""
+        return {}
+
     @abstractmethod
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:
         """Yields the rows of `split` (see `schema.empty_row`), sending record-level problems to `report`."""
@@ -60,13 +72,64 @@ def find_file(root: Path, candidates: Sequence[str], what: str) -> Path:
     raise FileNotFoundError(f"{what} not found; looked for: {tried}")
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yields `(line_no, stripped_text)` for the non-blank lines of a text file (1-based numbers, BOM dropped)."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            text = line.strip()
-            if text:
-                yield line_no, text
+class TextLines:
+    """`(line_no, text)` for the lines of a UTF-8 text file (1-based numbers, a leading BOM dropped), as an iterator.
+
+    Bytes are decoded line by line: a text-mode file would raise a bare `UnicodeDecodeError` for a whole buffered
+    chunk, naming neither the file nor the line. A line that is not UTF-8 becomes a `DataFormatError` naming the file,
+    the line and the byte offset: raised, or with a `report`, sent to it (`on_error="skip"` drops the line and counts
+    it). The first `header_lines` lines always raise: without its header a file cannot be read at all.
+
+    Args:
+        path: the text file.
+        report: receives the undecodable lines (None: they raise).
+        header_lines: how many leading lines are a header.
+        raw: yield every line as read, line ending included (for `csv`); by default lines are stripped and blank
+            ones left out.
+
+    `skipped` counts the lines dropped so far (for files whose header declares a line count).
+    """
+
+    def __init__(self, path: Path, report: LoadReport | None = None, header_lines: int = 0, raw: bool = False):
+        self.path, self.report, self.header_lines, self.raw = Path(path), report, header_lines, raw
+        self.skipped = 0
+        self._lines = self._read()
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        return self
+
+    def __next__(self) -> tuple[int, str]:
+        return next(self._lines)
+
+    def _read(self) -> Iterator[tuple[int, str]]:
+        offset = 0
+        with open(self.path, "rb") as handle:
+            for line_no, data in enumerate(handle, start=1):
+                start = len(codecs.BOM_UTF8) if line_no == 1 and data.startswith(codecs.BOM_UTF8) else 0
+                try:
+                    text = data[start:].decode("utf-8")
+                except UnicodeDecodeError as error:
+                    self._undecodable(line_no, offset + start + error.start, data[start + error.start])
+                    continue
+                finally:
+                    offset += len(data)
+                if self.raw:
+                    yield line_no, text
+                elif text.strip():
+                    yield line_no, text.strip()
+
+    def _undecodable(self, line_no: int, offset: int, byte: int) -> None:
+        message = f"not UTF-8 text: byte 0x{byte:02x} at byte offset {offset} of the file (save it as UTF-8)"
+        error = DataFormatError(self.path, line_no, message)
+        if self.report is None or line_no <= self.header_lines:
+            raise error
+        self.report.record_error(error)
+        self.skipped += 1
+
+
+def read_lines(path: Path, report: LoadReport | None = None, header_lines: int = 0) -> TextLines:
+    """`(line_no, stripped_text)` for the non-blank lines of a UTF-8 text file; see `TextLines` for bad bytes."""
+    return TextLines(path, report, header_lines)
 
 
 def parse_int(text: str, path: Path, line_no: int | None, field: str) -> int:

@@ -33,7 +33,7 @@ from modeling_qface.configuration_qface import ATTRIBUTE_NAMES
 
 from .base import SourceAdapter, file_stat, find_file, parse_int, read_lines
 from .errors import DataFormatError, LoadReport
-from .schema import empty_row
+from .schema import ORIGIN_KEY, empty_row
 
 PARTITION_IDS = {"train": "0", "val": "1", "test": "2"}
 _ATTRIBUTE_VALUES = {"1": 1, "-1": 0}
@@ -123,7 +123,7 @@ class CelebASource(SourceAdapter):
     def _name_to_field(self, path, report: LoadReport, allowed: set[str] | None = None) -> dict[str, str]:
         """`{file_name: second_field}` of a two-column file (partition or identity); `allowed` limits the values."""
         mapping = {}
-        for line_no, text in read_lines(path):
+        for line_no, text in read_lines(path, report):
             fields = text.split()
             if len(fields) != 2:
                 report.record_error(DataFormatError(path, line_no, f"expected '<file_name> <value>', got {text!r}"))
@@ -140,18 +140,20 @@ class CelebASource(SourceAdapter):
         """Validates lines 1-2 of the attribute file; returns the declared image count."""
         return _check_header(self.attr_file, lines, ATTRIBUTE_NAMES, "attribute names differ from ATTRIBUTE_NAMES")
 
-    def _hint_table(self, path: Path | None, columns: tuple[str, ...]) -> dict[str, tuple[int, list[str]]]:
+    def _hint_table(
+        self, path: Path | None, columns: tuple[str, ...], report: LoadReport
+    ) -> dict[str, tuple[int, list[str]]]:
         """`{file_name: (line_no, value_fields)}` of a landmark or box file (checked header and count); {} if None."""
         if path is None:
             return {}
-        lines = read_lines(path)
+        lines = read_lines(path, report, header_lines=2)
         declared = _check_header(path, lines, columns, "column names differ from CelebA's header")
         table, seen = {}, 0
         for line_no, text in lines:
             seen += 1
             file_name, *fields = text.split()
             table[file_name] = (line_no, fields)
-        _check_count(path, declared, seen)
+        _check_count(path, declared, seen + lines.skipped)  # a line dropped as undecodable was still listed
         return table
 
     def _hints(self, file_name: str, landmarks: dict, boxes: dict) -> dict:
@@ -185,10 +187,10 @@ class CelebASource(SourceAdapter):
         self.check_split(split)
         partition = self._name_to_field(self.partition_file, report, allowed=set(PARTITION_IDS.values()))
         identity = self._name_to_field(self.identity_file, report) if self.identity_file else {}
-        landmarks = self._hint_table(self.landmark_file, LANDMARK_COLUMNS)
-        boxes = self._hint_table(self.box_file, BOX_COLUMNS)
+        landmarks = self._hint_table(self.landmark_file, LANDMARK_COLUMNS, report)
+        boxes = self._hint_table(self.box_file, BOX_COLUMNS, report)
         wanted = PARTITION_IDS[split]
-        lines = read_lines(self.attr_file)
+        lines = read_lines(self.attr_file, report, header_lines=2)
         declared = self._check_header(lines)
         seen = 0
         for line_no, text in lines:
@@ -215,6 +217,7 @@ class CelebASource(SourceAdapter):
                 continue
             row = empty_row(str(image), self.name, subject_id=identity.get(file_name, ""))
             row["attributes"] = attributes
+            row[ORIGIN_KEY] = [str(self.attr_file), line_no]
             row.update(hints)
             yield row
-        _check_count(self.attr_file, declared, seen)
+        _check_count(self.attr_file, declared, seen + lines.skipped)

@@ -17,8 +17,9 @@ crop's frame exactly (`head_pose_qface.rotate_pose_in_plane`). How each face is 
                         (`FaceCrop.central`, the pipeline's `detect_faces=False` rule). Counted and reported, never
                         dropped silently.
 
-An image that cannot be read is a bad record (a `DataFormatError` naming the file: raised, or skipped and counted
-with `on_error="skip"`), so a broken file fails preparation, not training.
+Every image is decoded in full here, so a truncated or corrupt file fails preparation, not training: it is a bad
+record (a `DataFormatError` naming the label file and line the row came from, when it came from one, and the image:
+raised, or skipped and counted with `on_error="skip"`).
 
 Columns added to each row: `photo` (the original image's path; `image` now holds the crop's bytes), `crop_angle`
 (degrees, the crop's anticlockwise in-plane rotation of the photo: a pose seen in the crop is the photo's pose rotated
@@ -38,7 +39,7 @@ from modeling_qface.head_pose_qface import rotate_pose_in_plane
 from modeling_qface.image_loading_qface import ImageLoadError, load_image_rgb
 
 from .errors import DataFormatError, LoadReport
-from .schema import FACE_HINT_KEYS
+from .schema import FACE_HINT_KEYS, ORIGIN_KEY
 
 CROP_METHODS = ("protocol box", "landmarks", "detector", "no face found")
 CROP_FORMATS = {"png": {"format": "PNG", "compress_level": 3}, "jpeg": {"format": "JPEG", "quality": 95}}
@@ -71,6 +72,16 @@ def protocol_box_crop(image_rgb: np.ndarray, box, size: int) -> np.ndarray:
     return np.array(resized.crop((left, top, left + size, top + size)))
 
 
+def unreadable_image_error(path: str, origin: list | None, error: Exception) -> DataFormatError:
+    """The bad record of an image that cannot be read: at its label file's line when the row came from one (so the
+    line can be fixed or removed), else at the image."""
+    detail = str(error).removeprefix(f"{path}: ")  # the loader's message starts with the path, named here already
+    if origin is None:
+        return DataFormatError(path, None, f"cannot read the image: {detail}")
+    label_file, line_no = origin
+    return DataFormatError(label_file, line_no, f"{path}: cannot read the image: {detail}")
+
+
 @dataclass
 class CropPreparer:
     """Turns an adapter's row into a prepared row (see the module docstring); `None` for a skipped bad record.
@@ -91,11 +102,12 @@ class CropPreparer:
 
     def __call__(self, row: dict) -> dict | None:
         hints = {key: row.pop(key) for key in FACE_HINT_KEYS if key in row}
+        origin = row.pop(ORIGIN_KEY, None)
         path = row["image"]
         try:
-            rgb = load_image_rgb(path)
+            rgb = load_image_rgb(path)  # a full decode: a truncated or corrupt file fails here, not in training
         except (ImageLoadError, OSError) as error:
-            self.report.record_error(DataFormatError(path, None, f"cannot read the image: {error}"))
+            self.report.record_error(unreadable_image_error(path, origin, error))
             return None
         crop, angle, method = self._cut(rgb, hints)
         self.report.record_crop(method, path)

@@ -32,7 +32,7 @@ from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRES
 from .base import SourceAdapter, file_stat, read_lines
 from .errors import DataFormatError, LoadReport
 from .landmarks import box, five_points
-from .schema import MISSING, check_row, empty_row
+from .schema import MISSING, ORIGIN_KEY, check_row, empty_row
 
 METADATA_FILE = "metadata.jsonl"
 _KNOWN_KEYS = {"file_name", "split", "subject_id", "expression", "au", "attributes", "age", "head_pose"}
@@ -138,7 +138,7 @@ class ImageFolderSource(SourceAdapter):
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:
         path, filter_by_key = self.metadata_file(split)
         seen_split_key = False
-        for line_no, text in read_lines(path):
+        for line_no, text in read_lines(path, report):
             try:
                 try:
                     record = json.loads(text)
@@ -153,6 +153,7 @@ class ImageFolderSource(SourceAdapter):
             except ValueError as error:
                 report.record_error(DataFormatError(path, line_no, str(error)))
                 continue
+            row[ORIGIN_KEY] = [str(path), line_no]
             yield row
         if filter_by_key and not seen_split_key:
             message = f"rows have no 'split' key, so split {split!r} is undefined; use split='all'"

@@ -50,12 +50,35 @@ SOURCES: dict[str, type[SourceAdapter]] = {
 }  # fmt: skip
 
 
+def source_problems(name: str, split: str, options: dict) -> list[tuple[str, str]]:
+    """What is wrong with a source's name, split and options, found without reading a file: `(key, message)` pairs,
+    the key being `name`, `split` or `options.<option>`, the message naming the bad value and the allowed ones."""
+    if name not in SOURCES:
+        return [("name", f"unknown data source {name!r} (expected one of {', '.join(sorted(SOURCES))})")]
+    cls = SOURCES[name]
+    accepted = _accepted_options(cls)
+    problems = [
+        (f"options.{key}", f"unknown option {key!r} of {name} (expected one of {', '.join(accepted)})")
+        for key in sorted(set(options) - set(accepted))
+    ]
+    known = {key: value for key, value in options.items() if key in accepted}
+    problems += [(f"options.{key}", message) for key, message in cls.option_problems(known).items()]
+    splits = cls.known_splits(known)
+    if splits is not None and split not in splits:
+        problems.append(("split", f"unknown split {split!r} of {name} (expected one of {', '.join(splits)})"))
+    return problems
+
+
+def _accepted_options(cls: type[SourceAdapter]) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "root")]
+
+
 def build_adapter(name: str, root: str | os.PathLike, **options) -> SourceAdapter:
     """The adapter registered as `name`, with its options checked against its constructor."""
     if name not in SOURCES:
         raise ValueError(f"unknown data source {name!r}; expected one of {sorted(SOURCES)}")
     cls = SOURCES[name]
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "root")]
+    accepted = _accepted_options(cls)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TypeError(f"{name}: unknown option(s) {unknown}; accepted: {accepted}")

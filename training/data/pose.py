@@ -168,6 +168,11 @@ class AFLW2000Source(_PoseSource):
             raise ValueError(f"aflw2000: crop must be one of {AFLW2000_CROPS}, got {crop!r}")
         self.options = {"max_abs_degrees": max_abs_degrees, "crop": crop}
 
+    @classmethod
+    def option_problems(cls, options: dict) -> dict[str, str]:
+        crop = options.get("crop", "qface")
+        return {} if crop in AFLW2000_CROPS else {"crop": f"expected one of {', '.join(AFLW2000_CROPS)}, got {crop!r}"}
+
     def face_hints(self, content: dict, mat_path: Path) -> dict:
         if self.options["crop"] == "loose":
             return {"crop_box": loose_crop_box(content, mat_path)}

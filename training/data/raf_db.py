@@ -34,7 +34,7 @@ from modeling_qface.configuration_qface import EXPRESSION_NAMES
 from .base import SourceAdapter, file_stat, find_file, read_lines
 from .errors import DataFormatError, LoadReport
 from .landmarks import five_points
-from .schema import empty_row
+from .schema import ORIGIN_KEY, empty_row
 from .splits import carve
 
 LABEL_FILE = "EmoLabel/list_patition_label.txt"
@@ -95,7 +95,7 @@ class RafDbSource(SourceAdapter):
     def _records(self, report: LoadReport) -> list[tuple[int, str, int]]:
         """All well-formed `(line_no, file_name, class_index)` records, in file order."""
         records, seen = [], set()
-        for line_no, text in read_lines(self.label_file):
+        for line_no, text in read_lines(self.label_file, report):
             fields = text.split()
             try:
                 if len(fields) != 2:
@@ -144,6 +144,7 @@ class RafDbSource(SourceAdapter):
                 continue
             row = empty_row(str(image), self.name)
             row["expression"] = class_index
+            row[ORIGIN_KEY] = [str(self.label_file), line_no]
             if landmarks is not None:
                 row["face_landmarks"] = landmarks
             yield row

@@ -28,6 +28,9 @@ carry these keys, which say where the face is; preparation consumes them and sto
         most is taken (the largest face when absent).
     crop_box (`[x1, y1, x2, y2]`): a protocol crop used as it is, without alignment or rotation (e.g. the loose
         box around AFLW2000's landmarks that the published head-pose numbers use).
+and, when the row comes from a line of a label file:
+    origin (`[label_file, line_no]`): preparation names it, beside the image, when the image cannot be read, then
+        drops it.
 """
 
 
@@ -42,6 +45,7 @@ from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRES
 MISSING = -1
 
 FACE_HINT_KEYS = ("face_landmarks", "face_box", "crop_box")
+ORIGIN_KEY = "origin"
 
 LABEL_COLUMNS = ("expression", "au", "attributes", "age", "head_pose")
 

@@ -465,6 +465,9 @@ class ImageFolderWriter:
         self.metadata.write(json.dumps(record) + "\n")
         extra = {key: value for key, value in row.items() if key not in ("image", "au", "attributes")}
         self.provenance.write(json.dumps({"file_name": file_name, **extra}, default=_json_default) + "\n")
+        # Flushed per face (its crop is written first): a killed run leaves whole lines for every face it finished.
+        self.metadata.flush()
+        self.provenance.flush()
         self.count += 1
         return record
 
