@@ -190,6 +190,11 @@ class QFaceConfig(PreTrainedConfig):
             Dropout after attention and feed-forward blocks of the decoder.
         attention_dropout (`float`, *optional*, defaults to 0.0):
             Dropout on the decoder's attention probabilities.
+        drop_path_rate (`float`, *optional*, defaults to 0.0):
+            Stochastic depth of the encoder, in training only: each block's attention and MLP branches are dropped
+            for a whole sample with a probability rising linearly from 0 at the first block to `drop_path_rate` at
+            the last (and the kept ones scaled by 1 / keep), as in MAE fine-tuning (0.1) and Faceptor (0.2). Off in
+            `eval()`; 0 changes nothing.
         activation_function (`str`, *optional*, defaults to `"gelu"`):
             Activation of the decoder feed-forward network.
         layer_norm_eps (`float`, *optional*, defaults to 1e-5):
@@ -230,6 +235,7 @@ class QFaceConfig(PreTrainedConfig):
     decoder_ffn_dim: int = 1024
     decoder_dropout: float | int = 0.0
     attention_dropout: float | int = 0.0
+    drop_path_rate: float | int = 0.0
     activation_function: str = "gelu"
     layer_norm_eps: float = 1e-5
     initializer_range: float = 0.02
@@ -280,7 +286,7 @@ class QFaceConfig(PreTrainedConfig):
             raise ValueError(
                 f"d_model ({self.d_model}) must be divisible by decoder_attention_heads ({self.decoder_attention_heads})"
             )
-        for name in ("decoder_dropout", "attention_dropout"):
+        for name in ("decoder_dropout", "attention_dropout", "drop_path_rate"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")

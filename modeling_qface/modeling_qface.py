@@ -112,6 +112,44 @@ def select_hidden_states(
     return tuple(h if i in keep else None for i, h in enumerate(hidden_states))
 
 
+class QFaceDropPath(nn.Module):
+    """Stochastic depth on one encoder block's residual branches: the block's own dropout, then, in training, each
+    sample's branch output zeroed with probability `drop_prob` (the others scaled by 1 / keep, so the expectation is
+    unchanged). It takes the place of `ViTMAELayer.dropout`, which that layer applies to exactly its two residual
+    branches (attention, MLP) before adding them back: so no ViTMAE code is copied or patched, and no weight moves.
+
+    branch `(B, ...)` -> `(B, ...)`.
+    """
+
+    def __init__(self, dropout: nn.Dropout, drop_prob: float):
+        super().__init__()
+        self.dropout = dropout
+        self.drop_prob = drop_prob
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        branch = self.dropout(branch)
+        if not self.training or self.drop_prob == 0.0:
+            return branch
+        keep = 1.0 - self.drop_prob
+        mask = branch.new_empty((branch.shape[0],) + (1,) * (branch.dim() - 1)).bernoulli_(keep)
+        return branch * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+def add_drop_path(encoder: ViTMAEModel, drop_path_rate: float) -> None:
+    """Gives the encoder's blocks stochastic depth rising linearly over depth (0 at the first block,
+    `drop_path_rate` at the last), as MAE's fine-tuning recipe does; blocks that have it already get the new rate."""
+    blocks = encoder.layers
+    for index, block in enumerate(blocks):
+        rate = drop_path_rate * index / max(1, len(blocks) - 1)
+        if isinstance(block.dropout, QFaceDropPath):
+            block.dropout.drop_prob = rate
+        else:
+            block.dropout = QFaceDropPath(block.dropout, rate)
+
+
 class QFaceMultiStageFusion(nn.Module):
     """Fuses the patch tokens of several encoder stages into one decoder memory.
 
@@ -318,6 +356,8 @@ class QFaceModel(QFacePreTrainedModel):
     def __init__(self, config: QFaceConfig):
         super().__init__(config)
         self.encoder = ViTMAEModel(config.backbone_config)
+        if config.drop_path_rate:
+            add_drop_path(self.encoder, config.drop_path_rate)
         self.fusion = QFaceMultiStageFusion(config)
         self.label_queries = nn.ModuleDict(
             {task["name"]: nn.Embedding(len(task["labels"]), config.d_model) for task in config.tasks}
@@ -619,4 +659,4 @@ class QFaceModel(QFacePreTrainedModel):
         return usage
 
 
-__all__ = ["QFaceModel", "QFaceOutput", "QFacePreTrainedModel", "init_vit_mae_embeddings"]
+__all__ = ["QFaceDropPath", "QFaceModel", "QFaceOutput", "QFacePreTrainedModel", "add_drop_path", "init_vit_mae_embeddings"]

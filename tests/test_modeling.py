@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
 from torch.nn import functional as F
 
 from modeling_qface import QFaceConfig, QFaceModel, default_tasks
@@ -373,3 +374,50 @@ def test_output_attentions_adds_encoder_self_attentions_under_eager(tiny_model, 
 def test_input_embeddings_are_the_encoder_patch_embedding(tiny_model):
     assert tiny_model.get_input_embeddings() is tiny_model.encoder.embeddings.patch_embeddings
     assert tiny_model.get_output_embeddings() is None
+
+
+# ------------------------------------------------------------------------------------------------ stochastic depth
+def test_drop_path_rises_over_depth_drops_whole_samples_and_is_off_in_eval(tiny_config, pixel_values):
+    from modeling_qface.modeling_qface import QFaceDropPath
+
+    config = QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 0.3})
+    torch.manual_seed(0)
+    model = QFaceModel(config)
+    blocks = model.encoder.layers
+    rates = [block.dropout.drop_prob for block in blocks]
+    assert rates == pytest.approx(torch.linspace(0, 0.3, len(blocks)).tolist()) and rates[0] == 0.0
+    # No weight moves: the same state dict as the model without stochastic depth, and identical outputs in eval.
+    torch.manual_seed(0)
+    plain = QFaceModel(tiny_config).eval()
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    model.load_state_dict(plain.state_dict())
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values).age, plain(pixel_values).age)
+    # In training a branch is dropped for whole samples, the kept ones scaled so that the expectation is unchanged.
+    drop = QFaceDropPath(torch.nn.Dropout(0.0), 0.25).train()
+    torch.manual_seed(1)
+    out = drop(torch.ones(4000, 5, 3))
+    per_sample = out.flatten(1)
+    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert bool((per_sample == per_sample[:, :1]).all())  # a sample is dropped whole or kept whole
+    assert (per_sample[:, 0] == 0).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    assert out.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert torch.equal(drop.eval()(torch.ones(3, 2)), torch.ones(3, 2))
+    # Training with it: the same inputs give different outputs from run to run (the deeper blocks drop), and the
+    # config survives a save / load.
+    model.train()
+    torch.manual_seed(2)
+    first = model(pixel_values).age
+    torch.manual_seed(3)
+    assert not torch.equal(first, model(pixel_values).age)
+
+
+def test_drop_path_rate_round_trips_and_is_validated(tmp_path, tiny_config):
+    config = QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 0.2})
+    QFaceModel(config).save_pretrained(tmp_path / "m")
+    loaded = QFaceModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.drop_path_rate == 0.2
+    assert loaded.encoder.layers[-1].dropout.drop_prob == pytest.approx(0.2)
+    with pytest.raises(StrictDataclassClassValidationError, match=r"drop_path_rate: expected a probability in \[0, 1\)"):
+        QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 1.5})

@@ -128,3 +128,16 @@ def test_a_run_saves_and_logs_the_auto_pos_weight_it_counted(tmp_path):
     logged = next(r for r in read_jsonl(output / "logs" / "train.jsonl") if r["step"] == 0)
     assert [logged[f"pos_weight/au/{name}"] for name in AU_NAMES] == pytest.approx(expected)
     assert list(summary["pos_weight"]["au"].values()) == pytest.approx(expected)
+
+
+def test_paper_recipe_trains_with_stochastic_depth_and_exports_its_rate(tmp_path):
+    paper = load_recipe(REPO / "configuration" / "train-paper.yaml", check_paths=False)
+    assert paper.model.drop_path_rate == 0.1
+    raw = yaml.safe_load(TINY_RECIPE.read_text())
+    raw["model"]["drop_path_rate"] = 0.2
+    model = finetune.build_model(load_recipe(raw=raw, check_paths=False))
+    assert model.config.drop_path_rate == 0.2
+    assert [b.dropout.drop_prob for b in model.encoder.layers][-1] == pytest.approx(0.2)
+    raw["model"]["drop_path_rate"] = 1.0
+    with pytest.raises(RecipeError, match="drop_path_rate"):
+        load_recipe(raw=raw, check_paths=False)

@@ -33,6 +33,7 @@ from modeling_qface.configuration_qface import normalize_task
 from modeling_qface.face_alignment_qface import FaceCrop
 from modeling_qface.image_processor import build_image_processor
 from modeling_qface.model_loading import load_qface_model
+from modeling_qface.modeling_qface import add_drop_path
 from modeling_qface.result_writers import strict_json
 from training.augment import FaceAugment
 from training.batching import QFaceBatchTransform
@@ -69,7 +70,8 @@ RUN_FOLDERS = ("checkpoints", "logs", "sample_ids", "best", "final")
 # ------------------------------------------------------------------------------------------------ building blocks
 def build_model(recipe: Recipe) -> QFaceModel:
     """The model the recipe describes: a preset / config (optionally with a MAE encoder) or a saved Q-Face model,
-    with the recipe's `loss_weights` and explicit `pos_weight` lists applied ("auto" waits for the data)."""
+    with the recipe's `loss_weights`, `drop_path_rate` and explicit `pos_weight` lists applied ("auto" waits for the
+    data)."""
     spec = recipe.model
     if spec.init_from is not None:
         # Strict: init_from continues a saved model with its own config (the recipe cannot add tasks to it), so
@@ -83,6 +85,9 @@ def build_model(recipe: Recipe) -> QFaceModel:
         else:
             config = QFaceConfig.from_pretrained(spec.config)
         model = QFaceModel.from_pretrained_backbone(spec.backbone, config) if spec.backbone else QFaceModel(config)
+    if spec.drop_path_rate is not None:  # saved in the exported config with the rest
+        model.config.drop_path_rate = spec.drop_path_rate
+        add_drop_path(model.encoder, spec.drop_path_rate)
     for name, weight in spec.loss_weights.items():
         if name not in model.config.task_names:
             tasks = model.config.task_names

@@ -48,6 +48,8 @@ class ModelSection(_Section):
     # Multilabel task name -> BCE positive weight per label (overrides the config's `pos_weight`): "auto" counts
     # negatives / positives of each label over the training rows that code it (see `training.finetune.POS_WEIGHT_CAP`)
     pos_weight: dict[str, Literal["auto"] | list[float]] = Field(default_factory=dict)
+    # Stochastic depth of the encoder in training (`QFaceConfig.drop_path_rate`); None keeps the config's value
+    drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
     activation_checkpointing: bool = False
 
     @field_validator("preset")
