@@ -32,7 +32,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD
+from .cli import describe
+from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, MIN_MAX_IMAGE_SIDE
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
 from .input_files import collect_inputs
 from .pipeline_qface import (
@@ -44,8 +45,6 @@ from .pipeline_qface import (
 from .result_writers import open_writer
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
-# `detect_faces` refuses a smaller max_image_side (face_alignment_qface); checked here before any image is read.
-MIN_MAX_IMAGE_SIDE = 32
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,8 +193,7 @@ def _option_problem(args, output: Path) -> str | None:
 
 def _bad_input(problem) -> int:
     """Reports a bad option or input in the one-line style of every qface command; exit status 2."""
-    message = " ".join(line.strip() for line in str(problem).splitlines() if line.strip())
-    print(f"qface analyze: error: {message}", file=sys.stderr)
+    print(f"qface analyze: error: {describe(problem)}", file=sys.stderr)
     return 2
 
 

@@ -96,8 +96,8 @@ def _is_installed_file(filename) -> bool:
     return any(path == root or root in path.parents for root in roots)
 
 
-def describe(error: BaseException) -> str:
-    """The error's message on one line: `path: reason` for an OS error on a file, else its message."""
+def describe(error: BaseException | str) -> str:
+    """An error (or a message) on one line: `path: reason` for an OS error on a file, else its message."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         message = f"{os.fsdecode(error.filename)}: {error.strerror}"
     else:

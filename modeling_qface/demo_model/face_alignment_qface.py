@@ -57,6 +57,8 @@ DEFAULT_SCORE_THRESHOLD = 0.9
 # benchmarks/detector_results.md: at 960 px every face found in the sample photos scores >= 0.93 (>= 0.978
 # on the group photos), no non-face scores above 0.49, and a 1920 px photo takes ~0.1 s on 2 CPU cores.
 DEFAULT_MAX_IMAGE_SIDE = 960
+# The smallest `max_image_side` detection accepts (a smaller image has no face the detector could find).
+MIN_MAX_IMAGE_SIDE = 32
 DEFAULT_NMS_IOU_THRESHOLD = 0.4
 
 # RetinaFace-MobileNet0.25 constants (biubug6's `cfg_mnet` and training mean).
@@ -213,8 +215,8 @@ def detect_faces(
         `list[DetectedFace]`: boxes and landmarks in the pixel coordinates of `image_rgb`.
     """
     check_rgb_image(image_rgb)
-    if max_image_side is not None and max_image_side < 32:
-        raise ValueError(f"max_image_side: expected None or >= 32 pixels, got {max_image_side}")
+    if max_image_side is not None and max_image_side < MIN_MAX_IMAGE_SIDE:
+        raise ValueError(f"max_image_side: expected None or >= {MIN_MAX_IMAGE_SIDE} pixels, got {max_image_side}")
     height, width = image_rgb.shape[:2]
     if max_image_side is not None and max(height, width) > max_image_side:
         scale = max_image_side / max(height, width)
