@@ -497,8 +497,9 @@ class QFaceHubCallback(TrainerCallback):
     that `trust_remote_code` loads. The card's model-index comes from `eval_results.json` in `output_dir` when it
     is a `qface evaluate` report.
 
-    `trainer.push_to_hub()` writes transformers' generic README after this hook runs: to end with the Q-Face card,
-    push the final model with `trainer.model.push_to_hub(repo_id)` (or `modeling_qface.hub.push_to_hub`) instead.
+    `trainer.push_to_hub()` writes transformers' generic README after this hook runs, and Trainer uploads its pickled
+    `training_args.bin`: `training.qface_trainer.QFaceTrainer` (a Trainer subclass) does neither and needs no
+    callback. With a plain Trainer, push the final model with `trainer.model.push_to_hub(repo_id)` instead.
     """
 
     def on_push_begin(self, args, state, control, model=None, processing_class=None, **kwargs):

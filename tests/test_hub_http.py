@@ -1,6 +1,7 @@
 """Sharing through a real Hub client: `huggingface_hub` 2.4 talks HTTP to tests/hub_server.py on 127.0.0.1.
 
-Pushes (`hub.push_to_hub`, `model.push_to_hub`, `qface push`, `Trainer(push_to_hub=True, hub_strategy="every_save")`)
+Pushes (`hub.push_to_hub`, `model.push_to_hub`, `qface push`, `QFaceTrainer` and `Trainer(push_to_hub=True,
+hub_strategy="every_save")`)
 go through `create_repo`, preupload and commit; the pushed model is then loaded by repo id (and by commit hash) in a
 fresh Python process where the `modeling_qface` package cannot be imported, as anyone downloading it would.
 """
@@ -190,6 +191,56 @@ def test_trainer_every_save_pushes_the_export(hub, tmp_path, tiny_model, pixel_v
     assert "custom_pipelines" in json.loads(files["config.json"])
     card = files["README.md"].decode()
     assert "# qface-trainer" in card and "library_name: transformers" in card and "generated_from_trainer" not in card
+
+
+def test_qface_trainer_pushes_the_export_its_card_and_no_pickle(hub, tmp_path, tiny_model, pixel_values):
+    from transformers import TrainingArguments
+
+    from modeling_qface.model_loading import load_qface_model
+    from tests.conftest import partial_labels
+    from training.qface_trainer import QFaceTrainer
+
+    labels = partial_labels(4)
+    rows = [{"pixel_values": pixel_values[i], **{k: v[i] for k, v in labels.items()}} for i in range(4)]
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, save_steps=1, save_strategy="steps",
+                             eval_strategy="steps", eval_steps=2, per_device_train_batch_size=2, report_to="none",
+                             use_cpu=True, remove_unused_columns=False, push_to_hub=True, hub_model_id="me/qface-run",
+                             hub_strategy="every_save", hub_token="hf_test_token")  # fmt: skip
+    # No label_names, no compute_metrics, no callback: QFaceTrainer fills in the first two and needs no third.
+    trainer = QFaceTrainer(model=tiny_model.train(), args=args, train_dataset=rows, eval_dataset=rows,
+                           processing_class=build_image_processor(tiny_model.config))  # fmt: skip
+    assert args.label_names == ["expression_labels", "au_labels", "attributes_labels", "age_labels", "head_pose_labels"]
+    trainer.train()
+    trainer.push_to_hub()  # blocking: waits for the checkpoint pushes too
+
+    repo = hub.repos["me/qface-run"]
+    messages = [commit.message for commit in repo.commits]
+    # The final push found the step-2 export unchanged (same weights, same card): the Hub skips an empty commit.
+    assert messages[-2:] == ["Training in progress, step 1", "Training in progress, step 2"]
+    for commit in repo.commits:  # no pickle was ever pushed, at any step
+        assert not [p for p in commit.files if p.endswith((".bin", ".pt", ".pth", ".pkl"))], commit.message
+    at_step_1 = next(c for c in repo.commits if c.message == "Training in progress, step 1").files
+    assert {"pipeline_qface.py", "modeling_qface.py", "preprocessor_config.json", "README.md"} <= set(at_step_1)
+    assert "custom_pipelines" in json.loads(at_step_1["config.json"])
+
+    files = hub.files("me/qface-run")
+    pulled = tmp_path / "pulled"
+    pulled.mkdir()
+    for name, data in files.items():
+        (pulled / name).write_bytes(data)
+    weights = load_qface_model(pulled).state_dict()  # the saved names are ViTMAE's checkpoint names: load them
+    for name, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(weights[name], tensor, rtol=0, atol=0, msg=name)
+    arguments = json.loads(files["training_args.json"])
+    assert arguments["max_steps"] == 2 and arguments["hub_token"] == "<HUB_TOKEN>"  # redacted, not the token
+    card = files["README.md"].decode()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "transformers" and "qface" in meta["tags"] and "generated_from_trainer" not in card
+    assert "# qface-run" in card
+    accuracy = trainer.state.log_history[-2]["eval_expression/accuracy"]  # the evaluation at step 2, on the card
+    assert f"| expression/accuracy | {accuracy:.4f} |" in card
+    checkpoint = Path(args.output_dir, "checkpoint-2")
+    assert (checkpoint / "training_args.json").is_file() and not (checkpoint / "training_args.bin").exists()
 
 
 def test_hub_errors_are_one_message_naming_the_repo(hub, tmp_path, tiny_model, monkeypatch, capsys):
