@@ -89,7 +89,8 @@ def _finite(value) -> bool:
 
 def evaluation_results(evaluation: dict | None, training_config: dict | None = None) -> list[dict]:
     """The headline numbers of an evaluation report as rows `{task, dataset, dataset_name, split, set, metric,
-    value}` (one per task-level metric, per-label scores and missing values left out).
+    value}` (one per task-level metric, per-label scores and missing values left out), plus `protocol` when the
+    report names the set's protocol (`training.protocols`, e.g. "BP4D 3-fold subject-exclusive, mean of folds 1-3").
 
     Reads `qface evaluate`'s JSON (`{"data": [{label, name, split}], "metrics": {set: {"task/metric": v}}}`) and the
     record training writes next to its best model (`{"step", "metrics": {"set/task/metric": v}}`, whose sets are
@@ -123,12 +124,19 @@ def evaluation_results(evaluation: dict | None, training_config: dict | None = N
             rows.append({"set": label, "task": task, "dataset": dataset,
                          "dataset_name": DATASETS.get(dataset, (dataset,))[0], "split": source.get("split") or "test",
                          "metric": metric, "value": float(value)})  # fmt: skip
+            if source.get("protocol"):
+                rows[-1]["protocol"] = str(source["protocol"])
     return rows
 
 
 def _evaluation_table(rows: list[dict]) -> str:
     if not rows:
         return ""
+    if any(r.get("protocol") for r in rows):  # the protocol names of docs/training.md's benchmark tables
+        lines = ["| task | dataset | split | protocol | metric | value |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r.get('protocol') or ''} | {r['metric']} | "
+                  f"{r['value']:.4f} |" for r in rows]  # fmt: skip
+        return "\n".join(lines)
     lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
     lines += [f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r['metric']} | {r['value']:.4f} |" for r in rows]
     return "\n".join(lines)

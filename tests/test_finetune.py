@@ -57,7 +57,8 @@ def test_shipped_recipes_validate(tiny_data):
     paper = load_recipe(REPO / "configuration" / "train-paper.yaml", check_paths=False)
     assert paper.model.preset == "qface-base" and load_preset("qface-base").backbone_config.image_size == 224
     assert {s.name for s in paper.data.train} == {"raf_db", "bp4d", "disfa", "celeba", "utkface", "300w_lp"}
-    assert "aflw2000" in {s.name for s in paper.data.eval} and paper.train.mixed_precision == "bf16"
+    assert "aflw2000" in {s.name for s in paper.data.test} and paper.train.mixed_precision == "bf16"
+    assert not {s.split for s in paper.data.eval} & {"test"}  # selection on validation splits only
 
 
 @pytest.mark.parametrize(

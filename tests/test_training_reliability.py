@@ -239,7 +239,7 @@ def tiny_recipe(**changes) -> dict:
          "data.train[2].options.fold: unknown fold 4 (expected one of 1, 2, 3)"),
         ({"data__train__2__options": {"fold": 1, "flod": 2}},
          "data.train[2].options.flod: unknown option 'flod' of disfa (expected one of fold, label_dir, "
-         "frame_pattern, threshold)"),
+         "frame_pattern, threshold, val_fraction, seed)"),
         ({"data__train__3__split": "dev"},
          "data.train[3].split: unknown split 'dev' of utkface (expected one of all, train, val, test)"),
         ({"data__eval__2__options": {"crop": "tight"}},

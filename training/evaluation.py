@@ -6,12 +6,15 @@ Metrics come from `training.metrics.compute_task_metrics` and are reported per e
 also reported without the prefix (`expression/accuracy`), which is what a recipe's `eval.best_metric` usually names.
 
     qface evaluate --model runs/qface/final --source raf_db:/data/RAF-DB/basic:test --source aflw2000:/data/AFLW2000
-    qface evaluate --model runs/qface/final --config configuration/train-paper.yaml   # the recipe's eval sources
+    qface evaluate --model runs/qface/final --config configuration/train-paper.yaml   # the recipe's data.test
+    qface evaluate --aggregate-folds fold1.json fold2.json fold3.json --output au-3fold.json   # BP4D / DISFA 3-fold
 
 Every face is scored in the model's own Q-Face crop (`config.face_crop`), prepared as in training. Head pose is
 scored in the photo's frame, as the benchmarks label it and the pipeline reports it: predictions and labels are
 turned back by each crop's in-plane rotation (`crop_angle`). AFLW2000's `crop: loose` option scores the literature's
-protocol crop instead (the loose box of Hopenet / 6DRepNet, no rotation). The report says which crop each set used.
+protocol crop instead (the loose box of Hopenet / 6DRepNet, no rotation), CelebA's `crop: center` / `resize` the
+attribute literature's. The report says which crop each set used and the protocol it was scored under
+(`training.protocols.protocol_name`).
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ def describe_crops(dataset) -> str:
         return "unknown crop"
     names = {"landmarks": "Q-Face crop from the dataset's landmarks", "detector": "Q-Face crop by the detector",
              "no face found": "no face found: central square as the Q-Face crop",
-             "protocol box": "protocol crop (the literature's loose box, no rotation)"}  # fmt: skip
+             "protocol box": "protocol crop (the literature's loose box, no rotation)",
+             "protocol resize": "protocol crop (the literature's region resized, no alignment)"}  # fmt: skip
     methods = dataset["crop_method"]
     return ", ".join(f"{names.get(m, m)}: {methods.count(m)}" for m in sorted(set(methods)))
 
@@ -176,6 +180,7 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
     from modeling_qface.image_processor import build_image_processor
     from modeling_qface.model_loading import load_qface_model
     from training.data import load_source
+    from training.protocols import protocol_name
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_qface_model(model_path).to(device).eval()  # safetensors only; weights must match the config
@@ -189,8 +194,10 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
         dataset = load_source(source["name"], source["root"], source.get("split", "test"), cache_dir=cache_dir,
                               face_crop=face_crop, **(source.get("options") or {}))  # fmt: skip
         eval_sets[label] = dataset
+        split, options = source.get("split", "test"), source.get("options") or {}
         data.append({**{k: source.get(k) for k in ("name", "root", "split", "options")}, "label": label,
-                     "num_samples": len(dataset), "crop": describe_crops(dataset)})  # fmt: skip
+                     "protocol": protocol_name(source["name"], split, options), "num_samples": len(dataset),
+                     "crop": describe_crops(dataset)})  # fmt: skip
     metrics, counts = evaluate_sets(model, eval_sets, model.config, image_processor, batch_size, threshold=threshold)
     per_set = {label: {} for label in eval_sets}
     aliases = {}
@@ -244,11 +251,18 @@ def parse_source(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface evaluate", description="Score a saved Q-Face model on benchmarks.")
-    parser.add_argument("--model", required=True, help="folder of a saved model (e.g. <output_dir>/final)")
+    parser.add_argument("--model", help="folder of a saved model (e.g. <output_dir>/final); required unless "
+                                         "--aggregate-folds")  # fmt: skip
     parser.add_argument("--source", action="append", type=parse_source, default=[], metavar="NAME:ROOT[:SPLIT]",
                         help="a data source to score on (repeatable), e.g. raf_db:/data/RAF-DB/basic:test; "
                              "adapter options after a 4th colon: bp4d:/data/BP4D:test:fold=2")  # fmt: skip
-    parser.add_argument("--config", help="a training recipe whose data.eval sources to score on")
+    parser.add_argument("--config", help="a training recipe: scores its data.test sources (data.eval when it has "
+                                          "none; --sets chooses)")  # fmt: skip
+    parser.add_argument("--sets", choices=("test", "eval"),
+                        help="with --config: score data.test (default when the recipe lists any) or data.eval")
+    parser.add_argument("--aggregate-folds", nargs="+", metavar="REPORT.json",
+                        help="average the BP4D / DISFA reports of folds 1, 2, 3 (see training/folds.py) into "
+                             "--output; no model is run")  # fmt: skip
     parser.add_argument("--data-root", help="with --config: overrides the recipe's data.root")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -258,20 +272,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def aggregate_main(paths: list[str], output: str) -> int:
+    """`--aggregate-folds`: the 3-fold AU numbers of per-fold reports, printed and written to `output`."""
+    import json
+
+    from modeling_qface.result_writers import strict_json
+    from training.folds import aggregate_fold_reports
+
+    reports = []
+    for path in paths:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            print(f"qface evaluate: --aggregate-folds: cannot read {path}: {error}", file=sys.stderr)
+            return 2
+    try:
+        report = aggregate_fold_reports(reports, paths)
+    except ValueError as error:
+        print(f"qface evaluate: --aggregate-folds: {error}", file=sys.stderr)
+        return 2
+    for entry in report["data"]:
+        metrics = report["metrics"][entry["label"]]
+        per_au = ", ".join(f"{key.rsplit('/', 1)[-1]} {value:.4f}"
+                           for key, value in metrics.items() if key.count("/") == 2)  # fmt: skip
+        print(f"{entry['label']} ({entry['protocol']}): au/f1_mean {metrics['au/f1_mean']:.4f}\n"
+              f"  per AU, averaged over the folds: {per_au}")
+    Path(output).write_text(strict_json(report, indent=1))
+    print(f"\nwritten: {output}")
+    return 0
+
+
+def recipe_sources(config: str, data_root: str | None, sets: str | None) -> list[dict]:
+    """The sources a recipe asks `qface evaluate` to score: `data.test` (the final numbers) when it lists any, else
+    `data.eval`; `sets` ("test" / "eval") chooses explicitly."""
+    from training.recipe import RecipeError, load_recipe
+
+    overrides = [(["data", "root"], data_root)] if data_root else []
+    # Only the roots of the scored sources matter here, and their adapters check them; a bad split, option or fold
+    # in the recipe raises RecipeError here, before the model is loaded. Scoring a test split is what this is for.
+    recipe = load_recipe(config, overrides, check_paths=False, check_splits=False)
+    sets = sets or ("test" if recipe.data.test else "eval")
+    chosen = getattr(recipe.data, sets)
+    if not chosen:
+        raise RecipeError(f"{config}: data.{sets} lists no source to score")
+    return [{**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
+            for source in chosen]  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.aggregate_folds:
+        return aggregate_main(args.aggregate_folds, args.output)
+    if not args.model:
+        print("qface evaluate: give --model (a saved model folder) or --aggregate-folds", file=sys.stderr)
+        return 2
     sources = list(args.source)
     if args.config:
-        from training.recipe import load_recipe
-
-        overrides = [(["data", "root"], args.data_root)] if args.data_root else []
-        # Only the eval roots matter here, and their adapters check them; a bad split, option or fold in the recipe
-        # raises RecipeError here, before the model is loaded.
-        recipe = load_recipe(args.config, overrides, check_paths=False)
-        sources += [{**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
-                    for source in recipe.data.eval]  # fmt: skip
+        sources += recipe_sources(args.config, args.data_root, args.sets)
     if not sources:
-        print("qface evaluate: give at least one --source or a --config with data.eval sources", file=sys.stderr)
+        print("qface evaluate: give at least one --source or a --config with data.test or data.eval sources",
+              file=sys.stderr)
         return 2
     report = evaluate_model(args.model, sources, args.batch_size, args.device, args.threshold, args.cache_dir)
     crop = report["face_crop"]
@@ -288,4 +348,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "evaluate_model", "evaluate_sets", "format_table", "main", "predict", "score_sets"]
+__all__ = ["build_parser", "evaluate_model", "evaluate_sets", "format_table", "main", "predict", "recipe_sources",
+           "score_sets"]

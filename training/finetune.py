@@ -6,6 +6,7 @@ One script for one CPU, one GPU, several GPUs and several machines (see docs/tra
     qface train --config configuration/train-paper.yaml                          # one process
     accelerate launch --multi_gpu --num_processes 8 -m training.finetune --config configuration/train-paper.yaml
     ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m training.finetune --config configuration/train-tiny.yaml
+    qface train --config configuration/train-paper.yaml --folds 1,2,3            # the 3-fold BP4D / DISFA protocol
 
 `train.batch_size` is the global batch of one forward pass: with P processes each computes `batch_size / P`
 samples of it, so the data, the augmentation and the number of optimizer steps are those of a single process.
@@ -53,11 +54,13 @@ from training.mixing import (
     MixedBatchSampler,
     MixedSourceDataset,
     ProcessBatchSampler,
+    epochs_per_source,
     shares_to_counts,
     steps_per_epoch,
 )
 from training.optim import build_optimizer, build_scheduler
-from training.recipe import Recipe, RecipeError, load_recipe, parse_override
+from training.recipe import Recipe, RecipeError, check_test_splits, load_recipe, parse_override
+from training.selection import check_selection_data
 from training.tracking import JSONLTracker, flatten_for_hparams, truncate_jsonl
 
 logger = logging.getLogger(__name__)
@@ -215,6 +218,7 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
 def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) -> dict:
     """Runs the recipe; returns a summary `{steps, final_model, best, wall_time_s, samples_per_s, ...}`."""
     wall_start = time.perf_counter()
+    check_test_splits(recipe)  # also for a Recipe built without `load_recipe`; data.test is never loaded here
     output_dir = Path(recipe.output_dir)
     resume_from = resolve_resume(output_dir, resume)
     if resume_from is None and list_checkpoints(output_dir) and not overwrite:
@@ -240,6 +244,7 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         train_sets = load_sources(recipe, recipe.data.train, face_crop)
         eval_sets = load_sources(recipe, recipe.data.eval, face_crop)
     check_age_ranges(config, train_sets, eval_sets)
+    check_selection_data(recipe, train_sets, eval_sets)
     # Before `prepare`: the loss reads the weights from the config, and the exports save that config.
     pos_weights = resolve_pos_weights(model, recipe, train_sets)
 
@@ -251,6 +256,11 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
     max_steps = recipe.train.max_steps
     if max_steps is None:
         max_steps = max(1, math.ceil(recipe.train.epochs * steps_per_epoch(sizes, counts, accumulation)))
+    epochs = dict(zip(names, epochs_per_source(sizes, counts, max_steps, accumulation)))
+    if accelerator.is_main_process:
+        logger.info("epochs per source in this run: " + ", ".join(
+            f"{name} {value:.1f} ({size} rows, {count} per batch)"
+            for (name, value), size, count in zip(epochs.items(), sizes, counts)))  # fmt: skip
 
     optimizer = build_optimizer(model, recipe.optimizer)
     scheduler = build_scheduler(optimizer, recipe.optimizer, max_steps)
@@ -366,10 +376,14 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         "steps": step, "max_steps": max_steps, "resumed_from": str(resume_from) if resume_from else None,
         "final_model": str(final), "best": best, "last_eval_step": last_eval_step,
         "num_processes": accelerator.num_processes, "global_batch": global_batch,
-        "per_source_batch": dict(zip(names, counts)),
+        "per_source_batch": dict(zip(names, counts)), "per_source_rows": dict(zip(names, sizes)),
+        "epochs_per_source": epochs,
         "pos_weight": {name: dict(zip(config.get_task(name)["labels"], w)) for name, w in pos_weights.items()},
         "wall_time_s": time.perf_counter() - wall_start,
         "samples_per_s": trained_steps * global_batch / train_seconds if train_seconds else None,
+        # The test splits are scored once, now, by `qface evaluate` (data.test of the run's resolved recipe).
+        "test_command": (f"qface evaluate --model {final} --config {output_dir / 'recipe.yaml'} --output "
+                         f"{output_dir / 'test_results.json'}") if recipe.data.test else None,
     }  # fmt: skip
     if accelerator.is_main_process:
         (output_dir / "train_summary.json").write_text(strict_json(summary, indent=1))
@@ -396,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the last checkpoint in output_dir (auto: only if there is one) or from PATH",
     )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="start over in an output_dir that has checkpoints")
+    parser.add_argument(
+        "--folds", metavar="1,2,3",
+        help="the 3-fold BP4D / DISFA protocol: one run per fold into <output_dir>/fold-<k>, every bp4d / disfa "
+             "source's options.fold set to k (see training/folds.py)",
+    )  # fmt: skip
     return parser
 
 
@@ -413,14 +432,42 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
     return load_recipe(args.config, overrides)
 
 
+def run_folds(recipes: dict, resume: str | None, overwrite: bool) -> dict:
+    """Trains the recipe of each fold in turn (`training.folds.fold_recipes`); `{fold: summary}`.
+
+    With `--resume`, each fold continues from its own newest checkpoint ("auto": a fold not started yet starts), and
+    a fold whose `train_summary.json` says it ran all its steps is not run again."""
+    summaries = {}
+    for fold, recipe in recipes.items():
+        summary_file = Path(recipe.output_dir) / "train_summary.json"
+        if resume is not None and summary_file.is_file():
+            done = json.loads(summary_file.read_text())
+            if done.get("steps") == done.get("max_steps"):
+                logger.info(f"fold {fold}: finished already ({summary_file}); not run again")
+                summaries[fold] = done
+                continue
+        logger.info(f"fold {fold}: training into {recipe.output_dir}")
+        summaries[fold] = train(recipe, resume="auto" if resume is not None else None, overwrite=overwrite)
+    return summaries
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         recipe = recipe_from_args(args)
+        if args.folds is not None:
+            from training.folds import fold_recipes, parse_folds
+
+            if args.resume not in (None, "latest", "auto"):
+                raise RecipeError("--folds: --resume takes no checkpoint path (each fold resumes its own)")
+            recipes = fold_recipes(recipe, parse_folds(args.folds), args.config)
     except RecipeError as error:
         print(f"qface train: {error}", file=sys.stderr)
         return 2
-    summary = train(recipe, resume=args.resume, overwrite=args.overwrite)
+    if args.folds is not None:
+        summary = run_folds(recipes, args.resume, args.overwrite)
+    else:
+        summary = train(recipe, resume=args.resume, overwrite=args.overwrite)
     if PartialState().is_main_process:
         print(json.dumps(summary, indent=1))
     return 0

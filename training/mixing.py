@@ -54,6 +54,30 @@ def steps_per_epoch(source_sizes: Sequence[int], counts: Sequence[int], accumula
     return math.ceil(batches / accumulation_steps)
 
 
+def epochs_per_source(source_sizes: Sequence[int], counts: Sequence[int], optimizer_steps: int,
+                      accumulation_steps: int = 1) -> list[float]:  # fmt: skip
+    """How many times each source is seen in a run: `optimizer_steps * accumulation_steps * count / size`.
+
+    >>> [round(e, 1) for e in epochs_per_source([12_271, 162_770], [64, 64], 30_000)]  # 64 of 256 each
+    [156.5, 11.8]
+    """
+    return [optimizer_steps * accumulation_steps * count / size for size, count in zip(source_sizes, counts)]
+
+
+def epoch_balanced_shares(source_sizes: Sequence[int], temperature: float = 0.5) -> list[float]:
+    """Batch shares proportional to `size ** temperature`: 1 gives every source the same number of epochs, 0 the same
+    share of every batch; 0.5 (the paper recipe's) gives small sources a few times more epochs than large ones.
+
+    >>> [round(s, 3) for s in epoch_balanced_shares([100, 400, 1600])]
+    [0.143, 0.286, 0.571]
+    """
+    if not source_sizes or any(size <= 0 for size in source_sizes) or not 0.0 <= temperature <= 1.0:
+        raise ValueError(f"expected positive sizes and a temperature in [0, 1], got {list(source_sizes)}, "
+                         f"{temperature}")
+    weights = [size**temperature for size in source_sizes]
+    return [weight / sum(weights) for weight in weights]
+
+
 class SourceCycler:
     """Endless shuffled passes over the rows of one source, drawn with a seeded `torch.Generator`.
 
@@ -213,5 +237,5 @@ class MixedBatchCollator:
 
 __all__ = [
     "MixedBatchCollator", "MixedBatchSampler", "MixedSourceDataset", "ProcessBatchSampler", "SampleKey",
-    "SourceCycler", "shares_to_counts", "steps_per_epoch",
+    "SourceCycler", "epoch_balanced_shares", "epochs_per_source", "shares_to_counts", "steps_per_epoch",
 ]  # fmt: skip

@@ -7,6 +7,10 @@ validated before any work: an unknown key, a value of the wrong type, an unknown
 adapter option (a BP4D `fold` of 4), or a data folder that does not exist raises `RecipeError` naming the file, the
 key (`data.train[2].split`), the bad value and the allowed ones. Relative paths are taken from the current
 directory, except source roots, which are taken from `data.root` when it is set.
+
+Test splits never steer training: `data.train` and `data.eval` (what `eval.best_metric` selects on) may not name a
+split that holds benchmark test rows (`training.data.holds_test_rows`) unless `data.allow_test_splits` is true; the
+test splits go in `data.test`, which `qface train` never reads and `qface evaluate --config` scores once, at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from modeling_qface.presets import PRESET_NAMES
-from training.data.loading import SOURCES, source_problems
+from training.data.loading import SOURCES, holds_test_rows, source_problems
 
 
 # A Hugging Face Hub repository id: "name" or "owner/name".
@@ -106,14 +110,18 @@ class DataSection(_Section):
     crop_format: Literal["png", "jpeg"] = "png"  # how the prepared Q-Face crops are stored (png: lossless)
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes per training process
     train: list[TrainSourceSection] = Field(min_length=1)
-    eval: list[SourceSection] = Field(default_factory=list)
+    eval: list[SourceSection] = Field(default_factory=list)  # scored during training: validation splits
+    test: list[SourceSection] = Field(default_factory=list)  # never read by `qface train`; `qface evaluate --config`
+    # Lets data.train / data.eval name a test split (a smoke test on fixtures without validation splits); never for
+    # numbers anyone reports: the best checkpoint would be picked on the test data.
+    allow_test_splits: bool = False
 
     @model_validator(mode="after")
     def _shares_and_labels(self):
         total = sum(source.share for source in self.train)
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train: the shares must sum to 1, got {total:g}")
-        for what, sources in (("train", self.train), ("eval", self.eval)):
+        for what, sources in (("train", self.train), ("eval", self.eval), ("test", self.test)):
             names = [source.display_name for source in sources]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -293,6 +301,7 @@ def load_recipe(
     overrides: list[tuple[list[str], Any]] = (),
     raw: dict | None = None,
     check_paths: bool = True,
+    check_splits: bool = True,
 ) -> Recipe:
     """Reads and validates a recipe.
 
@@ -301,6 +310,8 @@ def load_recipe(
         overrides: `(key path, value)` pairs applied before validation (command-line flags).
         raw: the recipe as a dict instead of a file.
         check_paths: also check that every data source's root folder (and local model paths) exist.
+        check_splits: refuse test splits in `data.train` / `data.eval` (`check_test_splits`); off for
+            `qface evaluate`, which only scores.
     """
     where = str(path) if path is not None else "recipe"
     if raw is None:
@@ -320,6 +331,8 @@ def load_recipe(
     except ValidationError as error:
         raise RecipeError(_format_errors(error, where)) from None
     check_recipe_sources(recipe, where)
+    if check_splits:
+        check_test_splits(recipe, where)
     if check_paths:
         check_recipe_paths(recipe, where)
     return recipe
@@ -329,7 +342,7 @@ def check_recipe_sources(recipe: Recipe, where: str = "recipe") -> None:
     """Raises `RecipeError` naming every source split or adapter option that the source does not have (checked
     without reading a file, so a typo fails now rather than when its source is loaded, after the model is built)."""
     problems = []
-    for section in ("train", "eval"):
+    for section in ("train", "eval", "test"):
         for i, source in enumerate(getattr(recipe.data, section)):
             for key, message in source_problems(source.name, source.split, source.options):
                 problems.append(f"data.{section}[{i}].{key}: {message}")
@@ -337,10 +350,33 @@ def check_recipe_sources(recipe: Recipe, where: str = "recipe") -> None:
         raise RecipeError(_problems_text(where, problems))
 
 
+def test_split_sources(recipe: Recipe) -> list[str]:
+    """`data.train[i] (name)` / `data.eval[i] (name)` of every training or evaluation source that holds benchmark
+    test rows (see the module docstring)."""
+    return [f"data.{section}[{i}] ({source.display_name})"
+            for section in ("train", "eval") for i, source in enumerate(getattr(recipe.data, section))
+            if holds_test_rows(source.name, source.split, source.options)]  # fmt: skip
+
+
+def check_test_splits(recipe: Recipe, where: str = "recipe") -> None:
+    """Raises `RecipeError` naming every `data.train` / `data.eval` source on a test split, unless
+    `data.allow_test_splits` is true: training and model selection use train / validation splits only."""
+    if recipe.data.allow_test_splits:
+        return
+    problems = [
+        f"{source}: a test split; train and select the best model on train / validation splits (e.g. raf_db val, "
+        "celeba val, bp4d / disfa / 300w_lp val with options.val_fraction) and list test splits under data.test, "
+        "which `qface evaluate --config` scores at the end (data.allow_test_splits: true overrides this)"
+        for source in test_split_sources(recipe)
+    ]
+    if problems:
+        raise RecipeError(_problems_text(where, problems))
+
+
 def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
     """Raises `RecipeError` naming every source root and local model path that does not exist."""
     problems = []
-    for section in ("train", "eval"):
+    for section in ("train", "eval", "test"):
         for i, source in enumerate(getattr(recipe.data, section)):
             root = recipe.source_root(source)
             if not root.is_dir():
@@ -358,6 +394,6 @@ def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
 
 
 __all__ = [
-    "Recipe", "RecipeError", "apply_override", "check_recipe_paths", "check_recipe_sources", "load_recipe",
-    "parse_override",
+    "Recipe", "RecipeError", "apply_override", "check_recipe_paths", "check_recipe_sources", "check_test_splits",
+    "load_recipe", "parse_override", "test_split_sources",
 ]  # fmt: skip

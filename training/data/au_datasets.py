@@ -2,6 +2,9 @@
 """BP4D-Spontaneous and DISFA action unit occurrence, as distributed, with the 3-fold subject-exclusive protocol.
 
 Splits: "train" / "test" of `fold` 1..3 (see `splits.py` for the subject partitions and fold numbering), or "all".
+With `val_fraction > 0` (e.g. 0.15) also "val": that fraction of the fold's training subjects, chosen by a seeded
+SHA-256 of the subject id (`seed`), held out for model selection; "train" then leaves them out (subject-exclusive,
+deterministic; `splits.fold_subjects`). The default 0 keeps the protocol's "train" (every training subject).
 
 BP4D (Zhang et al., IVC 2014). Default layout (FERA 2015 release; options change it):
     AUCoding/AU_OCC/F001_T1.csv              one CSV per subject and task T1..T8
@@ -44,14 +47,14 @@ DISFA_MAX_INTENSITY = 5
 
 
 class _FoldedAUSource(SourceAdapter):
-    """Shared option handling: the fold and the frame path pattern."""
+    """Shared option handling: the fold, the validation carve and the frame path pattern."""
 
     splits = ("train", "test", "all")
     parts: tuple[tuple[str, ...], ...]
 
-    def __init__(self, root, fold: int, label_dir: str, frame_pattern: str):
+    def __init__(self, root, fold: int, label_dir: str, frame_pattern: str, val_fraction: float, seed: int):
         super().__init__(root)
-        if problem := _check_fold(fold):
+        if problem := _check_fold(fold) or _check_val_fraction(val_fraction):
             raise ValueError(f"{self.name}: {problem}")
         try:
             frame_pattern.format(subject="S", task="T1", frame=1, frame0=0)
@@ -60,17 +63,29 @@ class _FoldedAUSource(SourceAdapter):
                 f"{self.name}: frame_pattern {frame_pattern!r} is not a format pattern over "
                 f"subject/task/frame/frame0: {error!r}"
             ) from None
-        self.options = {"fold": fold, "label_dir": label_dir, "frame_pattern": frame_pattern}
+        self.options = {"fold": fold, "label_dir": label_dir, "frame_pattern": frame_pattern,
+                        "val_fraction": val_fraction, "seed": seed}  # fmt: skip
         self.label_dir = self.root / label_dir
+        self.splits = self.known_splits(self.options)
+
+    @classmethod
+    def known_splits(cls, options: dict) -> tuple[str, ...]:
+        return ("train", "val", "test", "all") if options.get("val_fraction") else ("train", "test", "all")
 
     @classmethod
     def option_problems(cls, options: dict) -> dict[str, str]:
+        problems = {}
         fold = options.get("fold", 1)
-        return {"fold": f"unknown fold {fold!r} (expected one of 1, 2, 3)"} if _check_fold(fold) else {}
+        if _check_fold(fold):
+            problems["fold"] = f"unknown fold {fold!r} (expected one of 1, 2, 3)"
+        if problem := _check_val_fraction(options.get("val_fraction", 0.0)):
+            problems["val_fraction"] = problem.removeprefix("val_fraction: ")
+        return problems
 
     def subjects(self, split: str) -> tuple[str, ...]:
         self.check_split(split)
-        return fold_subjects(self.parts, self.options["fold"], split)
+        opts = self.options
+        return fold_subjects(self.parts, opts["fold"], split, opts["val_fraction"], opts["seed"])
 
     def frame_path(self, **fields) -> Path:
         return self.root / self.options["frame_pattern"].format(**fields)
@@ -88,6 +103,12 @@ def _check_fold(fold) -> str | None:
     return None
 
 
+def _check_val_fraction(value) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        return f"val_fraction: expected a fraction in [0, 1) of the fold's training subjects, got {value!r}"
+    return None
+
+
 def _require(path: Path) -> Path:
     if not path.is_file():
         raise DataFormatError(path, None, "label file not found (the whole subject/task would be missing)")
@@ -96,7 +117,8 @@ def _require(path: Path) -> Path:
 
 class BP4DSource(_FoldedAUSource):
     """BP4D. Options: `fold` (1..3, default 1), `label_dir` (default "AUCoding/AU_OCC"), `frame_pattern`
-    (default "BP4D-training/{subject}/{task}/{frame:04d}.jpg")."""
+    (default "BP4D-training/{subject}/{task}/{frame:04d}.jpg"), `val_fraction` (default 0: no "val" split) and
+    `seed` (default 0) of the validation carve."""
 
     name = "bp4d"
     parts = BP4D_PARTS
@@ -107,8 +129,10 @@ class BP4DSource(_FoldedAUSource):
         fold: int = 1,
         label_dir: str = "AUCoding/AU_OCC",
         frame_pattern: str = "BP4D-training/{subject}/{task}/{frame:04d}.jpg",
+        val_fraction: float = 0.0,
+        seed: int = 0,
     ):
-        super().__init__(root, fold, label_dir, frame_pattern)
+        super().__init__(root, fold, label_dir, frame_pattern, val_fraction, seed)
 
     def label_files(self, split: str) -> list[Path]:
         return [self.label_dir / f"{s}_{t}.csv" for s in self.subjects(split) for t in BP4D_TASKS]
@@ -166,7 +190,8 @@ class BP4DSource(_FoldedAUSource):
 
 class DISFASource(_FoldedAUSource):
     """DISFA. Options: `fold` (1..3, default 1), `label_dir` (default "ActionUnit_Labels"), `frame_pattern`
-    (default "img/{subject}/{frame0}.png"), `threshold` (default 2)."""
+    (default "img/{subject}/{frame0}.png"), `threshold` (default 2), `val_fraction` (default 0: no "val" split) and
+    `seed` (default 0) of the validation carve."""
 
     name = "disfa"
     parts = DISFA_PARTS
@@ -178,8 +203,10 @@ class DISFASource(_FoldedAUSource):
         label_dir: str = "ActionUnit_Labels",
         frame_pattern: str = "img/{subject}/{frame0}.png",
         threshold: int = 2,
+        val_fraction: float = 0.0,
+        seed: int = 0,
     ):
-        super().__init__(root, fold, label_dir, frame_pattern)
+        super().__init__(root, fold, label_dir, frame_pattern, val_fraction, seed)
         if not 1 <= threshold <= DISFA_MAX_INTENSITY:
             raise ValueError(f"disfa: threshold must be in 1..{DISFA_MAX_INTENSITY}, got {threshold!r}")
         self.options["threshold"] = threshold

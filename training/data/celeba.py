@@ -19,6 +19,13 @@ Face hints (optional files, in `Anno/` or `root`; without them the rows carry no
     list_bbox_celeba.txt     in-the-wild images only: line 1 count, line 2 `image_id x_1 y_1 width height`, then
                              `000001.jpg 95 71 226 313` -> `face_box = [x_1, y_1, x_1 + width, y_1 + height]`
 
+Crops (`crop` option). "qface" (default): the Q-Face crop from the 5 landmarks, like every other source. The
+attribute literature instead feeds the aligned 178 x 218 images without re-alignment, in one of two ways:
+"center" takes the centred 178 x 178 square (rows 20..197: `CenterCrop(178)`) and resizes it to the input size;
+"resize" resizes the whole 178 x 218 image to the square input (`Resize((s, s))`, faces squashed by 178/218 in
+height). Both emit `resize_region` (see `schema`) instead of landmarks; they are defined for `img_align_celeba`
+only (an `img_celeba` photo's centre is not a face). Train and test with the same crop.
+
 The header's attribute names must equal `ATTRIBUTE_NAMES` (same order), otherwise every column would be shifted:
 that, and a line count that disagrees with line 1, always raise; the same holds for the landmark and box files.
 """
@@ -43,6 +50,8 @@ LANDMARK_COLUMNS = (
 )  # fmt: skip
 BOX_COLUMNS = ("image_id", "x_1", "y_1", "width", "height")
 IN_THE_WILD_DIR = "img_celeba"
+# crop option -> the `resize_region` hint it emits (None: the Q-Face crop from the landmarks).
+CELEBA_CROPS = {"qface": None, "center": "center_square", "resize": "whole"}
 
 
 def _first_existing(root: Path, candidates: list[str]) -> Path | None:
@@ -92,14 +101,18 @@ def _numbers(path: Path, line_no: int, fields: list[str], names: tuple[str, ...]
 
 class CelebASource(SourceAdapter):
     """CelebA. Options: `image_dir` (relative to root; default: `img_align_celeba` or `Img/img_align_celeba`; a
-    folder named `img_celeba` holds the in-the-wild images and takes their landmark and box files)."""
+    folder named `img_celeba` holds the in-the-wild images and takes their landmark and box files), `crop`
+    ("qface", default; "center" or "resize": the literature's crops of the aligned images, see the module doc)."""
 
     name = "celeba"
     splits = ("train", "val", "test")
 
-    def __init__(self, root, image_dir: str | None = None):
+    def __init__(self, root, image_dir: str | None = None, crop: str = "qface"):
         super().__init__(root)
-        self.options = {"image_dir": image_dir}
+        if problem := self.option_problems({"crop": crop}).get("crop"):
+            raise ValueError(f"celeba: crop: {problem}")
+        self.options = {"image_dir": image_dir} if crop == "qface" else {"image_dir": image_dir, "crop": crop}
+        self.resize_region = CELEBA_CROPS[crop]
         self.attr_file = find_file(
             self.root, ["list_attr_celeba.txt", "Anno/list_attr_celeba.txt"], "CelebA attribute file"
         )
@@ -114,6 +127,16 @@ class CelebASource(SourceAdapter):
         self.landmark_file = _first_existing(self.root, [landmarks, f"Anno/{landmarks}"])
         boxes = ["list_bbox_celeba.txt", "Anno/list_bbox_celeba.txt"]
         self.box_file = _first_existing(self.root, boxes) if in_the_wild else None
+        if self.resize_region is not None:
+            if in_the_wild:
+                raise ValueError(f"celeba: crop {crop!r} is defined for the aligned img_align_celeba images, not "
+                                 f"{self.image_dir}")  # fmt: skip
+            self.landmark_file = None  # the literature's crops do not align: the landmarks are not read
+
+    @classmethod
+    def option_problems(cls, options: dict) -> dict[str, str]:
+        crop = options.get("crop", "qface")
+        return {} if crop in CELEBA_CROPS else {"crop": f"expected one of {', '.join(CELEBA_CROPS)}, got {crop!r}"}
 
     def fingerprint_inputs(self, split: str) -> list:
         optional = [self.identity_file, self.landmark_file, self.box_file]
@@ -158,6 +181,8 @@ class CelebASource(SourceAdapter):
 
     def _hints(self, file_name: str, landmarks: dict, boxes: dict) -> dict:
         """The face hint keys of one image (only those its files give); DataFormatError on a bad line."""
+        if self.resize_region is not None:
+            return {"resize_region": self.resize_region}
         hints = {}
         if file_name in landmarks:
             line_no, fields = landmarks[file_name]

@@ -9,6 +9,8 @@ crop's frame exactly (`head_pose_qface.rotate_pose_in_plane`). How each face is 
     "protocol box"      the row's `crop_box` (a benchmark's protocol crop, e.g. AFLW2000's loose box): cut as the
                         published code does (box, shorter side resized to 256/224 of the crop, centre crop), no
                         rotation.
+    "protocol resize"   the row's `resize_region` (a protocol crop of an already aligned image, e.g. CelebA's centred
+                        178 x 178 square): that region resized to the crop (bilinear), no rotation.
     "landmarks"         the row's `face_landmarks`, from the dataset's own annotations: no detector runs.
     "detector"          the pipeline's detector and landmark refinement (`locate_faces`); of several faces, the one
                         overlapping the row's `face_box` most, else the largest.
@@ -41,7 +43,8 @@ from modeling_qface.image_loading_qface import ImageLoadError, load_image_rgb
 from .errors import DataFormatError, LoadReport
 from .schema import FACE_HINT_KEYS, ORIGIN_KEY
 
-CROP_METHODS = ("protocol box", "landmarks", "detector", "no face found")
+CROP_METHODS = ("protocol box", "protocol resize", "landmarks", "detector", "no face found")
+RESIZE_REGIONS = ("center_square", "whole")
 CROP_FORMATS = {"png": {"format": "PNG", "compress_level": 3}, "jpeg": {"format": "JPEG", "quality": 95}}
 # A detected face must overlap the dataset's face box this much to be taken as the labelled face.
 MIN_BOX_IOU = 0.3
@@ -70,6 +73,26 @@ def protocol_box_crop(image_rgb: np.ndarray, box, size: int) -> np.ndarray:
                            Image.Resampling.BILINEAR)  # fmt: skip
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     return np.array(resized.crop((left, top, left + size, top + size)))
+
+
+def resize_region_box(width: int, height: int, region: str) -> tuple[int, int, int, int]:
+    """The `(left, top, right, bottom)` pixel box of a `resize_region` in a `width` x `height` image: "whole", or
+    "center_square", torchvision's `CenterCrop(min(width, height))` (offsets rounded as it rounds them)."""
+    if region == "whole":
+        return 0, 0, width, height
+    if region != "center_square":
+        raise ValueError(f"resize_region: expected one of {RESIZE_REGIONS}, got {region!r}")
+    side = min(width, height)
+    left, top = int(round((width - side) / 2.0)), int(round((height - side) / 2.0))
+    return left, top, left + side, top + side
+
+
+def protocol_resize_crop(image_rgb: np.ndarray, region: str, size: int) -> np.ndarray:
+    """`region` of the image (see `resize_region_box`) resized to `size` x `size` (bilinear), as the literature's
+    `CenterCrop` + `Resize` or plain `Resize((size, size))` transforms do."""
+    image = Image.fromarray(image_rgb)
+    box = resize_region_box(image.width, image.height, region)
+    return np.array(image.crop(box).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def unreadable_image_error(path: str, origin: list | None, error: Exception) -> DataFormatError:
@@ -125,6 +148,8 @@ class CropPreparer:
     def _cut(self, rgb: np.ndarray, hints: dict) -> tuple[np.ndarray, float, str]:
         if "crop_box" in hints:
             return protocol_box_crop(rgb, hints["crop_box"], self.face_crop.size), 0.0, "protocol box"
+        if "resize_region" in hints:
+            return protocol_resize_crop(rgb, hints["resize_region"], self.face_crop.size), 0.0, "protocol resize"
         if "face_landmarks" in hints:
             aligned, method = self.face_crop(rgb, hints["face_landmarks"]), "landmarks"
             return aligned.crop, aligned.angle, method

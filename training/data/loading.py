@@ -65,8 +65,26 @@ def source_problems(name: str, split: str, options: dict) -> list[tuple[str, str
     problems += [(f"options.{key}", message) for key, message in cls.option_problems(known).items()]
     splits = cls.known_splits(known)
     if splits is not None and split not in splits:
-        problems.append(("split", f"unknown split {split!r} of {name} (expected one of {', '.join(splits)})"))
+        message = f"unknown split {split!r} of {name} (expected one of {', '.join(splits)})"
+        if split == "val" and "val_fraction" in accepted:  # the carve exists, its option is not set
+            message += "; 'val' needs options.val_fraction > 0"
+        problems.append(("split", message))
     return problems
+
+
+def holds_test_rows(name: str, split: str, options: dict) -> bool:
+    """Whether `split` of source `name` holds rows of the benchmark's test split: "test" itself, or "all" of a source
+    that has a "test" split (BP4D / DISFA's "all" holds every fold's test subjects). AFLW2000's only split is
+    "test". Such a split must not steer training: neither trained on nor used to pick the best checkpoint."""
+    if split == "test":
+        return True
+    if split != "all" or name not in SOURCES:
+        return False
+    try:
+        splits = SOURCES[name].known_splits(options)
+    except (TypeError, ValueError):
+        splits = None
+    return splits is not None and "test" in splits
 
 
 def _accepted_options(cls: type[SourceAdapter]) -> list[str]:

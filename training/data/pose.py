@@ -11,7 +11,11 @@ AFLW2000 protocol: only samples whose three angles all lie in [-99, 99] degrees 
 the dropped ones are counted in the load report under "angle outside [-99, 99] deg".
 
 300W-LP: the synthesized views of one face (`AFW_134212_1_0` ... `_17`, and their `_Flip` twins) share a
-`subject_id` (`AFW_134212_1`), so a validation split carved by subject keeps them together.
+`subject_id` (`AFW_134212_1`), so a validation split carved by subject keeps them together. With `val_fraction > 0`
+(e.g. 0.05) the split "val" holds that fraction of these source faces (all their views and flips; a seeded SHA-256 of
+the id, `seed`) and "train" the rest: pose model selection on held-out 300W-LP faces, since AFLW2000 is a test set
+only. 300W-LP has no identity labels (one person may appear in two source photos of 300W), so the carve is exclusive
+by source photo, not by identity. The default 0 keeps "train" = every image.
 
 Face hints: the `.mat` file's 68 iBUG landmarks become `face_landmarks` (see `landmarks.five_points_from_68`):
 `pt3d_68` (3 x 68, x and y in image pixels) when present, else `pt2d` when it is 2 x 68 (300W-LP). AFLW2000's `pt2d`
@@ -41,6 +45,7 @@ from .base import SourceAdapter, file_stat
 from .errors import DataFormatError, LoadReport
 from .landmarks import five_points_from_68
 from .schema import empty_row
+from .splits import carve
 
 AFLW2000_MAX_ABS_DEGREES = 99.0
 AFLW2000_CROPS = ("qface", "loose")
@@ -124,9 +129,13 @@ class _PoseSource(SourceAdapter):
         landmarks = landmarks_from_mat(content, mat_path)
         return {} if landmarks is None else {"face_landmarks": landmarks}
 
+    def images_of(self, split: str) -> list[Path]:
+        """The images of `split` (every image, for a source with one split)."""
+        return self._images()
+
     def iter_rows(self, split: str, report: LoadReport) -> Iterator[dict]:
         self.check_split(split)
-        for image in self._images():
+        for image in self.images_of(split):
             mat_path = image.with_suffix(".mat")
             try:
                 if not mat_path.is_file():
@@ -146,13 +155,41 @@ class _PoseSource(SourceAdapter):
 
 
 class Pose300WLPSource(_PoseSource):
-    """300W-LP (the 4 subsets and their `_Flip` folders under `root`). Only split: "train"."""
+    """300W-LP (the 4 subsets and their `_Flip` folders under `root`). Split "train"; with `val_fraction > 0` (default
+    0) also "val", that fraction of the source faces (`seed`, default 0), "train" then holding the others."""
 
     name = "300w_lp"
     splits = ("train",)
 
+    def __init__(self, root, val_fraction: float = 0.0, seed: int = 0):
+        super().__init__(root)
+        if problem := self.option_problems({"val_fraction": val_fraction}).get("val_fraction"):
+            raise ValueError(f"300w_lp: val_fraction: {problem}")
+        self.options = {"val_fraction": val_fraction, "seed": seed}
+        self.splits = self.known_splits(self.options)
+
+    @classmethod
+    def known_splits(cls, options: dict) -> tuple[str, ...]:
+        return ("train", "val") if options.get("val_fraction") else ("train",)
+
+    @classmethod
+    def option_problems(cls, options: dict) -> dict[str, str]:
+        value = options.get("val_fraction", 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            return {"val_fraction": f"expected a fraction in [0, 1) of the source faces, got {value!r}"}
+        return {}
+
     def subject_of(self, image: Path) -> str:
         return _VIEW_SUFFIX.sub("", image.stem)
+
+    def images_of(self, split: str) -> list[Path]:
+        images, fraction = self._images(), self.options["val_fraction"]
+        if not fraction:
+            return images
+        # Keyed by the source face (subset folder without `_Flip` + id): its views and its flip stay together.
+        keys = {image: f"{image.parent.name.removesuffix('_Flip')}/{self.subject_of(image)}" for image in images}
+        assignment = carve(keys.values(), {"train": 1.0 - fraction, "val": fraction}, self.options["seed"])
+        return [image for image in images if assignment[keys[image]] == split]
 
 
 class AFLW2000Source(_PoseSource):

@@ -14,8 +14,8 @@ Columns (names equal Q-Face's task names):
     photo (`str`): the path of the photo the crop was cut from.
     crop_angle (`float32`): degrees by which the Q-Face crop rotates the photo (anticlockwise as seen); `head_pose` is
         in the crop's frame, and rotating it by `-crop_angle` gives the photo's frame. 0 before preparation.
-    crop_method (`str`): how the face was found ("landmarks", "detector", "no face found", "protocol box"; see
-        `training.data.face_crops`); "" before preparation (the image is used as it is).
+    crop_method (`str`): how the face was found ("landmarks", "detector", "no face found", "protocol box",
+        "protocol resize"; see `training.data.face_crops`); "" before preparation (the image is used as it is).
 The `image` of a prepared row is the Q-Face crop itself (PNG or JPEG bytes).
 
 Face hints: an adapter's rows (before preparation into the Q-Face crop, see `training.data.face_crops`) may also
@@ -28,6 +28,9 @@ carry these keys, which say where the face is; preparation consumes them and sto
         most is taken (the largest face when absent).
     crop_box (`[x1, y1, x2, y2]`): a protocol crop used as it is, without alignment or rotation (e.g. the loose
         box around AFLW2000's landmarks that the published head-pose numbers use).
+    resize_region (`str`): a protocol crop of an already aligned image, resized to the input without alignment:
+        "center_square" (the centred square of side min(width, height)) or "whole" (the whole image, its aspect
+        ratio changed), e.g. the CelebA attribute literature's crops of the 178 x 218 aligned images.
 and, when the row comes from a line of a label file:
     origin (`[label_file, line_no]`): preparation names it, beside the image, when the image cannot be read, then
         drops it.
@@ -44,7 +47,7 @@ from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRES
 
 MISSING = -1
 
-FACE_HINT_KEYS = ("face_landmarks", "face_box", "crop_box")
+FACE_HINT_KEYS = ("face_landmarks", "face_box", "crop_box", "resize_region")
 ORIGIN_KEY = "origin"
 
 LABEL_COLUMNS = ("expression", "au", "attributes", "age", "head_pose")

@@ -10,6 +10,10 @@ whose per-fold results and checkpoints are the usual reference:
     fold 1: train on part1 + part2, test on part3
     fold 2: train on part1 + part3, test on part2
     fold 3: train on part2 + part3, test on part1
+
+Model selection never looks at a fold's test subjects: with `val_fraction > 0`, a seeded, subject-exclusive share of
+the fold's *training* subjects forms "val" (`carve` over the subject ids) and "train" keeps the rest; with the default
+`val_fraction = 0` there is no "val" and "train" is every training subject of the fold, as in JAA-Net / ME-GraphAU.
 """
 
 from __future__ import annotations
@@ -33,8 +37,15 @@ DISFA_PARTS: tuple[tuple[str, ...], ...] = (
 FOLD_TEST_PART = {1: 2, 2: 1, 3: 0}
 
 
-def fold_subjects(parts: tuple[tuple[str, ...], ...], fold: int, split: str) -> tuple[str, ...]:
-    """Subjects of `split` ("train", "test" or "all") in `fold` (1..3) of a 3-part subject partition."""
+def fold_subjects(
+    parts: tuple[tuple[str, ...], ...], fold: int, split: str, val_fraction: float = 0.0, seed: int = 0
+) -> tuple[str, ...]:
+    """Subjects of `split` in `fold` (1..3) of a 3-part subject partition.
+
+    Splits: "test" (the fold's held-out part), "train" (the other two parts, less the "val" subjects), "val" (with
+    `val_fraction > 0`: that fraction of the fold's training subjects, carved by a seeded SHA-256 of the subject id,
+    see `carve`), "all" (every subject of the partition).
+    """
     if split == "all":
         return tuple(s for part in parts for s in part)
     if fold not in FOLD_TEST_PART:
@@ -42,9 +53,15 @@ def fold_subjects(parts: tuple[tuple[str, ...], ...], fold: int, split: str) -> 
     test_part = FOLD_TEST_PART[fold]
     if split == "test":
         return parts[test_part]
-    if split == "train":
-        return tuple(s for i, part in enumerate(parts) if i != test_part for s in part)
-    raise ValueError(f"split: expected 'train', 'test' or 'all', got {split!r}")
+    if split not in ("train", "val"):
+        raise ValueError(f"split: expected 'train', 'val', 'test' or 'all', got {split!r}")
+    training = tuple(s for i, part in enumerate(parts) if i != test_part for s in part)
+    if split == "val" and not val_fraction:
+        raise ValueError("split 'val' needs val_fraction > 0 (the share of the fold's training subjects held out)")
+    if not val_fraction:
+        return training
+    assignment = carve(training, {"train": 1.0 - val_fraction, "val": val_fraction}, seed)
+    return tuple(s for s in training if assignment[s] == split)
 
 
 def _rank(key: str, seed: int) -> str:
