@@ -25,6 +25,7 @@ some input failed (then 1). Exit status 2: bad arguments or no model; 130: inter
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections import deque
 from pathlib import Path
@@ -32,6 +33,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .analyze_workers import PreprocessPool, replay_preprocessed, threads_per_process
 from .cli import describe
 from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, MIN_MAX_IMAGE_SIDE
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
@@ -43,8 +45,10 @@ from .pipeline_qface import (
     register_face_analysis_pipeline,
 )
 from .result_writers import open_writer
+from .threads_qface import add_threads_argument, configure_threads
 
 OUTPUT_FORMATS = (".jsonl", ".csv")
+DTYPES = ("float32", "bfloat16")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--render-dir", type=Path, help="write each image with its faces drawn on it here")
     parser.add_argument("--attention-dir", type=Path, help="write attention figures (per face) and stage usage here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32",
+        help="precision of a torch model; bfloat16 is faster on CPUs with AVX512-BF16 or AMX and on GPUs (differences "
+             "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
+    )  # fmt: skip
+    add_threads_argument(parser, " in each process (with --workers, the default is shared out between them)")
+    parser.add_argument(
+        "--workers", type=int, default=1,
+        help="processes that read, detect and align the images (the model runs in the main process); the output "
+             "is the same file. Worth it for many files on a dedicated machine: see docs/threads.md",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a preset (untrained) model")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any input failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -94,14 +109,35 @@ def build_parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------------------------------------------- model
 
 
-def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
+def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, dtype: str | torch.dtype | None = None):
     """The face-analysis pipeline for a saved model folder, for a preset's randomly initialised model, or (None) for
-    the demo model shipped with the package."""
+    the demo model shipped with the package.
+
+    A folder with `model.onnx` and no safetensors weights (written by `qface export onnx`) runs on onnxruntime, on
+    the CPU, in float32; any other model runs on torch in `dtype` (`"float32"`, the default, or `"bfloat16"`).
+    """
     from transformers import AutoImageProcessor, pipeline
 
-    from .model_loading import load_qface_model
+    from .model_loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_qface_model
     from .modeling_qface import QFaceModel
+    from .onnx_qface import QFaceOnnxModel, is_onnx_model_folder
     from .presets import PRESET_NAMES, load_preset
+
+    dtype = _torch_dtype(dtype)
+    if model is not None and is_onnx_model_folder(model) and not any(
+        (Path(model) / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
+    ):
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"--device {device}: an ONNX export ({model}) runs on the CPU (onnxruntime)")
+        if dtype != torch.float32:
+            raise ValueError(f"--dtype {str(dtype).removeprefix('torch.')}: an ONNX export ({model}) runs in float32; "
+                             "a lower precision is for the torch model (a folder with model.safetensors)")  # fmt: skip
+        register_face_analysis_pipeline()
+        processor = None  # without preprocessor_config.json, the pipeline builds Q-Face's processor from the config
+        if (Path(model) / "preprocessor_config.json").is_file():
+            processor = AutoImageProcessor.from_pretrained(model)
+        return pipeline("face-analysis", model=QFaceOnnxModel.from_pretrained(model), image_processor=processor,
+                        device="cpu")  # fmt: skip
 
     register_face_analysis_pipeline()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -125,7 +161,17 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0):
             processor = None  # the pipeline builds Q-Face's processor from the config
     else:
         raise FileNotFoundError(f"--model {model}: neither a model folder nor a preset ({', '.join(PRESET_NAMES)})")
-    return pipeline("face-analysis", model=network, image_processor=processor, device=device)
+    return pipeline("face-analysis", model=network.to(dtype), image_processor=processor, device=device)
+
+
+def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """`--dtype` as a torch dtype (None: float32); a ValueError names the value and the choices."""
+    if dtype is None:
+        return torch.float32
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"--dtype: expected one of {list(DTYPES)}, got {dtype!r}")
+    return getattr(torch, name)
 
 
 # --------------------------------------------------------------------------------------------------------- run
@@ -149,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input(problem)
     files, failures = collect_inputs(args.inputs)
     try:
-        pipe = load_pipeline(args.model, args.device, args.seed)
+        configure_threads(threads_per_process(args.workers, args.threads))  # QFACE_NUM_THREADS: ValueError
+        pipe = load_pipeline(args.model, args.device, args.seed, dtype=args.dtype)
+        # How a --workers process builds its own pipeline (it only preprocesses, on the CPU); picklable for 'spawn'.
+        worker_pipeline = functools.partial(load_pipeline, args.model, "cpu", args.seed, dtype=args.dtype)
         call = {
             "au_threshold": args.au_threshold, "score_threshold": args.score_threshold,
             "max_image_side": args.max_image_side, "max_image_pixels": args.max_image_pixels,
@@ -169,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     skipped = sum(str(path) in writer.done for path in files)
     files = [path for path in files if str(path) not in writer.done]
     try:
-        num_images, num_faces = _analyse(pipe, call, files, failures, writer, args)
+        num_images, num_faces = _analyse(pipe, call, files, failures, writer, args, worker_pipeline)
     except KeyboardInterrupt:
         print(f"\nqface analyze: interrupted; {output} holds every finished image (--resume completes it)",
               file=sys.stderr)  # fmt: skip
@@ -186,6 +235,8 @@ def _option_problem(args, output: Path) -> str | None:
         return f"--output must end in {' or '.join(OUTPUT_FORMATS)}, got {output.name}"
     if args.batch_size < 1:
         return f"--batch-size must be >= 1, got {args.batch_size}"
+    if args.workers < 1:
+        return f"--workers must be >= 1, got {args.workers}"
     if args.max_image_side < MIN_MAX_IMAGE_SIDE:
         return f"--max-image-side must be at least {MIN_MAX_IMAGE_SIDE} pixels, got {args.max_image_side}"
     return None
@@ -197,8 +248,18 @@ def _bad_input(problem) -> int:
     return 2
 
 
-def _analyse(pipe, call: dict, files: list[Path], failures: list, writer, args) -> tuple[int, int]:
-    """Runs the images through the pipeline, each image's results written as it completes; (images, faces)."""
+def _analyse(pipe, call: dict, files: list[Path], failures: list, writer, args, worker_pipeline=None) -> tuple:
+    """Runs the images through the pipeline, each image's results written as it completes; (images, faces).
+    With `--workers N` (N > 1), N processes built by `worker_pipeline()` read and preprocess the images."""
+    if args.workers > 1 and files:
+        preprocess_params, _, _ = pipe._sanitize_parameters(**call)
+        threads = threads_per_process(args.workers, args.threads)
+        with PreprocessPool(args.workers, threads, worker_pipeline, preprocess_params, args.max_image_pixels) as pool:
+            return _analyse_files(pipe, call, files, failures, writer, args, pool)
+    return _analyse_files(pipe, call, files, failures, writer, args)
+
+
+def _analyse_files(pipe, call: dict, files: list[Path], failures: list, writer, args, pool=None) -> tuple[int, int]:
     for source, reason in failures:
         if source not in writer.done:  # a resumed file has them already
             writer.add_failure(source, reason)
@@ -208,33 +269,51 @@ def _analyse(pipe, call: dict, files: list[Path], failures: list, writer, args) 
     progress = tqdm(total=len(files), unit="image", disable=args.no_progress, file=sys.stderr)
     pending = deque()  # (path, image) of images handed to the pipeline whose results have not come back yet
 
+    def add_failure(path: Path, reason: str) -> None:
+        failures.append((str(path), reason))
+        writer.add_failure(str(path), reason)
+        progress.update(1)
+
     def readable_images():
         for path in files:
             try:
                 image = load_image_rgb(path, max_pixels=args.max_image_pixels)
             except (ImageLoadError, OSError) as error:  # OSError: e.g. a file that cannot be read (permission)
-                failures.append((str(path), str(error)))
-                writer.add_failure(str(path), str(error))
-                progress.update(1)
+                add_failure(path, str(error))
                 continue
             pending.append((path, image if args.render_dir else None))
             yield image
 
+    def preprocessed_images():  # --workers: read, detected and aligned by the pool, in input order
+        for path, model_inputs in pool.results(files):
+            if isinstance(model_inputs, str):  # the reason it could not be read, as readable_images reports it
+                add_failure(path, model_inputs)
+                continue
+            pending.append((path, None))  # rendering reads the image again
+            yield model_inputs
+
     num_images = num_faces = 0
     used_names: set[str] = set()
     all_stage_usage = []
-    with progress:
-        for faces in pipe(readable_images(), batch_size=args.batch_size, **call):
-            path, image = pending.popleft()
-            writer.add(path, faces)
-            num_images, num_faces = num_images + 1, num_faces + len(faces)
-            name = unique_name(path.stem, used_names, "")
-            if args.render_dir is not None:
-                _save_render(image, faces, args.render_dir / f"{name}.jpg")
-            if args.attention_dir is not None:
-                all_stage_usage += [face["stage_usage"] for face in faces]
-                _save_attention_figures(faces, args.attention_dir, name)
-            progress.update(1)
+    images = readable_images()
+    if pool is not None:  # the pool runs `preprocess`; the pipeline's batching, forward and postprocess stay here
+        images, pipe.preprocess = preprocessed_images(), replay_preprocessed
+    try:
+        with progress:
+            for faces in pipe(images, batch_size=args.batch_size, **call):
+                path, image = pending.popleft()
+                writer.add(path, faces)
+                num_images, num_faces = num_images + 1, num_faces + len(faces)
+                name = unique_name(path.stem, used_names, "")
+                if args.render_dir is not None:
+                    image = load_image_rgb(path, max_pixels=args.max_image_pixels) if image is None else image
+                    _save_render(image, faces, args.render_dir / f"{name}.jpg")
+                if args.attention_dir is not None:
+                    all_stage_usage += [face["stage_usage"] for face in faces]
+                    _save_attention_figures(faces, args.attention_dir, name)
+                progress.update(1)
+    finally:
+        pipe.__dict__.pop("preprocess", None)  # the class's own preprocess again
     if args.attention_dir is not None and all_stage_usage:
         from .visualization import stage_usage_chart
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "serve": ("modeling_qface.serve", "the web demo (Gradio) on 127.0.0.1"),
     "demo": ("modeling_qface.demo", "the main job: every face of the sample photos through a Q-Face model"),
     "push": ("modeling_qface.push", "a saved model folder to the Hugging Face Hub, with its generated model card"),
+    "export": ("modeling_qface.export_onnx", "a saved model as ONNX (qface export onnx MODEL OUT) for onnxruntime"),
 }
 
 

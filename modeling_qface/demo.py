@@ -17,9 +17,11 @@ import json
 from pathlib import Path
 
 from . import analyze
+from .onnx_qface import is_onnx_model_folder
 from .pipeline_qface import DEFAULT_MODEL_NOTICE
 from .report import FACE_FIELDS, summarise, write_report
 from .sample_photos import fetch_sample_photos
+from .threads_qface import add_threads_argument
 
 DEFAULT_PHOTOS = ("t1.jpg", "multi_face.jpg", "single_face.jpg")
 
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a saved Q-Face folder or a preset name (untrained); default: the shipped demo model")
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
     parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
+    add_threads_argument(parser)
     return parser
 
 
@@ -46,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir
     results = out / "results.jsonl"
     model = ["--model", args.model] if args.model else []
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    # An ONNX export (`qface export onnx`) has no attention maps: its report has no attention figures.
+    attention_dir = None if is_onnx_model_folder(args.model) else out / "attention"
+    attention = ["--attention-dir", str(attention_dir)] if attention_dir else []
     status = analyze.main(
-        [*photos, "--output", str(results), *model,
-         "--render-dir", str(out / "rendered"), "--attention-dir", str(out / "attention")]
+        [*photos, "--output", str(results), *model, *threads, "--render-dir", str(out / "rendered"), *attention]
     )  # fmt: skip
     if results.is_file():
         for line in results.read_text().splitlines():
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             for index, face in enumerate(record.get("faces", [])):
                 print(face_line(record["input"], index, face))
         notice = None if args.model else DEFAULT_MODEL_NOTICE
-        report = write_report(out, results, out / "rendered", out / "attention", title="Q-Face demo", notice=notice)
+        report = write_report(out, results, out / "rendered", attention_dir, title="Q-Face demo", notice=notice)
         print(f"\nOpen {report.resolve()}: the annotated photos, every face's answers, attention maps and the "
               f"stage-usage chart (results also in {results}).")
     return status

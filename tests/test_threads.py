@@ -1,0 +1,269 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""The thread policy (threads_qface: --threads, QFACE_NUM_THREADS, OMP_NUM_THREADS, the default) as torch and the
+onnxruntime sessions see it, and `qface analyze --workers` (same file as one process, --resume, no orphans)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import torch
+from PIL import Image
+from transformers import pipeline
+
+from modeling_qface import face_alignment_qface, threads_qface
+from modeling_qface.analyze import build_parser as analyze_parser
+from modeling_qface.analyze import main as analyze_main
+from modeling_qface.cli import main as cli_main
+from modeling_qface.pipeline_qface import register_face_analysis_pipeline
+from modeling_qface.threads_qface import (
+    MAX_DEFAULT_THREADS,
+    configure_threads,
+    configured_num_threads,
+    onnxruntime_session_options,
+    resolve_num_threads,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_thread_state(monkeypatch):
+    """No thread variables from the caller's shell, no number kept from another test; torch's count restored."""
+    monkeypatch.delenv("QFACE_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(threads_qface, "_explicit_num_threads", None)
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+# ----------------------------------------------------------------------------------------------------- policy
+
+
+def test_precedence_is_flag_then_qface_variable_then_omp_then_default(monkeypatch):
+    monkeypatch.setattr(threads_qface, "usable_cpus", lambda: 6)
+    assert resolve_num_threads() == 6
+    monkeypatch.setenv("OMP_NUM_THREADS", "4,2")  # OpenMP's nested list: its first entry
+    assert resolve_num_threads() == 4
+    monkeypatch.setenv("QFACE_NUM_THREADS", " 3 ")
+    assert resolve_num_threads() == 3
+    assert resolve_num_threads(5) == 5
+
+
+def test_default_is_the_usable_cpus_capped(monkeypatch):
+    monkeypatch.setattr(threads_qface.os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(threads_qface, "_cgroup_cpu_quota", lambda: None)
+    assert resolve_num_threads() == MAX_DEFAULT_THREADS
+    monkeypatch.setattr(threads_qface, "_cgroup_cpu_quota", lambda: 3)  # a container with --cpus 2.5
+    assert resolve_num_threads() == 3
+    monkeypatch.setattr(threads_qface.os, "sched_getaffinity", lambda pid: {5})  # taskset -c 5
+    assert resolve_num_threads() == 1
+    assert resolve_num_threads(32) == 32  # an explicit number is not capped
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "250000 100000\n"}, 3),  # cgroup v2: 2.5 CPUs, rounded up
+    ({"cpu.max": "max 100000\n"}, None),  # no quota
+    ({"quota": "200000\n", "period": "100000\n"}, 2),  # cgroup v1
+    ({"quota": "-1\n", "period": "100000\n"}, None),
+    ({}, None),  # no cgroup files (macOS, a bare host)
+])  # fmt: skip
+def test_cgroup_cpu_quota_is_read_from_v2_or_v1_files(tmp_path, monkeypatch, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(threads_qface, "CGROUP_CPU_FILES", (
+        (str(tmp_path / "cpu.max"), None), (str(tmp_path / "quota"), str(tmp_path / "period"))
+    ))  # fmt: skip
+    assert threads_qface._cgroup_cpu_quota() == expected
+
+
+@pytest.mark.parametrize("variable", ["QFACE_NUM_THREADS", "OMP_NUM_THREADS"])
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_a_bad_variable_is_an_error_naming_it_and_the_value(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValueError, match=rf"^{variable} must be .*>= 1, got '{value}'$"):
+        resolve_num_threads()
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "x", True])
+def test_a_bad_explicit_number_is_an_error_naming_the_flag(value):
+    with pytest.raises(ValueError, match=r"^--threads must be"):
+        resolve_num_threads(value)
+
+
+def test_configure_threads_sets_torch_and_a_given_number_beats_the_variable(monkeypatch):
+    monkeypatch.setenv("QFACE_NUM_THREADS", "1")
+    assert configure_threads() == 1 and torch.get_num_threads() == 1
+    monkeypatch.setenv("QFACE_NUM_THREADS", "2")
+    assert configure_threads() == 2 and torch.get_num_threads() == 2  # the variable is read again
+    assert configure_threads(3) == 3 and torch.get_num_threads() == 3
+    monkeypatch.setenv("QFACE_NUM_THREADS", "1")
+    assert configure_threads() == 3 and configured_num_threads() == 3  # the given number stays
+
+
+def test_onnxruntime_options_have_the_threads_one_inter_op_thread_and_no_spinning():
+    import onnxruntime
+
+    options = onnxruntime_session_options(3)
+    assert options.intra_op_num_threads == 3 and options.inter_op_num_threads == 1
+    assert options.execution_mode == onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    with pytest.raises(ValueError, match="num_threads must be >= 1, got 0"):
+        onnxruntime_session_options(0)
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_the_face_detector_session_runs_with_the_configured_threads(monkeypatch, threads):
+    monkeypatch.setenv("QFACE_NUM_THREADS", threads)
+    face_alignment_qface.detect_faces(np.zeros((64, 64, 3), dtype=np.uint8))
+    session = face_alignment_qface._retinaface_session(configured_num_threads())
+    assert session.get_session_options().intra_op_num_threads == int(threads)
+    assert session.get_session_options().inter_op_num_threads == 1
+
+
+def test_building_a_pipeline_applies_the_variable_to_torch(monkeypatch, tiny_model):
+    register_face_analysis_pipeline()
+    torch.set_num_threads(2)
+    monkeypatch.setenv("QFACE_NUM_THREADS", "1")
+    pipeline("face-analysis", model=tiny_model)
+    assert torch.get_num_threads() == 1
+    monkeypatch.setenv("QFACE_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="QFACE_NUM_THREADS must be a whole number of threads >= 1, got 'many'"):
+        pipeline("face-analysis", model=tiny_model)
+
+
+# ---------------------------------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "0"], "qface analyze: error: argument --threads: must be >= 1, got '0'"),
+    (["--threads", "two"], "qface analyze: error: argument --threads: must be a whole number of threads >= 1, "
+                           "got 'two'"),
+    (["--workers", "0"], "qface analyze: error: --workers must be >= 1, got 0"),
+])  # fmt: skip
+def test_bad_threads_or_workers_flags_are_one_line(tmp_path, capsys, argv, message):
+    try:
+        code = cli_main(["analyze", str(tmp_path), "--output", str(tmp_path / "out.jsonl"), *argv])
+    except SystemExit as exit:  # argparse's errors leave through SystemExit, as when run from a shell
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_bad_variable_stops_analyze_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("QFACE_NUM_THREADS", "0")
+    code = analyze_main([str(tmp_path), "--output", str(tmp_path / "out.jsonl"), "--model", "qface-tiny"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "qface analyze: error: QFACE_NUM_THREADS must be >= 1, got '0'\n"
+
+
+def test_every_command_that_runs_the_pipeline_takes_threads():
+    from modeling_qface.demo import build_parser as demo_parser
+    from modeling_qface.serve import build_parser as serve_parser
+
+    required = ["photos/", "--output", "faces.jsonl"]
+    for parser, argv in ((analyze_parser(), required), (serve_parser(), []), (demo_parser(), [])):
+        assert parser.parse_args([*argv, "--threads", "3"]).threads == 3
+        assert parser.parse_args(argv).threads is None  # then QFACE_NUM_THREADS or the default decides
+
+
+def test_analyze_threads_flag_sets_torch(tmp_path, saved_model, capsys):
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "blank.png")
+    code = analyze_main([str(tmp_path / "blank.png"), "--output", str(tmp_path / "out.jsonl"), "--model",
+                         str(saved_model), "--threads", "1", "--no-progress"])  # fmt: skip
+    assert code == 0 and torch.get_num_threads() == 1 and configured_num_threads() == 1
+
+
+# ------------------------------------------------------------------------------------------------ --workers
+
+
+@pytest.fixture
+def many_photos(tmp_path, sample_photos) -> Path:
+    """Photos with 0, 1 and 5 faces, a damaged image among them, and a file that is not an image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, name in enumerate(["multi_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg", "t1.jpg"] * 2):
+        shutil.copy(sample_photos[name], folder / f"{index}_{name}")
+    Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(folder / "3_landscape.png")
+    (folder / "5_broken.jpg").write_bytes(sample_photos["t1.jpg"].read_bytes()[:3000])
+    (folder / "6_notes.jpg").write_text("not an image")
+    return folder
+
+
+def test_workers_write_the_same_file_as_one_process_and_resume(many_photos, tmp_path, saved_model, capsys):
+    def analyze(output: Path, *extra) -> tuple[int, str]:
+        code = analyze_main([str(many_photos), "--output", str(output), "--model", str(saved_model),
+                             "--batch-size", "4", "--no-progress", *extra])  # fmt: skip
+        return code, capsys.readouterr().out
+
+    code, single_summary = analyze(tmp_path / "one.jsonl")
+    assert code == 0 and "2 failure(s)" in single_summary
+    code, workers_summary = analyze(tmp_path / "two.jsonl", "--workers", "2")
+    assert code == 0
+    single = (tmp_path / "one.jsonl").read_bytes()
+    assert (tmp_path / "two.jsonl").read_bytes() == single  # same rows, same order, same digits
+    assert workers_summary.replace("two.jsonl", "one.jsonl") == single_summary  # same failures reported
+
+    # A run cut after 4 lines, completed with --resume by 2 workers: the same file again.
+    lines = single.splitlines(keepends=True)
+    (tmp_path / "resumed.jsonl").write_bytes(b"".join(lines[:4]))
+    code, summary = analyze(tmp_path / "resumed.jsonl", "--workers", "2", "--resume")
+    assert code == 0 and "(4 input(s) already there, skipped: --resume)" in summary
+    assert (tmp_path / "resumed.jsonl").read_bytes() == single
+
+
+def test_workers_write_the_same_csv_as_one_process(many_photos, tmp_path, saved_model, capsys):
+    outputs = []
+    for extra in ([], ["--workers", "2"]):
+        output = tmp_path / f"faces{len(extra)}.csv"
+        argv = [str(many_photos), "--output", str(output), "--model", str(saved_model), "--no-progress", *extra]
+        assert analyze_main(argv) == 0
+        outputs.append(output.read_bytes())
+    capsys.readouterr()
+    assert outputs[0] == outputs[1] and outputs[0].count(b"\n") > 10
+
+
+def worker_processes(process: psutil.Process) -> list[psutil.Process]:
+    """The Q-Face preprocessing workers among the descendants of `process` (not multiprocessing's helpers)."""
+    return [child for child in process.children(recursive=True)
+            if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())]
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_stopping_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, saved_model, how):
+    for index in range(200):  # enough images that the run is still going when it is stopped, even on a quiet machine
+        shutil.copy(many_photos / "0_multi_face.jpg", many_photos / f"9_{index}.jpg")
+    output = tmp_path / "faces.jsonl"
+    command = [sys.executable, "-m", "modeling_qface.cli", "analyze", str(many_photos), "--model", str(saved_model),
+               "--output", str(output), "--workers", "2", "--no-progress"]  # fmt: skip
+    # Its own process group, as a shell gives a job: Ctrl-C in a terminal signals the whole group.
+    with (tmp_path / "log.txt").open("w") as log:
+        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    main = psutil.Process(process.pid)
+    deadline = time.monotonic() + 300
+    while not (output.is_file() and output.read_text().count("\n") >= 2):  # the workers are at work
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run ended before it was stopped: {(tmp_path / 'log.txt').read_text()[-2000:]}")
+        time.sleep(0.01)
+    assert len(worker_processes(main)) == 2
+    descendants = main.children(recursive=True)  # the workers and multiprocessing's resource tracker
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+        log = (tmp_path / "log.txt").read_text()
+        assert "qface analyze: interrupted" in log and "Traceback" not in log  # workers ignore Ctrl-C
+    else:
+        process.kill()
+        process.wait(timeout=60)
+    gone, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"processes left running: {[' '.join(p.cmdline())[-80:] for p in alive]}"
