@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from measure import run_header, write_json
+from measure import median_seconds, run_header, write_json
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
@@ -74,17 +74,6 @@ def cpu_model() -> str:
 
 def has_bf16(flags: set[str]) -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & flags)
-
-
-def median_seconds(fn: Callable, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def gemm_gflops(dtype: torch.dtype, threads: int, repeats: int) -> float:
@@ -282,7 +271,6 @@ def pipeline_shares(preset: str, photo_path: str, batch_size: int, repeats: int)
     from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
     from modeling_qface.image_loading_qface import load_image_rgb
     from modeling_qface.image_processor import build_image_processor
-    from pipeline_benchmark import median_time
 
     torch.manual_seed(0)
     model = QFaceModel(load_preset(preset)).eval()
@@ -296,13 +284,13 @@ def pipeline_shares(preset: str, photo_path: str, batch_size: int, repeats: int)
     chunks = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
     with torch.inference_mode():
         stages = {
-            "decoding": median_time(lambda: load_image_rgb(photo_path), repeats),
-            "detection": median_time(lambda: detect_faces(rgb), repeats),
-            "refinement": median_time(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces], repeats),
-            "alignment": median_time(lambda: [align_face(rgb, f.landmarks, size) for f in faces], repeats),
-            "model": median_time(lambda: [model(chunk) for chunk in chunks], repeats),
+            "decoding": median_seconds(lambda: load_image_rgb(photo_path), repeats),
+            "detection": median_seconds(lambda: detect_faces(rgb), repeats),
+            "refinement": median_seconds(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces], repeats),
+            "alignment": median_seconds(lambda: [align_face(rgb, f.landmarks, size) for f in faces], repeats),
+            "model": median_seconds(lambda: [model(chunk) for chunk in chunks], repeats),
         }
-        end_to_end = median_time(lambda: pipe(photo_path, batch_size=batch_size), repeats)
+        end_to_end = median_seconds(lambda: pipe(photo_path, batch_size=batch_size), repeats)
     return {
         "faces": len(faces), "batch_size": batch_size, "end_to_end_s": end_to_end, "faces_per_s": len(faces) / end_to_end,
         "stages_s": stages, "shares": {k: v / end_to_end for k, v in stages.items()},

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 import transformers
@@ -29,3 +32,15 @@ def write_json(results: dict, path: str | None) -> None:
     if path:
         with open(path, "w") as handle:
             json.dump(results, handle, indent=2)
+
+
+def median_seconds(fn: Callable, repeats: int, warmup: int = 1) -> float:
+    """The median wall time of `repeats` calls of `fn`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

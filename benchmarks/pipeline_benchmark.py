@@ -18,15 +18,13 @@ time goes (the rest is image decoding and post-processing).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from PIL import Image
 from transformers import ViTConfig, ViTForImageClassification, pipeline
 
-from measure import run_header, write_json
+from measure import median_seconds, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
 from modeling_qface.image_processor import build_image_processor
@@ -35,14 +33,6 @@ from modeling_qface.sample_photos import fetch_sample_photos
 TASK_WIDTHS = {"expression": 7, "au": 15, "attributes": 40, "age": 101, "head_pose": 3}
 
 
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def single_task_pipelines(preset: str, processor) -> list:
@@ -71,15 +61,15 @@ def run(preset: str, photo: Image.Image, batch_sizes: list[int], repeats: int) -
     others = single_task_pipelines(preset, processor)
     result = {"faces": len(faces), "batch_sizes": {}}
     with torch.inference_mode():
-        result["detection_s"] = median_time(lambda: detect_faces(rgb), repeats)
-        result["refinement_s"] = median_time(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces], repeats)
-        result["alignment_s"] = median_time(lambda: [align_face(rgb, f.landmarks, size) for f in faces], repeats)
+        result["detection_s"] = median_seconds(lambda: detect_faces(rgb), repeats)
+        result["refinement_s"] = median_seconds(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces], repeats)
+        result["alignment_s"] = median_seconds(lambda: [align_face(rgb, f.landmarks, size) for f in faces], repeats)
         for batch_size in batch_sizes:
             chunks = [pixels[i : i + batch_size] for i in range(0, len(pixels), batch_size)]
-            model_s = median_time(lambda: [model(chunk) for chunk in chunks], repeats)
-            end_to_end_s = median_time(lambda: pipe(photo, batch_size=batch_size), repeats)
-            unrefined_s = median_time(lambda: pipe(photo, batch_size=batch_size, refine_landmarks=False), repeats)
-            five_s = median_time(lambda: [p(crop_images, batch_size=batch_size) for p in others], repeats)
+            model_s = median_seconds(lambda: [model(chunk) for chunk in chunks], repeats)
+            end_to_end_s = median_seconds(lambda: pipe(photo, batch_size=batch_size), repeats)
+            unrefined_s = median_seconds(lambda: pipe(photo, batch_size=batch_size, refine_landmarks=False), repeats)
+            five_s = median_seconds(lambda: [p(crop_images, batch_size=batch_size) for p in others], repeats)
             result["batch_sizes"][batch_size] = {
                 "end_to_end_s": end_to_end_s, "faces_per_s": len(faces) / end_to_end_s, "model_s": model_s,
                 "unrefined_faces_per_s": len(faces) / unrefined_s,

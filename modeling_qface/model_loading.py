@@ -88,17 +88,24 @@ def load_qface_model(path: str | Path, *, strict: bool = True, model_class: type
     return model
 
 
-def _check_folder(folder: Path, where: str, model_class: type):
-    """The folder's config (parsed here so that a bad one is named), after checking its weights files."""
+def read_config_json(folder: Path, where: str, expected: str = "a Q-Face model saved with save_pretrained") -> dict:
+    """The folder's `config.json` as a dict; a `ModelLoadError` naming `where` when it is missing, not JSON or not an
+    object (`expected` says what kind of folder was looked for)."""
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
-        raise ModelLoadError(f"{where}: no {CONFIG_NAME} (expected a Q-Face model saved with save_pretrained)")
+        raise ModelLoadError(f"{where}: no {CONFIG_NAME} (expected {expected})")
     try:
         raw = json.loads(config_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{where}: {CONFIG_NAME} is not valid JSON ({_one_line(error)})") from error
     if not isinstance(raw, dict):
         raise ModelLoadError(f"{where}: {CONFIG_NAME} is not a JSON object")
+    return raw
+
+
+def _check_folder(folder: Path, where: str, model_class: type):
+    """The folder's config (parsed here so that a bad one is named), after checking its weights files."""
+    read_config_json(folder, where)
     for weights in _safetensors_files(folder, where):
         try:
             with safe_open(weights, framework="pt"):

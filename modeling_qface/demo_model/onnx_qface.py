@@ -22,7 +22,6 @@ onnxruntime, a core dependency of Q-Face.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 
 from .configuration_qface import QFaceConfig
 from .heads_qface import output_fields
-from .model_loading import ModelLoadError
+from .model_loading import ModelLoadError, read_config_json
 from .modeling_qface import QFaceOutput
 from .threads_qface import onnxruntime_session_options
 
@@ -244,15 +243,9 @@ class QFaceOnnxModel:
 def load_onnx_config(folder: Path) -> QFaceConfig:
     """The `QFaceConfig` of an ONNX export folder, every problem named as a `ModelLoadError`."""
     where = f"ONNX model folder {folder}"
-    path = folder / CONFIG_NAME
-    if not path.is_file():
-        raise ModelLoadError(f"{where}: no {CONFIG_NAME} (expected a folder written by `qface export onnx`)")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"{where}: {CONFIG_NAME} is not valid JSON ({error})") from error
-    if not isinstance(raw, dict) or raw.get("model_type") != QFaceConfig.model_type:
-        got = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
+    raw = read_config_json(folder, where, expected="a folder written by `qface export onnx`")
+    if raw.get("model_type") != QFaceConfig.model_type:
+        got = raw.get("model_type")
         raise ModelLoadError(f"{where}: {CONFIG_NAME} is not a Q-Face config (model_type {got!r}, expected 'qface')")
     try:
         return QFaceConfig.from_dict(raw)
