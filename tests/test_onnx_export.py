@@ -308,3 +308,33 @@ def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path):
                            ("flags : fpu amx_bf16 amx_tile\n", True)):  # fmt: skip
         (tmp_path / "cpuinfo").write_text(text)
         assert cpu_supports_bf16(str(tmp_path / "cpuinfo")) is expected
+
+
+# ------------------------------------------------------------------------------------------- serve and demo
+
+
+def test_web_demo_serves_an_onnx_export_without_attention_figures(export, sample_photos):
+    from modeling_qface.serve import FaceAnalysisDemo, build_face_pipeline, load_model
+
+    folder, _ = export
+    loaded = load_model(str(folder))
+    assert isinstance(loaded.model, QFaceOnnxModel) and loaded.trained
+    app = FaceAnalysisDemo(build_face_pipeline(loaded.model))
+    annotated, table, status, selector, state, csv_button, attention, stages = app.analyze(
+        str(sample_photos["multi_face.jpg"])
+    )
+    assert status == "Found **5** faces." and len(state) == 5 and annotated is not None
+    assert "attention" not in state[0] and (attention, stages) == (None, None)  # the figures are left empty
+
+
+def test_demo_command_runs_an_onnx_export_and_writes_its_report(export, sample_photos, tmp_path, capsys):
+    from modeling_qface.demo import main as demo_main
+
+    folder, _ = export
+    out = tmp_path / "demo"
+    photo = str(sample_photos["multi_face.jpg"])
+    assert demo_main(["--model", str(folder), "--output-dir", str(out), "--threads", "1", photo]) == 0
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert len(record["faces"]) == 5 and "expression" in record["faces"][0]
+    assert (out / "index.html").is_file() and not (out / "attention").exists()
+    assert (out / "rendered").is_dir() and any((out / "rendered").iterdir())
