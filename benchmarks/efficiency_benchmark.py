@@ -49,6 +49,7 @@ from measure import median_seconds, run_header, write_json
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
+from modeling_qface.pipeline_qface import cpu_supports_bf16  # noqa: E402
 
 # ViT-B's three matrix-product shapes at batch 8 (M = 8 x 197 tokens, K, N).
 GEMM_SHAPES = ((1576, 768, 2304), (1576, 768, 3072), (1576, 3072, 768))
@@ -70,10 +71,6 @@ def cpu_model() -> str:
     except OSError:
         return "unknown"
     return line.split(":", 1)[-1].strip() or "unknown"
-
-
-def has_bf16(flags: set[str]) -> bool:
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
 def gemm_gflops(dtype: torch.dtype, threads: int, repeats: int) -> float:
@@ -329,7 +326,7 @@ def main(argv=None):
     default_threads = torch.get_num_threads()
     threads = sorted(set(args.threads) | {default_threads})
     flags = cpu_flags()
-    with_bf16 = not args.no_bf16 and has_bf16(flags)
+    with_bf16 = not args.no_bf16 and cpu_supports_bf16()  # the pipeline's own test (AVX512-BF16 or AMX)
     onnx_problem = None if args.no_onnx else onnx_available()
     with_onnx = not args.no_onnx and onnx_problem is None
     dtypes = {"fp32": torch.float32, **({"bf16": torch.bfloat16} if with_bf16 else {})}

@@ -118,15 +118,13 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, d
     """
     from transformers import AutoImageProcessor, pipeline
 
-    from .model_loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, load_qface_model
+    from .model_loading import load_qface_model
     from .modeling_qface import QFaceModel
     from .onnx_qface import QFaceOnnxModel, is_onnx_model_folder
     from .presets import PRESET_NAMES, load_preset
 
     dtype = _torch_dtype(dtype)
-    if model is not None and is_onnx_model_folder(model) and not any(
-        (Path(model) / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)
-    ):
+    if is_onnx_model_folder(model):
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"--device {device}: an ONNX export ({model}) runs on the CPU (onnxruntime)")
         if dtype != torch.float32:

@@ -194,7 +194,7 @@ def export_onnx(
         OnnxExportError: the model cannot be exported (attention / hidden-state outputs asked by its config, no
             exporter packages) or the graph does not reproduce the torch model within `atol`.
     """
-    from .model_loading import SAFE_WEIGHTS_NAME, load_qface_model
+    from .model_loading import load_qface_model
 
     model_dir, output_dir = Path(model_dir), Path(output_dir)
     target = output_dir / ONNX_WEIGHTS_NAME
@@ -202,7 +202,7 @@ def export_onnx(
         raise FileExistsError(errno.EEXIST, "an export is there already (--overwrite replaces it)", str(target))
     if output_dir.exists() and output_dir.resolve() == model_dir.resolve():
         raise OnnxExportError(f"{output_dir}: the export must go to another folder than the model's")
-    if is_onnx_model_folder(model_dir) and not (model_dir / SAFE_WEIGHTS_NAME).is_file():
+    if is_onnx_model_folder(model_dir):
         raise OnnxExportError(f"{model_dir}: an ONNX export already; export from the torch model's folder")
     model = load_qface_model(model_dir).eval()
     check_exportable(model)

@@ -357,6 +357,7 @@ def export_model(
     evaluation: dict | str | os.PathLike | None = None,
     training_config=None,
     repo_id: str | None = None,
+    metrics: dict[str, float] | None = None,
     **save_kwargs,
 ) -> Path:
     """Writes the complete Q-Face export of `model` into `folder` (see the module docstring) and returns it.
@@ -368,6 +369,7 @@ def export_model(
         evaluation: `qface evaluate`'s report (a dict or its JSON file), saved as `eval_results.json`.
         training_config: the recipe (dict, YAML text, file or `Recipe`), saved as `recipe.yaml`.
         repo_id: the repository the card names (default: the folder's name).
+        metrics: other numbers for the card's metrics table (`{"task/metric": value}`), outside the model-index.
         save_kwargs: passed to `save_pretrained` (`state_dict`, `save_function`, ...).
     """
     folder = Path(folder)
@@ -375,7 +377,7 @@ def export_model(
     if image_processor is not None:
         image_processor.save_pretrained(folder)
     _add_run_files(folder, evaluation, training_config)
-    write_model_card(folder, repo_id)
+    write_model_card(folder, repo_id, metrics=metrics)
     return folder
 
 
@@ -485,12 +487,10 @@ def push_to_hub(
             if isinstance(model, (str, os.PathLike)):
                 export_folder(model, folder, repo_id)
                 _add_run_files(folder, evaluation, training_config)  # given here: they replace the folder's
-                write_model_card(folder, repo_id)
+                write_model_card(folder, repo_id, metrics=metrics)
             else:
                 export_model(model, folder, image_processor, evaluation, training_config, repo_id=repo_id,
-                             **save_kwargs)  # fmt: skip
-            if metrics:
-                write_model_card(folder, repo_id, metrics=metrics)
+                             metrics=metrics, **save_kwargs)  # fmt: skip
             return api.upload_folder(
                 repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
                 commit_message=commit_message or "Upload Q-Face model", commit_description=commit_description,

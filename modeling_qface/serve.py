@@ -106,7 +106,7 @@ def load_model(name_or_path: str, seed: int = 0) -> LoadedModel:
         if not (path / "config.json").is_file():
             raise ValueError(f"--model {name_or_path!r}: folder has no config.json (expected a Q-Face model saved "
                              f"with save_pretrained)")  # fmt: skip
-        if is_onnx_model_folder(path) and not (path / "model.safetensors").is_file():
+        if is_onnx_model_folder(path):
             # A `qface export onnx` folder: onnxruntime, float32, no attention maps (docs/inference.md).
             return LoadedModel(QFaceOnnxModel.from_pretrained(path), str(path), trained=True)
         # Safetensors only, every weight matching the config: else a one-line ModelLoadError.

@@ -72,19 +72,16 @@ class QFaceTrainer(Trainer):
     def _export(self, repo_id: str | None) -> None:
         """The complete export of the current model into `output_dir` (the folder every push uploads)."""
         folder = Path(self.args.output_dir)
-        export_model(self.accelerator.unwrap_model(self.model), folder, self.processing_class, repo_id=repo_id)
+        export_model(self.accelerator.unwrap_model(self.model), folder, self.processing_class, repo_id=repo_id,
+                     metrics=self.last_evaluation())  # fmt: skip
         self._write_arguments(folder)
-        self._write_card(folder, repo_id)
 
     # ------------------------------------------------------------------------------------------------ the card
     def create_model_card(self, model_name: str | None = None, **_trainer_card_fields) -> None:
         """The Q-Face card (`modeling_qface.hub.write_model_card`) in `output_dir`, in place of transformers'
         generic one: Trainer's card fields (language, tasks, dataset tags, ...) do not apply to it."""
         if self.is_world_process_zero():
-            self._write_card(Path(self.args.output_dir), self.hub_model_id or model_name)
-
-    def _write_card(self, folder: Path, repo_id: str | None) -> None:
-        write_model_card(folder, repo_id, metrics=self.last_evaluation())
+            write_model_card(self.args.output_dir, self.hub_model_id or model_name, metrics=self.last_evaluation())
 
     def last_evaluation(self) -> dict[str, float] | None:
         """The metrics of the latest evaluation in the training log (`{"task/metric": value}`), or None."""

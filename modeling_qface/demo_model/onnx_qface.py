@@ -29,7 +29,7 @@ import torch
 
 from .configuration_qface import QFaceConfig
 from .heads_qface import output_fields
-from .model_loading import ModelLoadError, read_config_json
+from .model_loading import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, ModelLoadError, read_config_json
 from .modeling_qface import QFaceOutput
 from .threads_qface import onnxruntime_session_options
 
@@ -46,8 +46,14 @@ def onnx_output_names(config: QFaceConfig) -> list[str]:
 
 
 def is_onnx_model_folder(path) -> bool:
-    """Whether `path` is a folder holding an ONNX export (`model.onnx`)."""
-    return path is not None and (Path(path) / ONNX_WEIGHTS_NAME).is_file()
+    """Whether `path` is an ONNX export folder: `model.onnx` and no safetensors weights (a folder with both is a torch
+    model folder that also holds a graph, and loads as the torch model)."""
+    if path is None:
+        return False
+    folder = Path(path)
+    return (folder / ONNX_WEIGHTS_NAME).is_file() and not (
+        (folder / SAFE_WEIGHTS_NAME).is_file() or (folder / SAFE_WEIGHTS_INDEX_NAME).is_file()
+    )
 
 
 class QFaceOnnxModel:
