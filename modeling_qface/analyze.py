@@ -89,11 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--render-dir", type=Path, help="write each image with its faces drawn on it here")
     parser.add_argument("--attention-dir", type=Path, help="write attention figures (per face) and stage usage here")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
-    parser.add_argument(
-        "--dtype", choices=DTYPES, default="float32",
-        help="precision of a torch model; bfloat16 is faster on CPUs with AVX512-BF16 or AMX and on GPUs (differences "
-             "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
-    )  # fmt: skip
+    add_dtype_argument(parser)
     add_threads_argument(parser, " in each process (with --workers, the default is shared out between them)")
     parser.add_argument(
         "--workers", type=int, default=1,
@@ -123,7 +119,7 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, d
     from .onnx_qface import QFaceOnnxModel, is_onnx_model_folder
     from .presets import PRESET_NAMES, load_preset
 
-    dtype = _torch_dtype(dtype)
+    dtype = torch_dtype(dtype)
     if is_onnx_model_folder(model):
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"--device {device}: an ONNX export ({model}) runs on the CPU (onnxruntime)")
@@ -162,7 +158,16 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, d
     return pipeline("face-analysis", model=network.to(dtype), image_processor=processor, device=device)
 
 
-def _torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
+    """`--dtype` of the commands that run the pipeline (`qface analyze`, `serve`, `demo`)."""
+    parser.add_argument(
+        "--dtype", choices=DTYPES, default="float32",
+        help="precision of a torch model; bfloat16 is faster on CPUs with AVX512-BF16 or AMX and on GPUs (differences "
+             "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
+    )  # fmt: skip
+
+
+def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """`--dtype` as a torch dtype (None: float32); a ValueError names the value and the choices."""
     if dtype is None:
         return torch.float32

@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
     parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
     add_threads_argument(parser)
+    analyze.add_dtype_argument(parser)
     return parser
 
 
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     attention_dir = None if is_onnx_model_folder(args.model) else out / "attention"
     attention = ["--attention-dir", str(attention_dir)] if attention_dir else []
     status = analyze.main(
-        [*photos, "--output", str(results), *model, *threads, "--render-dir", str(out / "rendered"), *attention]
+        [*photos, "--output", str(results), *model, *threads, "--dtype", args.dtype,
+         "--render-dir", str(out / "rendered"), *attention]
     )  # fmt: skip
     if results.is_file():
         for line in results.read_text().splitlines():

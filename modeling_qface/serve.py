@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from .dataframe import results_to_dataframe  # noqa: E402
 from .image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
+from .analyze import add_dtype_argument, torch_dtype  # noqa: E402
 from .image_processor import build_image_processor  # noqa: E402
 from .model_loading import ModelLoadError, load_qface_model  # noqa: E402
 from .modeling_qface import QFaceModel  # noqa: E402
@@ -393,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"largest upload accepted, e.g. 5mb, 1gb or a number of bytes (default "
                              f"{DEFAULT_MAX_FILE_SIZE}; 1 mb = 1024 kb)")  # fmt: skip
     add_threads_argument(parser)
+    add_dtype_argument(parser)
     return parser
 
 
@@ -420,7 +422,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         configure_threads(args.threads)  # ValueError for a bad QFACE_NUM_THREADS
-        demo = build_demo(args.model, args.sample_photos, max_file_size=args.max_file_size)
+        loaded = load_model(args.model)
+        loaded.model.to(torch_dtype(args.dtype))  # an ONNX export runs in float32 only: ValueError
+        demo = build_demo(loaded, args.sample_photos, max_file_size=args.max_file_size)
     except ModelLoadError as error:  # a saved model that cannot be used: one line, no traceback
         print(f"qface serve: error: {error}", file=sys.stderr)
         return 2

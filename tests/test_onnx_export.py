@@ -338,3 +338,17 @@ def test_demo_command_runs_an_onnx_export_and_writes_its_report(export, sample_p
     assert len(record["faces"]) == 5 and "expression" in record["faces"][0]
     assert (out / "index.html").is_file() and not (out / "attention").exists()
     assert (out / "rendered").is_dir() and any((out / "rendered").iterdir())
+
+
+def test_serve_and_demo_take_the_dtype(export, torch_folder, sample_photos, tmp_path, capsys):
+    from modeling_qface.demo import main as demo_main
+    from modeling_qface.serve import main as serve_main
+
+    folder, _ = export
+    assert serve_main(["--model", str(folder), "--dtype", "bfloat16"]) == 2  # refused before the server starts
+    assert "the ONNX graph runs in float32" in capsys.readouterr().err
+    out = tmp_path / "demo-bf16"
+    photo = str(sample_photos["multi_face.jpg"])
+    assert demo_main(["--model", str(torch_folder), "--output-dir", str(out), "--dtype", "bfloat16", photo]) == 0
+    faces = json.loads((out / "results.jsonl").read_text().splitlines()[0])["faces"]
+    assert len(faces) == 5 and abs(sum(faces[0]["expression"]["scores"].values()) - 1) < 1e-3
