@@ -435,6 +435,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Blocks until Ctrl-C (or SIGTERM), which Gradio turns into closing its server.
         demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    except KeyboardInterrupt:
+        # The stop came while `launch` was still setting up (the server already answers before Gradio starts to
+        # block): still a requested stop, not a failure.
+        pass
     finally:
         demo.close(verbose=False)  # removes the results folder; a no-op for Gradio's server if already closed
     return 0

@@ -466,3 +466,28 @@ def test_stopping_the_server_removes_its_results_folder(tmp_path):
         assert len(folders) == 1 and folders[0].is_dir()
     assert process.returncode == 0, (tmp_path / "server.log").read_text()[-3000:]
     assert list(temp.glob("qface-results-*")) == []
+
+
+def test_a_stop_during_launch_is_a_clean_stop(tmp_path, monkeypatch):
+    """SIGTERM can arrive after the server answers but before Gradio's `launch` starts to block (the signal becomes
+    KeyboardInterrupt wherever `launch` is): `serve.main` still closes the page, removes its results folder and
+    exits 0, as for a stop while blocking."""
+    import tempfile
+
+    import gradio as gr
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    launches = []
+
+    def interrupted_launch(page, *args, **kwargs):
+        launches.append(kwargs)
+        assert len(list(temp.glob("qface-results-*"))) == 1
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gr.Blocks, "launch", interrupted_launch)
+    monkeypatch.setattr(serve, "_stop_on_sigterm", lambda: None)  # this test process keeps its own SIGTERM handling
+    assert serve.main(["--model", PRESET, "--sample-photos", str(tmp_path / "no-photos")]) == 0
+    assert launches and launches[0]["server_name"] == "127.0.0.1"
+    assert list(temp.glob("qface-results-*")) == []
