@@ -45,7 +45,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from measure import median_seconds, run_header, write_json
+from measure import median_seconds, run_header, stage_shares_table, write_json
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
@@ -431,14 +431,9 @@ def main(argv=None):
             torch.set_num_threads(default_threads)
             p = pipeline_shares(args.pipeline_preset, photo, args.pipeline_batch_size, max(args.repeats, 2))
             results["pipeline"] = {"preset": args.pipeline_preset, "photo": args.pipeline, **p}
-            shares = p["shares"]
-            other = 1 - sum(shares.values())
             print(f"\npipeline end to end, {args.pipeline_preset} on {args.pipeline} ({p['faces']} faces), batch "
                   f"{p['batch_size']}, {default_threads} threads: {p['faces_per_s']:.2f} faces/s")  # fmt: skip
-            print("| decoding | detection | landmark refinement | alignment | model | other |")
-            print("|---|---|---|---|---|---|")
-            print("| " + " | ".join(f"{100 * shares[k]:.0f} %" for k in ("decoding", "detection", "refinement",
-                                                                          "alignment", "model")) + f" | {100 * other:.0f} % |")
+            print(stage_shares_table(p["shares"]))
     write_json(results, args.json)
     return results
 

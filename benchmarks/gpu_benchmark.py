@@ -35,6 +35,7 @@ import transformers
 
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+from measure import stage_shares_table  # noqa: E402  (this script's folder is on sys.path)
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
 
 LATENCY_GOAL_MS = 5.0
@@ -295,12 +296,7 @@ def main(argv=None) -> dict:
         print(f"\npipeline end to end: {p['faces']} faces ({args.copies or copies} copies of {Path(p['photo']).name}), "
               f"batch {p['batch_size']}: {p['faces_per_s']:.1f} faces/s ({p['faces_per_s_without_refinement']:.1f} "
               f"without landmark refinement; model alone {p['model_faces_per_s']:.0f} faces/s)")  # fmt: skip
-        print("| decoding | detection | landmark refinement | alignment | model | other |")
-        print("|---|---|---|---|---|---|")
-        shares = p["shares"]
-        print("| " + " | ".join(f"{100 * shares[k]:.0f} %" for k in ("decoding", "detection", "refinement", "alignment",
-                                                                      "model"))
-              + f" | {100 * (1 - sum(shares.values())):.0f} % |")  # fmt: skip
+        print(stage_shares_table(p["shares"]))
     for note in notes:
         print(f"note: {note}")
     print(f"wall time {results['wall_s']:.0f} s")

@@ -44,3 +44,18 @@ def median_seconds(fn: Callable, repeats: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+PIPELINE_STAGES = ("decoding", "detection", "refinement", "alignment", "model")
+
+
+def stage_shares_table(shares: dict[str, float]) -> str:
+    """The pipeline's time shares as a Markdown table. The stages are timed apart from the end-to-end run, so on a
+    busy machine they can add up to more than it: then "other" says so instead of showing a negative share."""
+    other = 1 - sum(shares[stage] for stage in PIPELINE_STAGES)
+    other_text = f"{100 * other:.0f} %" if other >= 0 else "n/a (stages timed apart sum to more: a noisy run)"
+    return "\n".join([
+        "| decoding | detection | landmark refinement | alignment | model | other |",
+        "|---|---|---|---|---|---|",
+        "| " + " | ".join(f"{100 * shares[stage]:.0f} %" for stage in PIPELINE_STAGES) + f" | {other_text} |",
+    ])  # fmt: skip

@@ -38,7 +38,10 @@ def test_gpu_benchmark_smoke_runs_on_cpu_and_writes_json_to_out(tmp_path, sample
     pipeline = results["pipeline"]
     assert pipeline["faces"] == 12  # t1.jpg's 6 faces, 2 copies
     assert set(pipeline["shares"]) == {"decoding", "detection", "refinement", "alignment", "model"}
-    assert 0 < sum(pipeline["shares"].values()) <= 1.05
+    # Each share is its stage's time over the end-to-end time (the stages are timed apart, so their sum is not
+    # bounded on a busy machine: no timing assertion here).
+    for stage, seconds in pipeline["stages_s"].items():
+        assert seconds > 0 and pipeline["shares"][stage] == pytest.approx(seconds / pipeline["end_to_end_s"])
     assert "| latency, eager | 1 |" in stdout and "goal <= 5.0 ms" in stdout and "| decoding | detection |" in stdout
 
 
@@ -102,3 +105,15 @@ def test_flop_count_matches_the_architecture(batch_size):
     heads = 2 * d * sum(1 if t["kind"] != "distribution" else t["max_value"] - t["min_value"] + 1 for t in config.tasks)
     heads += 2 * d * sum(len(t["labels"]) - 1 for t in config.tasks if t["kind"] != "distribution")
     assert decoder == batch_size * (fusion + config.decoder_layers * per_layer + heads)
+
+
+def test_stage_shares_table_says_when_the_stages_outweigh_the_run():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from measure import stage_shares_table
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    quiet = {"decoding": 0.02, "detection": 0.15, "refinement": 0.40, "alignment": 0.03, "model": 0.25}
+    assert stage_shares_table(quiet).splitlines()[2] == "| 2 % | 15 % | 40 % | 3 % | 25 % | 15 % |"
+    noisy = {**quiet, "refinement": 0.96}
+    assert stage_shares_table(noisy).splitlines()[2].endswith("| n/a (stages timed apart sum to more: a noisy run) |")

@@ -70,7 +70,7 @@ def running_server(
     finally:
         process.terminate()
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=30)  # a loaded CI machine can take seconds to close Gradio's server
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
