@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: memory readings and the run header."""
+"""Helpers shared by the benchmark scripts: memory readings, timing, the run header and the pipeline's share table."""
 
 from __future__ import annotations
 
