@@ -14,6 +14,8 @@ Then, for each preset and batch size, the variants are timed interleaved (A, B, 
                  exporter, `modeling_qface.export_onnx`, when it is there), run by onnxruntime with torch's default
                  thread count
   bf16           QFaceModel cast to bfloat16, default threads (only where the CPU has bf16 instructions)
+  compiled       with --compile: `torch.compile(model)` (inductor, CPU C++ kernels), fp32, default threads; its
+                 compile time and largest output difference from eager are reported
 
 Times are medians (img/s and GFLOP/s from them); the minimum is shown too: on a shared machine it is the closest
 reading of the unloaded speed. Each variant's GFLOP/s is its FLOPs / median time; "of GEMM" divides that by the same
@@ -28,6 +30,7 @@ pipeline_benchmark.py's stages; decoding = reading the file into RGB pixels).
 
     python benchmarks/efficiency_benchmark.py                              # qface-base + qface-small, batch 1 and 8
     python benchmarks/efficiency_benchmark.py --presets qface-tiny --batch-sizes 2 --repeats 2 --no-onnx --pipeline none
+    python benchmarks/efficiency_benchmark.py --presets qface-base --batch-sizes 8 --threads 2 --no-bf16 --compile
 """
 
 from __future__ import annotations
@@ -198,7 +201,7 @@ def onnx_available() -> str | None:
 
 def build_variants(
     preset: str, batch_size: int, threads: list[int], default_threads: int, with_onnx: bool, with_bf16: bool,
-    onnx_paths: dict,
+    onnx_paths: dict, with_compile: bool = False,
 ) -> tuple[list[Variant], dict]:
     config = load_preset(preset)
     torch.manual_seed(0)
@@ -242,6 +245,17 @@ def build_variants(
         bf16_model = copy.deepcopy(model).to(torch.bfloat16)
         bf16_pixels = pixels.to(torch.bfloat16)
         variants.append(Variant("bf16", default_threads, "bf16", lambda: forward(bf16_model, bf16_pixels), full_flops))
+    if with_compile:
+        compiled = torch.compile(model)
+        torch.set_num_threads(default_threads)
+        start = time.perf_counter()
+        got = forward(compiled, pixels)  # the first call compiles
+        info["compile_s"] = time.perf_counter() - start
+        expected = forward(model, pixels)
+        info["compiled_max_abs_difference"] = max(
+            float((got[name] - expected[name]).abs().max()) for name in expected.keys()
+        )
+        variants.append(Variant("compiled", default_threads, "fp32", lambda: forward(compiled, pixels), full_flops))
     return variants, info
 
 
@@ -316,6 +330,8 @@ def main(argv=None):
     parser.add_argument("--gemm-repeats", type=int, default=10)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variant (and its export)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
+    parser.add_argument("--compile", action="store_true",
+                        help="add a torch.compile variant (inductor; needs a C++ compiler; compiling takes a while)")
     parser.add_argument("--pipeline", default="t1.jpg",
                         help="group photo for the end-to-end pipeline (sample photo name or path), 'none' to skip")
     parser.add_argument("--pipeline-preset", default="qface-base")
@@ -357,7 +373,7 @@ def main(argv=None):
         results["presets"][preset] = {}
         for batch_size in args.batch_sizes:
             variants, info = build_variants(
-                preset, batch_size, threads, default_threads, with_onnx, with_bf16, onnx_paths
+                preset, batch_size, threads, default_threads, with_onnx, with_bf16, onnx_paths, args.compile
             )
             time_interleaved(variants, args.repeats, args.warmup)
             results["presets"][preset][batch_size] = {"info": info, "variants": {
@@ -416,6 +432,9 @@ def main(argv=None):
             results["presets"][preset][batch_size][f"overhead_{n}t"] = full / encoder - 1
             results["presets"][preset][batch_size][f"overhead_paired_{n}t"] = paired - 1
         results["presets"][preset][batch_size]["flops_overhead"] = flops_overhead
+        if "compile_s" in info:
+            print(f"torch.compile: {info['compile_s']:.1f} s to compile; max |difference| from eager over every output "
+                  f"{info['compiled_max_abs_difference']:.1e}")  # fmt: skip
         if "onnx_max_abs_difference_expression" in info:
             print(f"onnx vs torch, expression logits: max |difference| {info['onnx_max_abs_difference_expression']:.1e}")
     if onnx_problem:

@@ -58,7 +58,7 @@ def test_efficiency_benchmark_reports_gemm_fractions_and_the_encoder_split(tmp_p
     path = tmp_path / "efficiency.json"
     stdout = run_script(
         "efficiency_benchmark.py", "--presets", "qface-tiny", "--batch-sizes", "2", "--repeats", "2",
-        "--gemm-repeats", "2", "--threads", "1", "--pipeline", "none", "--no-onnx", "--json", str(path),
+        "--gemm-repeats", "2", "--threads", "1", "--pipeline", "none", "--no-onnx", "--compile", "--json", str(path),
     )  # fmt: skip
     results = json.loads(path.read_text())
     assert {"fp32 1t"} <= set(results["gemm_gflops"]) and results["gemm_gflops"]["fp32 1t"]["mean"] > 0
@@ -72,6 +72,10 @@ def test_efficiency_benchmark_reports_gemm_fractions_and_the_encoder_split(tmp_p
     assert math.isclose(run["flops_overhead"], full / encoder - 1)
     assert "| variant | threads | dtype | median ms | min ms | img/s | GFLOP/s | of GEMM |" in stdout
     assert "fusion + decoder + heads on top of the encoder, 1 thread(s)" in stdout
+    # --compile: torch.compile's variant, timed with the others, its outputs checked against eager.
+    assert run["variants"]["compiled"]["flops"] == full and len(run["variants"]["compiled"]["times_s"]) == 2
+    assert run["info"]["compile_s"] > 0 and run["info"]["compiled_max_abs_difference"] < 1e-3
+    assert "torch.compile: " in stdout and "| compiled | 1 | fp32 |" in stdout
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
