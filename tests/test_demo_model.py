@@ -116,3 +116,18 @@ def test_commands_default_to_the_demo_model(tmp_path, sample_photos, command, ca
         assert demo.main([photo, "--output-dir", str(tmp_path)]) == 0
         page = (tmp_path / "index.html").read_text()
         assert "not a model for real use" in page and "happiness" in page
+
+
+def test_the_demo_models_code_is_what_an_export_writes_today(tmp_path):
+    """The demo model's `*.py` files are the remote code `trust_remote_code` loads beside its weights: they must be
+    the very files a `save_pretrained` of today's package writes, so a change to the package cannot leave the shipped
+    copy behind (refresh: `hub.export_folder(DEFAULT_MODEL_DIR, tmp)`, then copy only the `*.py` files)."""
+    from modeling_qface import QFaceModel, load_preset
+
+    QFaceModel(load_preset("qface-tiny")).save_pretrained(tmp_path)
+    exported = {path.name: path.read_bytes() for path in tmp_path.glob("*.py")}
+    shipped = {path.name: path.read_bytes() for path in DEFAULT_MODEL_DIR.glob("*.py")}
+    assert {"modeling_qface.py", "pipeline_qface.py", "onnx_qface.py"} <= set(exported)
+    assert sorted(shipped) == sorted(exported)
+    stale = [name for name in exported if shipped[name] != exported[name]]
+    assert stale == [], f"demo model code copies differ from the package: {stale}"
