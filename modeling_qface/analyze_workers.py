@@ -10,8 +10,8 @@ forward pass on another mix of faces would differ in the last digits), `--resume
 that cannot be read is the same failure line at the same place.
 
 Workers are started with the 'spawn' context (torch and onnxruntime thread pools do not survive `fork`), ignore
-Ctrl-C (the main process stops them: the images in progress finish, the others are cancelled) and, on Linux, are
-killed when the main process dies, so no worker outlives a run.
+Ctrl-C (the main process stops them: the images in progress finish, the others are cancelled) from their first
+instruction on, and, on Linux, are killed when the main process dies, so no worker outlives a run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ from .threads_qface import ENV_VAR, OMP_ENV_VAR, configure_threads, default_num_
 # while the main process runs a batch, few enough that the decoded crops waiting in memory stay small.
 IMAGES_AHEAD_PER_WORKER = 4
 
+_HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")  # not on Windows, where Ctrl-C does not go by process group
+_CTRL_C = (signal.SIGINT,)
+
 
 def threads_per_process(workers: int, requested: int | None = None) -> int:
     """Intra-op threads of each process (the main one and every worker): --threads or the environment when given,
@@ -56,9 +59,9 @@ class PreprocessPool:
         self.workers = workers
         self.executor = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_SpawnWithoutCtrlC(),
             initializer=_start_worker,
-            initargs=(threads, build_pipeline, preprocess_params, max_image_pixels),
+            initargs=(os.getpid(), threads, build_pipeline, preprocess_params, max_image_pixels),
         )
 
     def results(self, files: list[Path]):
@@ -95,14 +98,39 @@ def replay_preprocessed(model_inputs, **preprocess_params):
     yield from model_inputs
 
 
+class _SpawnWithoutCtrlCProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with SIGINT blocked, as multiprocessing's own resource tracker starts.
+
+    A worker spends its first seconds importing torch and the package, long before its initializer can ignore
+    Ctrl-C; a Ctrl-C to the process group in those seconds would end it with a traceback. The signal mask is
+    inherited through fork and exec, so the worker's copy stays pending until `_start_worker` discards it. Blocked,
+    not ignored, in the main process: a Ctrl-C during the few milliseconds of a start still reaches it afterwards.
+    """
+
+    def start(self) -> None:
+        if not _HAVE_SIGMASK:
+            return super().start()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _CTRL_C)
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+class _SpawnWithoutCtrlC(multiprocessing.context.SpawnContext):
+    Process = _SpawnWithoutCtrlCProcess
+
+
 # ------------------------------------------------------------------------------------------ in a worker process
 
 _worker: dict = {}
 
 
-def _start_worker(threads: int, build_pipeline, preprocess_params: dict, max_image_pixels) -> None:
+def _start_worker(parent_pid: int, threads: int, build_pipeline, preprocess_params: dict, max_image_pixels) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the main process decides
-    _die_with_parent()
+    if _HAVE_SIGMASK:  # blocked since the start (_SpawnWithoutCtrlCProcess); a pending Ctrl-C was just discarded
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _CTRL_C)
+    _die_with_parent(parent_pid)
     configure_threads(threads)
     logging.getLogger("modeling_qface").setLevel(logging.ERROR)  # the main process printed the model's notices
     with open(os.devnull, "w") as quiet:
@@ -137,7 +165,7 @@ def _from_worker(model_input: dict) -> dict:
     return model_input
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Linux: the kernel sends this worker SIGKILL when the process that started it dies (even by SIGKILL)."""
     if not sys.platform.startswith("linux"):
         return
@@ -146,5 +174,5 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # best effort: the executor still stops its workers at the end of a run
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect (the worker was handed to a reaper)
         os._exit(1)

@@ -238,35 +238,66 @@ def worker_processes(process: psutil.Process) -> list[psutil.Process]:
             if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())]
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
-def test_stopping_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, saved_model, how):
-    for index in range(30):  # enough images that the run is still going when it is stopped
+def start_workers_run(many_photos: Path, tmp_path: Path, saved_model: Path) -> subprocess.Popen:
+    """`qface analyze --workers 2` on enough images that it is still going when a test stops it."""
+    for index in range(30):
         shutil.copy(many_photos / "0_multi_face.jpg", many_photos / f"9_{index}.jpg")
-    output = tmp_path / "faces.jsonl"
     command = [sys.executable, "-m", "modeling_qface.cli", "analyze", str(many_photos), "--model", str(saved_model),
-               "--output", str(output), "--workers", "2", "--no-progress"]  # fmt: skip
+               "--output", str(tmp_path / "faces.jsonl"), "--workers", "2", "--no-progress"]  # fmt: skip
     # Its own process group, as a shell gives a job: Ctrl-C in a terminal signals the whole group.
     with (tmp_path / "log.txt").open("w") as log:
         # SIGINT at its default: a test session started in the background (`cmd &` in a script) ignores SIGINT,
         # and its children would inherit that; a terminal's foreground job never does.
-        process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    main = psutil.Process(process.pid)
+        return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+
+
+def wait_until(process: subprocess.Popen, tmp_path: Path, condition) -> None:
     deadline = time.monotonic() + 300
-    while not (output.is_file() and output.read_text().count("\n") >= 2):  # the workers are at work
+    while not condition():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the run ended before it was stopped: {(tmp_path / 'log.txt').read_text()[-2000:]}")
-        time.sleep(0.01)
-    assert len(worker_processes(main)) == 2
+        time.sleep(0.005)
+
+
+def assert_a_clean_ctrl_c(process: subprocess.Popen, tmp_path: Path) -> None:
+    main = psutil.Process(process.pid)
     descendants = main.children(recursive=True)  # the workers and multiprocessing's resource tracker
-    if how == "ctrl-c":
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(timeout=120) == 130
-        log = (tmp_path / "log.txt").read_text()
-        assert "qface analyze: interrupted" in log and "Traceback" not in log  # workers ignore Ctrl-C
-    else:
-        process.kill()
-        process.wait(timeout=60)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    log = (tmp_path / "log.txt").read_text()
+    assert "qface analyze: interrupted" in log and "Traceback" not in log, log[-3000:]  # workers ignore Ctrl-C
+    gone, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, f"processes left running: {[' '.join(p.cmdline())[-80:] for p in alive]}"
+
+
+def test_ctrl_c_while_the_workers_are_at_work_is_a_clean_stop(many_photos, tmp_path, saved_model):
+    process = start_workers_run(many_photos, tmp_path, saved_model)
+    output = tmp_path / "faces.jsonl"
+    wait_until(process, tmp_path, lambda: output.is_file() and output.read_text().count("\n") >= 2)
+    assert len(worker_processes(psutil.Process(process.pid))) == 2
+    assert_a_clean_ctrl_c(process, tmp_path)
+
+
+def test_ctrl_c_while_the_workers_still_start_is_a_clean_stop(many_photos, tmp_path, saved_model):
+    # The workers spend seconds importing torch before their initializer runs: they must not die of this Ctrl-C
+    # with a KeyboardInterrupt traceback (CI caught one that arrived in those seconds).
+    process = start_workers_run(many_photos, tmp_path, saved_model)
+    main = psutil.Process(process.pid)
+    wait_until(process, tmp_path, lambda: len(worker_processes(main)) == 2)
+    assert not (tmp_path / "faces.jsonl").is_file() or not (tmp_path / "faces.jsonl").read_text()  # none done yet
+    assert_a_clean_ctrl_c(process, tmp_path)
+
+
+def test_killing_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, saved_model):
+    process = start_workers_run(many_photos, tmp_path, saved_model)
+    output = tmp_path / "faces.jsonl"
+    wait_until(process, tmp_path, lambda: output.is_file() and output.read_text().count("\n") >= 2)
+    main = psutil.Process(process.pid)
+    assert len(worker_processes(main)) == 2
+    descendants = main.children(recursive=True)
+    process.kill()
+    process.wait(timeout=60)
     gone, alive = psutil.wait_procs(descendants, timeout=30)
     assert not alive, f"processes left running: {[' '.join(p.cmdline())[-80:] for p in alive]}"
