@@ -22,8 +22,9 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ from .threads_qface import ENV_VAR, OMP_ENV_VAR, configure_threads, default_num_
 # Images handed to the workers ahead of the one the main process waits for, per worker: enough to keep each busy
 # while the main process runs a batch, few enough that the decoded crops waiting in memory stay small.
 IMAGES_AHEAD_PER_WORKER = 4
+
+# How often the main process, waiting for a worker's image, looks whether Ctrl-C was pressed.
+CTRL_C_POLL_S = 0.1
 
 _HAVE_SIGMASK = hasattr(signal, "pthread_sigmask")  # not on Windows, where Ctrl-C does not go by process group
 _CTRL_C = (signal.SIGINT,)
@@ -53,38 +57,47 @@ class PreprocessPool:
 
     `build_pipeline`: a picklable callable (a module-level function or a `functools.partial` of one) that returns
     the face-analysis pipeline in a worker; `preprocess_params`: the pipeline's sanitised preprocess parameters.
+
+    Every call into the executor runs with Ctrl-C deferred (`CtrlCDeferred`), so a Ctrl-C stops the run without
+    leaving the executor in a state that never exits.
     """
 
     def __init__(self, workers: int, threads: int, build_pipeline, preprocess_params: dict, max_image_pixels):
         self.workers = workers
-        self.executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_SpawnWithoutCtrlC(),
-            initializer=_start_worker,
-            initargs=(os.getpid(), threads, build_pipeline, preprocess_params, max_image_pixels),
-        )
+        with CtrlCDeferred():
+            self.executor = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=_SpawnWithoutCtrlC(),
+                initializer=_start_worker,
+                initargs=(os.getpid(), threads, build_pipeline, preprocess_params, max_image_pixels),
+            )
 
     def results(self, files: list[Path]):
         """Yields `(path, model_inputs)` per file in input order, where `model_inputs` is the list the pipeline's
         preprocess yields for that image, or the reason (str) it could not be read."""
         waiting = deque()
         queued = iter(files)
-        for path in queued:
-            waiting.append((path, self.executor.submit(_preprocess_file, str(path))))
-            if len(waiting) >= self.workers * IMAGES_AHEAD_PER_WORKER:
-                break
+        with CtrlCDeferred():
+            for path in queued:
+                waiting.append((path, self.executor.submit(_preprocess_file, str(path))))
+                if len(waiting) >= self.workers * IMAGES_AHEAD_PER_WORKER:
+                    break
         while waiting:
-            path, future = waiting.popleft()
-            outcome = future.result()
-            for next_path in queued:  # one more image handed out for the one taken
-                waiting.append((next_path, self.executor.submit(_preprocess_file, str(next_path))))
-                break
+            with CtrlCDeferred() as ctrl_c:  # not around the yield: the caller's own work stays interruptible
+                path, future = waiting.popleft()
+                while not wait([future], timeout=CTRL_C_POLL_S).done:
+                    ctrl_c.raise_if_pressed()
+                outcome = future.result()
+                for next_path in queued:  # one more image handed out for the one taken
+                    waiting.append((next_path, self.executor.submit(_preprocess_file, str(next_path))))
+                    break
             yield path, outcome if isinstance(outcome, str) else [_from_worker(item) for item in outcome]
 
     def close(self) -> None:
         """Stops the workers: images not started are cancelled, the ones in progress finish (a fraction of a
         second each), then every worker has exited."""
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        with CtrlCDeferred():
+            self.executor.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self):
         return self
@@ -96,6 +109,38 @@ class PreprocessPool:
 def replay_preprocessed(model_inputs, **preprocess_params):
     """Stands in for the pipeline's `preprocess` when the workers did it: yields the model inputs they computed."""
     yield from model_inputs
+
+
+class CtrlCDeferred:
+    """Within the block, Ctrl-C in the main thread raises KeyboardInterrupt only where the code asks
+    (`raise_if_pressed`) or when the block ends, not between any two bytecodes as Python does.
+
+    Raised anywhere inside concurrent.futures, KeyboardInterrupt can leave a future's lock held, so that the
+    executor's own thread waits on it forever and the run never exits (seen once in some tens of stopped runs), or
+    leave a started worker the executor does not know of, which the exit then waits for. Only Python's own Ctrl-C
+    handler is deferred: where SIGINT is ignored or handled otherwise, and off the main thread, nothing changes.
+    """
+
+    def __enter__(self):
+        self.pressed = False
+        self.deferring = (threading.current_thread() is threading.main_thread()
+                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)  # fmt: skip
+        if self.deferring:
+            signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame) -> None:
+        self.pressed = True
+
+    def raise_if_pressed(self) -> None:
+        if self.pressed:
+            self.pressed = False
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info) -> None:
+        if self.deferring:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.raise_if_pressed()
 
 
 class _SpawnWithoutCtrlCProcess(multiprocessing.context.SpawnProcess):

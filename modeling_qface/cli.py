@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"qface: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
     try:
+        module = importlib.import_module(COMMANDS[command][0])  # seconds (torch): a Ctrl-C may come in them
         with one_line_argument_errors(command):
             return module.main(rest) or 0
     except KeyboardInterrupt:

@@ -166,6 +166,24 @@ def test_ctrl_c_is_one_line_and_exit_130(command_raising, capsys):
     assert code == 130 and err.strip().splitlines() == ["qface boom: interrupted"]
 
 
+def test_ctrl_c_while_the_command_is_imported_is_one_line_and_exit_130(monkeypatch, capsys):
+    # Importing a command (torch, transformers, accelerate) takes seconds: a Ctrl-C is likely to land in it.
+    monkeypatch.setitem(cli.COMMANDS, "slow", ("qface_slow_import_command", "interrupted while it is imported"))
+    imported = []
+
+    def import_module(name, *args):
+        imported.append(name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_module)
+    try:
+        code, err = dispatch(["slow"], capsys)
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during the import escaped qface as a traceback")
+    assert imported == ["qface_slow_import_command"]
+    assert code == 130 and err.strip().splitlines() == ["qface slow: interrupted"]
+
+
 # -------------------------------------------------------------------------------------------------- strict JSON
 
 

@@ -9,7 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from modeling_qface import face_alignment_qface, threads_qface
+from modeling_qface import analyze_workers, face_alignment_qface, threads_qface
 from modeling_qface.analyze import build_parser as analyze_parser
 from modeling_qface.analyze import main as analyze_main
 from modeling_qface.cli import main as cli_main
@@ -301,3 +303,80 @@ def test_killing_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, s
     process.wait(timeout=60)
     gone, alive = psutil.wait_procs(descendants, timeout=30)
     assert not alive, f"processes left running: {[' '.join(p.cmdline())[-80:] for p in alive]}"
+
+
+# Ctrl-C inside the executor's own code (a race of milliseconds in a real run, so made to happen on purpose here).
+
+
+class ExecutorPressingCtrlC:
+    """Stands in for the ProcessPoolExecutor: Ctrl-C is pressed in the middle of its `press_in`-th submit and in
+    the middle of its shutdown; it notes how far each call got."""
+
+    def __init__(self, press_in: int):
+        self.press_in, self.submits_finished, self.shut_down = press_in, 0, False
+
+    def submit(self, function, path):
+        if self.submits_finished + 1 == self.press_in:
+            signal.raise_signal(signal.SIGINT)
+        future = Future()
+        future.set_result(f"could not read {Path(path).name}")
+        self.submits_finished += 1
+        return future
+
+    def shutdown(self, wait, cancel_futures):
+        signal.raise_signal(signal.SIGINT)
+        self.shut_down = True
+
+
+def pool_with(executor, workers: int = 1) -> analyze_workers.PreprocessPool:
+    pool = object.__new__(analyze_workers.PreprocessPool)
+    pool.workers, pool.executor = workers, executor
+    return pool
+
+
+def test_a_ctrl_c_inside_a_submit_or_the_shutdown_is_raised_once_that_call_is_done():
+    executor = ExecutorPressingCtrlC(press_in=2)
+    results = pool_with(executor).results([Path("a.jpg"), Path("b.jpg"), Path("c.jpg")])
+    with pytest.raises(KeyboardInterrupt):
+        next(results)
+    assert executor.submits_finished == 3  # the interrupted submit and the next one ran to their end first
+    with pytest.raises(KeyboardInterrupt):
+        pool_with(executor).close()
+    assert executor.shut_down
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+
+
+def test_a_ctrl_c_while_waiting_for_a_worker_stops_the_wait_and_leaves_the_future_usable():
+    class Waiting:
+        def __init__(self):
+            self.future = Future()
+
+        def submit(self, function, path):
+            return self.future
+
+    executor = Waiting()
+    results = pool_with(executor).results([Path("a.jpg")])
+    ctrl_c = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))  # pressed while the image is not back
+    # Should the Ctrl-C be lost, the image comes back after all, and `next` returns instead of raising.
+    image_back = threading.Timer(30, executor.future.set_result, ("could not read a.jpg",))
+    ctrl_c.start(), image_back.start()
+    with pytest.raises(KeyboardInterrupt):
+        next(results)
+    image_back.cancel()
+    assert not executor.future.done()
+    # Nobody holds the future's lock: the executor's own thread can still cancel it (it waited forever once).
+    canceller = threading.Thread(target=executor.future.cancel)
+    canceller.start()
+    canceller.join(timeout=10)
+    assert not canceller.is_alive() and executor.future.cancelled()
+
+
+def test_a_ctrl_c_that_this_process_ignores_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        executor = ExecutorPressingCtrlC(press_in=1)
+        results = list(pool_with(executor).results([Path("a.jpg"), Path("b.jpg")]))
+        pool_with(executor).close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [path.name for path, _ in results] == ["a.jpg", "b.jpg"] and executor.shut_down
