@@ -236,8 +236,15 @@ def test_workers_write_the_same_csv_as_one_process(many_photos, tmp_path, saved_
 
 def worker_processes(process: psutil.Process) -> list[psutil.Process]:
     """The Q-Face preprocessing workers among the descendants of `process` (not multiprocessing's helpers)."""
-    return [child for child in process.children(recursive=True)
-            if "spawn_main" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline())]
+    workers = []
+    for child in process.children(recursive=True):
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:  # a short-lived child (a tool that a library runs at start-up) that has just exited
+            continue
+        if "spawn_main" in command and "resource_tracker" not in command:
+            workers.append(child)
+    return workers
 
 
 def start_workers_run(many_photos: Path, tmp_path: Path, saved_model: Path) -> subprocess.Popen:
