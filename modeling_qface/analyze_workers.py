@@ -58,19 +58,19 @@ class PreprocessPool:
     `build_pipeline`: a picklable callable (a module-level function or a `functools.partial` of one) that returns
     the face-analysis pipeline in a worker; `preprocess_params`: the pipeline's sanitised preprocess parameters.
 
-    Every call into the executor runs with Ctrl-C deferred (`CtrlCDeferred`), so a Ctrl-C stops the run without
-    leaving the executor in a state that never exits.
+    Every call that starts workers, waits on them or stops them (`submit`, the wait for an image, `shutdown`) runs
+    with Ctrl-C deferred (`CtrlCDeferred`), so a Ctrl-C stops the run without leaving the executor in a state that
+    never exits.
     """
 
     def __init__(self, workers: int, threads: int, build_pipeline, preprocess_params: dict, max_image_pixels):
         self.workers = workers
-        with CtrlCDeferred():
-            self.executor = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=_SpawnWithoutCtrlC(),
-                initializer=_start_worker,
-                initargs=(os.getpid(), threads, build_pipeline, preprocess_params, max_image_pixels),
-            )
+        self.executor = ProcessPoolExecutor(  # starts no worker and no thread yet: submit does
+            max_workers=workers,
+            mp_context=_SpawnWithoutCtrlC(),
+            initializer=_start_worker,
+            initargs=(os.getpid(), threads, build_pipeline, preprocess_params, max_image_pixels),
+        )
 
     def results(self, files: list[Path]):
         """Yields `(path, model_inputs)` per file in input order, where `model_inputs` is the list the pipeline's

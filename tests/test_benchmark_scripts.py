@@ -3,6 +3,7 @@ report what they promise, never for speed."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -14,6 +15,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
+
+
+def benchmark_module(name: str):
+    """A module of benchmarks/ (the scripts import each other as top-level modules, as when run from there)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def run_script(name: str, *args: str, env: dict | None = None) -> str:
@@ -81,11 +91,7 @@ def test_efficiency_benchmark_reports_gemm_fractions_and_the_encoder_split(tmp_p
 @pytest.mark.parametrize("batch_size", [1, 3])
 def test_flop_count_matches_the_architecture(batch_size):
     # The analytic count of the decoder for qface-tiny, against FlopCounterMode's, so the GFLOP/s are trustworthy.
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from efficiency_benchmark import count_flops
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    count_flops = benchmark_module("efficiency_benchmark").count_flops
     import torch
 
     from modeling_qface import QFaceModel, load_preset
@@ -112,11 +118,7 @@ def test_flop_count_matches_the_architecture(batch_size):
 
 
 def test_stage_shares_table_says_when_the_stages_outweigh_the_run():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from measure import stage_shares_table
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    stage_shares_table = benchmark_module("measure").stage_shares_table
     quiet = {"decoding": 0.02, "detection": 0.15, "refinement": 0.40, "alignment": 0.03, "model": 0.25}
     assert stage_shares_table(quiet).splitlines()[2] == "| 2 % | 15 % | 40 % | 3 % | 25 % | 15 % |"
     noisy = {**quiet, "refinement": 0.96}

@@ -261,6 +261,11 @@ def start_workers_run(many_photos: Path, tmp_path: Path, saved_model: Path) -> s
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
 
+def images_written(tmp_path: Path) -> int:
+    output = tmp_path / "faces.jsonl"
+    return output.read_text().count("\n") if output.is_file() else 0
+
+
 def wait_until(process: subprocess.Popen, tmp_path: Path, condition) -> None:
     deadline = time.monotonic() + 300
     while not condition():
@@ -289,8 +294,7 @@ def assert_a_clean_ctrl_c(process: subprocess.Popen, tmp_path: Path) -> None:
 
 def test_ctrl_c_while_the_workers_are_at_work_is_a_clean_stop(many_photos, tmp_path, saved_model):
     process = start_workers_run(many_photos, tmp_path, saved_model)
-    output = tmp_path / "faces.jsonl"
-    wait_until(process, tmp_path, lambda: output.is_file() and output.read_text().count("\n") >= 2)
+    wait_until(process, tmp_path, lambda: images_written(tmp_path) >= 2)  # the workers are at work
     assert len(worker_processes(psutil.Process(process.pid))) == 2
     assert_a_clean_ctrl_c(process, tmp_path)
 
@@ -301,14 +305,13 @@ def test_ctrl_c_while_the_workers_still_start_is_a_clean_stop(many_photos, tmp_p
     process = start_workers_run(many_photos, tmp_path, saved_model)
     main = psutil.Process(process.pid)
     wait_until(process, tmp_path, lambda: len(worker_processes(main)) == 2)
-    assert not (tmp_path / "faces.jsonl").is_file() or not (tmp_path / "faces.jsonl").read_text()  # none done yet
+    assert images_written(tmp_path) == 0  # none done yet
     assert_a_clean_ctrl_c(process, tmp_path)
 
 
 def test_killing_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, saved_model):
     process = start_workers_run(many_photos, tmp_path, saved_model)
-    output = tmp_path / "faces.jsonl"
-    wait_until(process, tmp_path, lambda: output.is_file() and output.read_text().count("\n") >= 2)
+    wait_until(process, tmp_path, lambda: images_written(tmp_path) >= 2)  # the workers are at work
     main = psutil.Process(process.pid)
     assert len(worker_processes(main)) == 2
     descendants = main.children(recursive=True)
