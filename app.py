@@ -10,7 +10,7 @@ Settings come from the environment, as a Space gets them:
 
 import os
 
-from modeling_qface.serve import DEFAULT_MAX_FILE_SIZE, DEFAULT_MODEL, build_demo, file_size
+from modeling_qface.webdemo.serve import DEFAULT_MAX_FILE_SIZE, DEFAULT_MODEL, build_demo, file_size
 
 demo = build_demo(os.environ.get("QFACE_MODEL", DEFAULT_MODEL),
                   max_file_size=file_size(os.environ.get("QFACE_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_qface.sample_photos import fetch_sample_photos
+from modeling_qface.samples.photos import fetch_sample_photos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 VARIANTS = {  # name -> extra `qface analyze` arguments
@@ -42,8 +42,8 @@ def spinning_benchmark(repeats: int) -> None:
     import numpy as np
     import onnxruntime
 
-    from modeling_qface.image_loading_qface import load_image_rgb
-    from modeling_qface.threads_qface import apply_torch_threads, onnxruntime_session_options
+    from modeling_qface.model.image_loading_qface import load_image_rgb
+    from modeling_qface.model.threads_qface import apply_torch_threads, onnxruntime_session_options
 
     apply_torch_threads(2)
     sessions, weights = {}, _retinaface_weights()

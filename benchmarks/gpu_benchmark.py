@@ -136,9 +136,9 @@ def pipeline_run(model, device, photo: str, copies: int, batch_size: int, repeat
     from PIL import Image
     from transformers import pipeline
 
-    from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
-    from modeling_qface.image_loading_qface import load_image_rgb
-    from modeling_qface.image_processor import build_image_processor
+    from modeling_qface.model.face_alignment_qface import align_face, detect_faces, refine_landmarks
+    from modeling_qface.model.image_loading_qface import load_image_rgb
+    from modeling_qface.model.image_processing_qface import build_image_processor
 
     processor = build_image_processor(model.config)
     pipe = pipeline("face-analysis", model=model, image_processor=processor, device=device)

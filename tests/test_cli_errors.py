@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from modeling_qface import cli
-from modeling_qface.image_loading_qface import ImageLoadError, ImageTooLargeError
-from modeling_qface.model_loading import ModelLoadError
-from modeling_qface.sample_photos import SamplePhotoFetchError
-from training.data.errors import DataFormatError
-from training.mae_data import BadImageError
-from training.recipe import RecipeError
+from modeling_qface.model.image_loading_qface import ImageLoadError, ImageTooLargeError
+from modeling_qface.model.model_loading_qface import ModelLoadError
+from modeling_qface.samples.photos import SamplePhotoFetchError
+from modeling_qface.training.data.errors import DataFormatError
+from modeling_qface.training.mae_data import BadImageError
+from modeling_qface.training.recipe import RecipeError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def test_qface_evaluate_writes_strict_json(tmp_path, monkeypatch, capsys):
 
     The metric modules refuse NaN predictions and leave unlabelled tasks out, so a real run rarely meets one: the
     report is planted here, and `qface evaluate` writes it."""
-    from training import evaluation
+    from modeling_qface.training import evaluation
 
     planted = {
         "model": "m", "face_crop": {"size": 32, "margin": 0.15}, "head_pose_frame": "photo",

@@ -11,7 +11,7 @@ import pytest
 from datasets import Image as ImageFeature
 from datasets import concatenate_datasets
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
 from tests.fixtures.benchmark_formats import (
     ibug68,
     write_age_csv,
@@ -23,7 +23,7 @@ from tests.fixtures.benchmark_formats import (
     write_raf_db,
     write_utkface,
 )
-from training.data import (
+from modeling_qface.training.data import (
     BP4D_PARTS,
     DISFA_PARTS,
     FEATURES,
@@ -34,9 +34,9 @@ from training.data import (
     prepare_source,
     read_rows,
 )
-from training.data.landmarks import box, five_points, five_points_from_68
-from training.data.raf_db import RafDbSource
-from training.data.schema import FACE_HINT_KEYS
+from modeling_qface.training.data.landmarks import box, five_points, five_points_from_68
+from modeling_qface.training.data.raf_db import RafDbSource
+from modeling_qface.training.data.schema import FACE_HINT_KEYS
 
 AU = {name: i for i, name in enumerate(AU_NAMES)}
 ATTR = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
@@ -332,7 +332,7 @@ def test_bp4d_three_folds_are_subject_exclusive_with_protocol_sizes(bp4d):
 
 
 def test_bp4d_bad_value_missing_image_and_missing_label_file(tmp_path, monkeypatch):
-    from training.data.au_datasets import BP4DSource
+    from modeling_qface.training.data.au_datasets import BP4DSource
 
     monkeypatch.setattr(BP4DSource, "parts", (("F001",), ("M001",), ("F002",)))  # a 3-subject protocol
     overrides = {("F001", "T2", 2): {12: 2}}
@@ -384,7 +384,7 @@ def test_disfa_three_folds_are_subject_exclusive(disfa):
 
 
 def test_disfa_bad_intensity_and_frame_missing_from_one_au_file(tmp_path, monkeypatch):
-    from training.data.au_datasets import DISFASource
+    from modeling_qface.training.data.au_datasets import DISFASource
 
     monkeypatch.setattr(DISFASource, "parts", (("SN001",), ("SN002",), ("SN003",)))
     root, _ = write_disfa(tmp_path, overrides={("SN002", 2): {6: 7}})
@@ -474,7 +474,7 @@ def test_aflw2000_keeps_only_angles_within_99_degrees_and_reports_the_dropped(tm
         "image00006.jpg": (deg(0), deg(100.0), deg(0)),  # yaw out of range
         "image00008.jpg": (deg(-99.5), deg(0), deg(3)),  # pitch out of range
     })  # fmt: skip
-    with caplog.at_level(logging.WARNING, logger="training.data.errors"):
+    with caplog.at_level(logging.WARNING, logger="modeling_qface.training.data.errors"):
         rows, report = read_rows("aflw2000", root, "test")
     assert sorted(by_file(rows)) == ["image00002.jpg", "image00004.jpg"]
     assert by_file(rows)["image00002.jpg"]["head_pose"] == pytest.approx([-20.0, 10.0, 5.0], abs=1e-4)
@@ -775,7 +775,7 @@ def test_bad_bytes_in_csv_and_counted_list_files_keep_line_numbers_and_counts(tm
     with pytest.raises(DataFormatError, match=r"list_attr_celeba\.txt, line 2: not UTF-8 text"):
         read_rows("celeba", celeba, "train", on_error="skip")
 
-    from training.data.au_datasets import BP4DSource
+    from modeling_qface.training.data.au_datasets import BP4DSource
 
     monkeypatch.setattr(BP4DSource, "parts", (("F001",), ("M001",), ("F002",)))
     bp4d, _ = write_bp4d(tmp_path, subjects=["F001", "M001", "F002"])
@@ -865,7 +865,7 @@ def test_utkface_age_range_and_split_lists_in_corals_csv_format(tmp_path):
     ],
 )
 def test_utkface_protocol_options_that_clash_are_named(options, key, message):
-    from training.data.loading import source_problems
+    from modeling_qface.training.data.loading import source_problems
 
     problems = dict(source_problems("utkface", "train", options))
     assert message in problems[f"options.{key}"]

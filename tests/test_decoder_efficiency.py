@@ -18,8 +18,8 @@ import torch
 from safetensors import safe_open
 
 from modeling_qface import QFaceConfig, QFaceModel, load_preset
-from modeling_qface.heads_qface import output_fields
-from modeling_qface.modeling_qface import QFaceDecoderLayer, sincos_position_embedding_2d
+from modeling_qface.model.heads_qface import output_fields
+from modeling_qface.model.modeling_qface import QFaceDecoderLayer, sincos_position_embedding_2d
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "modeling_qface" / "demo_model"
 ATOL = 1e-5

@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from training import demo_set
-from training.data import load_source
-from training.demo_data import (
+from modeling_qface.training import demo_set
+from modeling_qface.training.data import load_source
+from modeling_qface.training.demo_data import (
     IDENTITY_GROUPS, TEST_GROUPS, DemoPhoto, demo_sources, identity_group, portrait_labels, split_of,
 )  # fmt: skip
-from training.teachers.labeling import load_teachers
+from modeling_qface.training.teachers.labeling import load_teachers
 
 
 def test_every_identity_group_is_wholly_in_one_split():

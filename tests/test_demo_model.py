@@ -9,34 +9,27 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from transformers import AutoModel, pipeline
 
-from modeling_qface.pipeline_qface import (
-    DEFAULT_MODEL_DIR,
-    DEFAULT_MODEL_NOTICE,
-    default_model_available,
-    register_face_analysis_pipeline,
-)
+from modeling_qface.registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
 
 MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
 
 
-def test_the_demo_model_ships_as_safetensors_with_code_pipeline_processor_and_card():
+def test_the_demo_model_ships_as_safetensors_configs_and_reports_without_code():
     assert default_model_available(), f"the demo model is missing from {DEFAULT_MODEL_DIR}"
     names = {path.name for path in DEFAULT_MODEL_DIR.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "demo_report.json",
-            "pipeline_qface.py", "modeling_qface.py", "configuration_qface.py"} <= names  # fmt: skip
-    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]  # no pickle
+    assert names == {"config.json", "model.safetensors", "preprocessor_config.json", "demo_report.json",
+                     "eval_results.json"}  # fmt: skip
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES
     config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
-    assert config["custom_pipelines"]["face-analysis"]["impl"] == "pipeline_qface.FaceAnalysisPipeline"
+    assert "auto_map" not in config and "custom_pipelines" not in config  # it runs on the installed package's code
     # Only the labels its teachers give: no untrained output is ever shown.
     assert [t["name"] for t in config["tasks"]] == ["expression", "attributes", "age", "head_pose"]
     assert config["tasks"][1]["labels"] == ["Male", "Smiling"]
-    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
-    assert "{{" not in card and "Not a model for real use" in card.replace("**", "")
 
 
 def test_pipeline_without_a_model_is_the_demo_model_with_a_notice(sample_photos, caplog):
@@ -67,7 +60,18 @@ def test_the_shipped_weights_are_the_ones_its_report_describes(sample_photos):
         assert abs(face["head_pose"]["yaw"] - portrait["yaw"]) < 5.0, name
 
 
-def test_the_demo_model_loads_in_a_fresh_process_without_the_package(tmp_path, sample_photos):
+def test_the_demo_models_hub_export_has_todays_code_its_card_and_loads_without_the_package(tmp_path, sample_photos):
+    from modeling_qface.training.demo_model import hub_export
+
+    export = hub_export(tmp_path / "qface-demo")
+    package_code = Path(DEFAULT_MODEL_DIR).parent / "model"
+    code = sorted(path.name for path in export.glob("*.py"))
+    assert code == sorted(path.name for path in package_code.glob("*_qface.py"))
+    assert all((export / name).read_bytes() == (package_code / name).read_bytes() for name in code)
+    card = (export / "README.md").read_text()
+    assert "{{" not in card and "Not a model for real use" in card.replace("**", "")
+    assert "value: 0.55" in card  # the model-index holds the shipped held-out numbers (eval_results.json)
+
     photo = str(sample_photos["single_face.jpg"])
     register_face_analysis_pipeline()
     expected = pipeline("face-analysis")(photo)
@@ -78,9 +82,9 @@ def test_the_demo_model_loads_in_a_fresh_process_without_the_package(tmp_path, s
         for name in ("modeling_qface", "configuration", "training"):
             sys.modules[name] = None  # the repo is pip-installed (editable): block it like a missing package
         from transformers import AutoModel, pipeline
-        model = AutoModel.from_pretrained({str(DEFAULT_MODEL_DIR)!r}, trust_remote_code=True)
+        model = AutoModel.from_pretrained({str(export)!r}, trust_remote_code=True)
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-        faces = pipeline(model={str(DEFAULT_MODEL_DIR)!r}, trust_remote_code=True)({photo!r})
+        faces = pipeline(model={str(export)!r}, trust_remote_code=True)({photo!r})
         expected = json.loads(open({str(tmp_path / "expected.json")!r}).read())
         assert len(faces) == len(expected) == 1
         assert abs(faces[0]["age"]["years"] - expected[0]["age"]["years"]) < 1e-4
@@ -105,7 +109,8 @@ def test_auto_model_loads_every_demo_weight():
 
 @pytest.mark.parametrize("command", ["analyze", "demo"])
 def test_commands_default_to_the_demo_model(tmp_path, sample_photos, command, capsys):
-    from modeling_qface import analyze, demo
+    from modeling_qface.analysis import analyze
+    from modeling_qface.samples import demo
 
     photo = str(sample_photos["0-f15-hao-ph.jpg"])
     if command == "analyze":
@@ -116,18 +121,3 @@ def test_commands_default_to_the_demo_model(tmp_path, sample_photos, command, ca
         assert demo.main([photo, "--output-dir", str(tmp_path)]) == 0
         page = (tmp_path / "index.html").read_text()
         assert "not a model for real use" in page and "happiness" in page
-
-
-def test_the_demo_models_code_is_what_an_export_writes_today(tmp_path):
-    """The demo model's `*.py` files are the remote code `trust_remote_code` loads beside its weights: they must be
-    the very files a `save_pretrained` of today's package writes, so a change to the package cannot leave the shipped
-    copy behind (refresh: `hub.export_folder(DEFAULT_MODEL_DIR, tmp)`, then copy only the `*.py` files)."""
-    from modeling_qface import QFaceModel, load_preset
-
-    QFaceModel(load_preset("qface-tiny")).save_pretrained(tmp_path)
-    exported = {path.name: path.read_bytes() for path in tmp_path.glob("*.py")}
-    shipped = {path.name: path.read_bytes() for path in DEFAULT_MODEL_DIR.glob("*.py")}
-    assert {"modeling_qface.py", "pipeline_qface.py", "onnx_qface.py"} <= set(exported)
-    assert sorted(shipped) == sorted(exported)
-    stale = [name for name in exported if shipped[name] != exported[name]]
-    assert stale == [], f"demo model code copies differ from the package: {stale}"

@@ -20,7 +20,7 @@ from tests.fixtures.train_runs import (
     train_records,
 )
 from tests.fixtures.training_data import SIZES, write_training_data
-from training.mixing import steps_per_epoch
+from modeling_qface.training.mixing import steps_per_epoch
 
 # One epoch with gradient accumulation 2 (so DDP's no_sync micro-steps run too), every sample id logged.
 SETTINGS = {"train__gradient_accumulation_steps": 2, "logging__every_steps": 1, "logging__sample_ids": True,

@@ -1,7 +1,7 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Face detection and 5-point alignment: exact geometry, recall on real packaged photos, clear errors.
 
-The photos come from `modeling_qface/sample_photos.py` (pip/npm downloads, cached); when they cannot be
+The photos come from `modeling_qface/samples/photos.py` (pip/npm downloads, cached); when they cannot be
 fetched the tests fail rather than skip.
 """
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_qface import face_alignment_qface
-from modeling_qface.face_alignment_qface import (
+from modeling_qface.model import face_alignment_qface
+from modeling_qface.model.face_alignment_qface import (
     ARCFACE_TEMPLATE_112,
     DEFAULT_MARGIN,
     align_face,
@@ -24,8 +24,8 @@ from modeling_qface.face_alignment_qface import (
     face_template,
     refine_landmarks,
 )
-from modeling_qface import sample_photos as photo_fetcher
-from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, SamplePhotoFetchError
+from modeling_qface.samples import photos as photo_fetcher
+from modeling_qface.samples.photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, SamplePhotoFetchError
 
 
 def similarity_matrix(scale: float, angle_degrees: float, tx: float, ty: float) -> np.ndarray:

@@ -14,12 +14,12 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.face_alignment_qface import FaceCrop, locate_faces
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from training.data import DataFormatError, load_source, prepare_source
-from training.data.face_crops import protocol_box_crop
-from training.data.landmarks import five_points_from_68
+from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.training.data import DataFormatError, load_source, prepare_source
+from modeling_qface.training.data.face_crops import protocol_box_crop
+from modeling_qface.training.data.landmarks import five_points_from_68
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,8 @@ def test_jpeg_crops_are_close_to_the_lossless_ones(tmp_path, sample_photos):
 
 
 def test_evaluation_scores_head_pose_in_the_photos_frame(tmp_path, sample_photos):
-    from training.evaluation import predict, to_photo_frame
-    from modeling_qface.image_processor import build_image_processor
+    from modeling_qface.training.evaluation import predict, to_photo_frame
+    from modeling_qface.model.image_processing_qface import build_image_processor
 
     rgb = np.asarray(Image.open(sample_photos["0-f1-su-ph.jpg"]).convert("RGB"))
     landmarks = locate_faces(rgb)[0].landmarks

@@ -23,11 +23,11 @@ from tests.fixtures.train_runs import (
     train_records,
 )
 from tests.fixtures.training_data import SIZES, write_training_data
-from training import evaluation, finetune
-from training.checkpointing import list_checkpoints
-from training.mixing import MixedBatchSampler, ProcessBatchSampler, shares_to_counts, steps_per_epoch
-from training.optim import build_scheduler, parameter_groups
-from training.recipe import RecipeError, load_recipe
+from modeling_qface.training import evaluation, finetune
+from modeling_qface.training.checkpointing import list_checkpoints
+from modeling_qface.training.mixing import MixedBatchSampler, ProcessBatchSampler, shares_to_counts, steps_per_epoch
+from modeling_qface.training.optim import build_scheduler, parameter_groups
+from modeling_qface.training.recipe import RecipeError, load_recipe
 
 # The kill/resume runs: checkpoints every 6 steps, evaluation every 9 (so a best model exists before the kill).
 RESUME_SETTINGS = {"logging__every_steps": 1, "logging__tensorboard": False, "checkpoint__every_steps": 6,
@@ -292,7 +292,7 @@ def test_resume_refuses_a_missing_checkpoint_and_a_fresh_start_over_checkpoints(
 
 
 def test_logs_are_cut_back_to_the_resumed_step(tmp_path):
-    from training.tracking import JSONLTracker, truncate_jsonl
+    from modeling_qface.training.tracking import JSONLTracker, truncate_jsonl
 
     tracker = JSONLTracker(tmp_path / "logs" / "train.jsonl")
     tracker.start()
@@ -336,11 +336,11 @@ def test_finished_run_exports_a_loadable_model_logs_and_the_best_checkpoint(refe
 
 
 def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path, reference_run, tiny_data, capsys):
-    from modeling_qface.face_alignment_qface import FaceCrop
-    from modeling_qface.image_processor import build_image_processor
-    from training.batching import QFaceBatchTransform
-    from training.data import load_source
-    from training.metrics import compute_task_metrics
+    from modeling_qface.model.face_alignment_qface import FaceCrop
+    from modeling_qface.model.image_processing_qface import build_image_processor
+    from modeling_qface.training.batching import QFaceBatchTransform
+    from modeling_qface.training.data import load_source
+    from modeling_qface.training.metrics import compute_task_metrics
 
     output, _ = reference_run
     model_path = output / "final"

@@ -12,10 +12,10 @@ import yaml
 from tests.fixtures.benchmark_formats import write_bp4d, write_disfa
 from tests.fixtures.train_runs import REPO, TINY_RECIPE, run_in_process, single_thread, train_args
 from tests.fixtures.training_data import write_training_data
-from training import evaluation, finetune
-from training.data import read_rows
-from training.folds import aggregate_fold_reports, fold_recipes, parse_folds
-from training.recipe import RecipeError, load_recipe
+from modeling_qface.training import evaluation, finetune
+from modeling_qface.training.data import read_rows
+from modeling_qface.training.folds import aggregate_fold_reports, fold_recipes, parse_folds
+from modeling_qface.training.recipe import RecipeError, load_recipe
 
 PAPER_RECIPE = REPO / "configuration" / "train-paper.yaml"
 

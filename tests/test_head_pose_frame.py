@@ -14,8 +14,8 @@ from torch import nn
 from transformers import pipeline
 
 from modeling_qface import HEAD_POSE_NAMES, QFaceModel
-from modeling_qface.face_alignment_qface import DetectedFace, estimate_similarity_transform
-from modeling_qface.head_pose_qface import (
+from modeling_qface.model.face_alignment_qface import DetectedFace, estimate_similarity_transform
+from modeling_qface.model.head_pose_qface import (
     flip_pose,
     geodesic_degrees,
     in_plane_angle,
@@ -23,7 +23,7 @@ from modeling_qface.head_pose_qface import (
     pose_to_matrix,
     rotate_pose_in_plane,
 )
-from modeling_qface.pipeline_qface import DEFAULT_MODEL_DIR, register_face_analysis_pipeline
+from modeling_qface.registry import DEFAULT_MODEL_DIR, register_face_analysis_pipeline
 
 
 def random_poses(count: int, seed: int = 0) -> np.ndarray:
@@ -174,7 +174,7 @@ def pose_errors(pipe, photos: dict, views, exact_landmarks: bool = False) -> lis
             if exact_landmarks:
                 moved = [DetectedFace(tuple(f["box"]), f["score"], np.array([move(p) for p in f["landmarks"]])[order])
                          for f in faces]  # fmt: skip
-                with patch("modeling_qface.pipeline_qface.locate_faces", lambda *args, **kwargs: moved):
+                with patch("modeling_qface.model.pipeline_qface.locate_faces", lambda *args, **kwargs: moved):
                     view_faces = pipe(image)
             else:
                 view_faces = pipe(image)

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from modeling_qface import QFaceModel
 from modeling_qface.cli import main as qface
 from modeling_qface.hub import HubError, push_to_hub
-from modeling_qface.image_processor import build_image_processor
+from modeling_qface.model.image_processing_qface import build_image_processor
 from tests.hub_server import HubServer
 
 OUTPUT_FIELDS = ("expression_logits", "au_logits", "attributes_logits", "age", "head_pose")
@@ -91,7 +91,7 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
 
     torch.manual_seed(7)
     second_model = QFaceModel(tiny_model.config).eval()
-    second = second_model.push_to_hub("me/qface-tiny", commit_message="second weights")  # QFaceModel.push_to_hub
+    second = push_to_hub(second_model, "me/qface-tiny", commit_message="second weights")
     with torch.no_grad():
         second_reference = second_model(pixel_values)
     assert first.oid != second.oid and str(second).endswith(second.oid)
@@ -104,7 +104,7 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
     assert "# qface-tiny" in card and "transformers' generic" not in card and "Limitations and bias" in card
     config = json.loads(files["config.json"])
     assert config["custom_pipelines"]["face-analysis"]["impl"] == "pipeline_qface.FaceAnalysisPipeline"
-    # The first push's card carried the evaluation; model.push_to_hub's has none, and says so.
+    # The first push's card carried the evaluation; the second push's has none, and says so.
     first_card = hub.files("me/qface-tiny", first.oid)["README.md"].decode()
     assert yaml.safe_load(first_card.split("---\n")[1])["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.8125
     assert "No evaluation results were recorded" in card
@@ -196,9 +196,9 @@ def test_trainer_every_save_pushes_the_export(hub, tmp_path, tiny_model, pixel_v
 def test_qface_trainer_pushes_the_export_its_card_and_no_pickle(hub, tmp_path, tiny_model, pixel_values):
     from transformers import TrainingArguments
 
-    from modeling_qface.model_loading import load_qface_model
+    from modeling_qface.model.model_loading_qface import load_qface_model
     from tests.conftest import partial_labels
-    from training.qface_trainer import QFaceTrainer
+    from modeling_qface.training.qface_trainer import QFaceTrainer
 
     labels = partial_labels(4)
     rows = [{"pixel_values": pixel_values[i], **{k: v[i] for k, v in labels.items()}} for i in range(4)]
@@ -256,7 +256,7 @@ def test_hub_errors_are_one_message_naming_the_repo(hub, tmp_path, tiny_model, m
         push_to_hub(tiny_model, "someone/private")
 
     with pytest.raises(HubError, match=r"^me/qface: revision 'nope' does not exist on the Hub"):
-        tiny_model.push_to_hub("me/qface", revision="nope")
+        push_to_hub(tiny_model, "me/qface", revision="nope")
 
     folder = tmp_path / "model"
     tiny_model.save_pretrained(folder)

@@ -199,7 +199,7 @@ def test_no_nan_after_loading_from_a_checkpoint_without_the_decoder(tiny_config,
 
 
 def test_encoder_positions_are_sincos_fresh_and_after_loading_without_encoder(tiny_config, mae_checkpoints):
-    from modeling_qface.modeling_qface import sincos_position_embedding_2d
+    from modeling_qface.model.modeling_qface import sincos_position_embedding_2d
 
     # MAE's fixed positions: [sin_w | cos_w | sin_h | cos_h] per patch (row-major), zeros for CLS.
     expected = torch.cat([torch.zeros(1, 64), sincos_position_embedding_2d(4, 4, 64, "cpu", torch.float32)])

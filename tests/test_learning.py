@@ -67,8 +67,8 @@ def signal_data(tmp_path_factory):
 def _rows(data_root, name, root, split, options) -> dict:
     """The prepared rows of one source (read from the cache the training run filled)."""
     from modeling_qface import load_preset
-    from modeling_qface.face_alignment_qface import FaceCrop
-    from training.data import load_source
+    from modeling_qface.model.face_alignment_qface import FaceCrop
+    from modeling_qface.training.data import load_source
 
     face_crop = FaceCrop.from_config(load_preset("qface-tiny"))
     return load_source(name, data_root / root, split, face_crop=face_crop, crop_format="png", **options)[:]
@@ -125,10 +125,10 @@ def failures(report: dict[str, tuple[float, float]]) -> list[str]:
 
 def test_signal_images_follow_their_labels_under_flip_and_rotation():
     """The premise of the fixtures: mirroring an image gives the drawing of the flipped labels and rotating it the
-    drawing of the rotated pose (`training.augment`'s label rules), up to resampling."""
+    drawing of the rotated pose (`modeling_qface.training.augment`'s label rules), up to resampling."""
     from PIL import Image
 
-    from modeling_qface.head_pose_qface import rotate_pose_in_plane
+    from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
     from tests.fixtures import signal_images as draw
 
     rng = np.random.default_rng(0)

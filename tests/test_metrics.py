@@ -15,8 +15,8 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from modeling_qface.configuration_qface import AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES, default_tasks
-from training.metrics import METRICS_DIR, available_metrics, compute_task_metrics, load_metric
+from modeling_qface.model.configuration_qface import AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES, default_tasks
+from modeling_qface.training.metrics import METRICS_DIR, available_metrics, compute_task_metrics, load_metric
 
 SEEDS = [0, 1, 2, 3]
 METRIC_CLASSES = {

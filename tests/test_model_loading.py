@@ -2,7 +2,7 @@
 """Loading saved Q-Face weights: safetensors only, every weight matching the config, one clear line otherwise.
 
 Every loader of the package and its training code (`qface analyze`, `qface serve`, `qface evaluate`, `qface train`'s
-`init_from`, the demo-model builder) goes through `modeling_qface.model_loading.load_qface_model`.
+`init_from`, the demo-model builder) goes through `modeling_qface.model.model_loading_qface.load_qface_model`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modeling_qface import QFaceModel
-from modeling_qface.model_loading import ModelLoadError, load_qface_model
+from modeling_qface.model.model_loading_qface import ModelLoadError, load_qface_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -171,9 +171,10 @@ def test_what_is_not_a_model_folder(tmp_path, saved):
 
 def loaders():
     """(name, function of a model folder) for every place that loads saved Q-Face weights."""
-    from modeling_qface import analyze, serve
-    from training import demo_model, evaluation, finetune
-    from training.recipe import ModelSection
+    from modeling_qface.analysis import analyze
+    from modeling_qface.webdemo import serve
+    from modeling_qface.training import demo_model, evaluation, finetune
+    from modeling_qface.training.recipe import ModelSection
 
     return {
         "qface serve": lambda folder: serve.load_model(str(folder)),

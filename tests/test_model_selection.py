@@ -1,5 +1,5 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Model selection on validation data only: deterministic validation carves disjoint from training, the recipe guard
+"""Model selection on validation data only: deterministic validation carves disjoint from modeling_qface.training, the recipe guard
 against test splits, and a training run that never reads a test split (asserted through the data loader)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from datasets import Dataset
 from tests.fixtures.benchmark_formats import write_bp4d, write_disfa, write_pose_dataset, write_raf_db
 from tests.fixtures.train_runs import TINY_RECIPE, run_in_process
 from tests.fixtures.training_data import write_training_data
-from training import evaluation
-from training.data import SOURCES, holds_test_rows, loading, read_rows
-from training.recipe import RecipeError, load_recipe
-from training.selection import check_selection_data
+from modeling_qface.training import evaluation
+from modeling_qface.training.data import SOURCES, holds_test_rows, loading, read_rows
+from modeling_qface.training.recipe import RecipeError, load_recipe
+from modeling_qface.training.selection import check_selection_data
 
 
 def _images(rows) -> list[str]:

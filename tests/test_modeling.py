@@ -378,34 +378,35 @@ def test_input_embeddings_are_the_encoder_patch_embedding(tiny_model):
 
 # ------------------------------------------------------------------------------------------------ stochastic depth
 def test_drop_path_rises_over_depth_drops_whole_samples_and_is_off_in_eval(tiny_config, pixel_values):
-    from modeling_qface.modeling_qface import QFaceDropPath
+    from modeling_qface.model.modeling_qface import QFaceEncoderLayer
 
     config = QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 0.3})
     torch.manual_seed(0)
     model = QFaceModel(config)
     blocks = model.encoder.layers
-    rates = [block.dropout.drop_prob for block in blocks]
+    assert all(isinstance(block, QFaceEncoderLayer) for block in blocks)
+    rates = [block.drop_prob for block in blocks]
     assert rates == pytest.approx(torch.linspace(0, 0.3, len(blocks)).tolist()) and rates[0] == 0.0
-    # No weight moves: the same state dict as the model without stochastic depth, and identical outputs in eval.
+    # The same weights, initialised alike (seeded), and identical outputs in eval.
     torch.manual_seed(0)
     plain = QFaceModel(tiny_config).eval()
+    assert [block.drop_prob for block in plain.encoder.layers] == [0.0] * len(blocks)
     assert model.state_dict().keys() == plain.state_dict().keys()
-    model.load_state_dict(plain.state_dict())
+    assert all(torch.equal(value, plain.state_dict()[key]) for key, value in model.state_dict().items())
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(pixel_values).age, plain(pixel_values).age)
     # In training a branch is dropped for whole samples, the kept ones scaled so that the expectation is unchanged.
-    drop = QFaceDropPath(torch.nn.Dropout(0.0), 0.25).train()
+    block = blocks[-1].train()
     torch.manual_seed(1)
-    out = drop(torch.ones(4000, 5, 3))
+    out = block.drop_path(torch.ones(4000, 5, 3))
     per_sample = out.flatten(1)
-    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.75])
+    assert per_sample.unique().tolist() == pytest.approx([0.0, 1 / 0.7])
     assert bool((per_sample == per_sample[:, :1]).all())  # a sample is dropped whole or kept whole
-    assert (per_sample[:, 0] == 0).float().mean().item() == pytest.approx(0.25, abs=0.03)
+    assert (per_sample[:, 0] == 0).float().mean().item() == pytest.approx(0.3, abs=0.03)
     assert out.mean().item() == pytest.approx(1.0, abs=0.05)
-    assert torch.equal(drop.eval()(torch.ones(3, 2)), torch.ones(3, 2))
-    # Training with it: the same inputs give different outputs from run to run (the deeper blocks drop), and the
-    # config survives a save / load.
+    assert torch.equal(block.eval().drop_path(torch.ones(3, 2)), torch.ones(3, 2))
+    # Training with it: the same inputs give different outputs from run to run (the deeper blocks drop).
     model.train()
     torch.manual_seed(2)
     first = model(pixel_values).age
@@ -413,11 +414,61 @@ def test_drop_path_rises_over_depth_drops_whole_samples_and_is_off_in_eval(tiny_
     assert not torch.equal(first, model(pixel_values).age)
 
 
+def test_the_drop_path_block_computes_exactly_what_vitmae_s_block_does_without_drops(tiny_config):
+    """`QFaceEncoderLayer` re-implements `ViTMAELayer.forward` to add drop path: at rate 0 (and in eval at any rate)
+    it must stay bit-identical to transformers' own block, also in training mode with dropout (same random draws)."""
+    from transformers.models.vit_mae.modeling_vit_mae import ViTMAELayer
+
+    from modeling_qface.model.modeling_qface import QFaceEncoderLayer
+
+    encoder_config = tiny_config.backbone_config.__class__.from_dict(
+        {**tiny_config.backbone_config.to_dict(), "hidden_dropout_prob": 0.1}
+    )
+    torch.manual_seed(0)
+    theirs = ViTMAELayer(encoder_config)
+    ours = QFaceEncoderLayer(encoder_config, drop_prob=0.0)
+    ours.load_state_dict(theirs.state_dict())
+    states = torch.randn(3, 17, encoder_config.hidden_size)
+    for mode in ("eval", "train"):
+        getattr(theirs, mode)()
+        getattr(ours, mode)()
+        torch.manual_seed(5)
+        expected = theirs(states)
+        torch.manual_seed(5)
+        assert torch.equal(ours(states), expected), mode
+    ours.drop_prob = 0.5
+    assert torch.equal(ours.eval()(states), theirs.eval()(states))
+
+
+def test_drop_path_set_on_a_used_model_changes_only_the_rates(tiny_model, pixel_values):
+    from modeling_qface.model.modeling_qface import set_drop_path
+
+    with torch.no_grad():
+        before = tiny_model(pixel_values).age
+    set_drop_path(tiny_model.encoder, 0.2)
+    assert tiny_model.encoder.layers[-1].drop_prob == pytest.approx(0.2)
+    with torch.no_grad():
+        assert torch.equal(tiny_model.eval()(pixel_values).age, before)
+        assert len(tiny_model(pixel_values, output_hidden_states=True).hidden_states) == 5  # still recorded
+
+
 def test_drop_path_rate_round_trips_and_is_validated(tmp_path, tiny_config):
     config = QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 0.2})
     QFaceModel(config).save_pretrained(tmp_path / "m")
     loaded = QFaceModel.from_pretrained(tmp_path / "m")
     assert loaded.config.drop_path_rate == 0.2
-    assert loaded.encoder.layers[-1].dropout.drop_prob == pytest.approx(0.2)
+    assert loaded.encoder.layers[-1].drop_prob == pytest.approx(0.2)
     with pytest.raises(StrictDataclassClassValidationError, match=r"drop_path_rate: expected a probability in \[0, 1\)"):
         QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 1.5})
+
+
+def test_a_seeded_model_has_vitmae_s_own_encoder_initialisation(tiny_config):
+    """The encoder's blocks are Q-Face's (for drop path) but start as transformers' `ViTMAEModel` starts them."""
+    from transformers import ViTMAEModel
+
+    torch.manual_seed(0)
+    reference = ViTMAEModel(tiny_config.backbone_config).state_dict()
+    torch.manual_seed(0)
+    encoder = QFaceModel(tiny_config).encoder.state_dict()
+    blocks = [key for key in reference if key.startswith("layers.")]
+    assert blocks and all(torch.equal(encoder[key], reference[key]) for key in blocks)

@@ -72,8 +72,9 @@ CHILD = textwrap.dedent(
     from PIL import Image
     from transformers import pipeline
 
-    from modeling_qface import QFaceModel, load_preset, serve
-    from modeling_qface.face_alignment_qface import detect_faces
+    from modeling_qface import QFaceModel, load_preset
+    from modeling_qface.webdemo import serve
+    from modeling_qface.model.face_alignment_qface import detect_faces
 
     photo = settings["photo"]
     ort_imported = time.monotonic()  # detect_faces imports onnxruntime
@@ -195,7 +196,7 @@ def test_face_alignment_alone_switches_onnxruntime_telemetry_off_and_a_users_cho
     package.mkdir()
     (package / "__init__.py").write_text("")
     for name in ("face_alignment_qface.py", "configuration_qface.py", "head_pose_qface.py", "threads_qface.py"):
-        shutil.copy(REPO_ROOT / "modeling_qface" / name, package / name)
+        shutil.copy(REPO_ROOT / "modeling_qface" / "model" / name, package / name)
     code = "import os, remote_qface.face_alignment_qface; print(os.environ.get('ORT_DISABLE_TELEMETRY'))"
     env = {k: v for k, v in child_environment(tmp_path).items() if k not in ("PYTHONPATH",)}
     env["PYTHONPATH"] = str(tmp_path)

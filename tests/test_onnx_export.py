@@ -24,16 +24,16 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_qface import QFaceModel, QFaceOutput, load_preset
-from modeling_qface.analyze import load_pipeline
-from modeling_qface.analyze import main as analyze_main
+from modeling_qface.analysis.analyze import load_pipeline
+from modeling_qface.analysis.analyze import main as analyze_main
 from modeling_qface.cli import main as cli_main
-from modeling_qface.configuration_qface import QFaceConfig
-from modeling_qface.export_onnx import OnnxExportError, export_onnx_graph
-from modeling_qface.face_alignment_qface import FaceCrop, locate_faces
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.model_loading import ModelLoadError
-from modeling_qface.onnx_qface import QFaceOnnxModel, onnx_output_names
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
+from modeling_qface.model.configuration_qface import QFaceConfig
+from modeling_qface.onnx_export.export import OnnxExportError, export_onnx_graph
+from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.model.model_loading_qface import ModelLoadError
+from modeling_qface.model.onnx_qface import QFaceOnnxModel, onnx_output_names
+from modeling_qface.registry import register_face_analysis_pipeline
 
 DEFAULT_FIELDS = ["expression_logits", "au_logits", "attributes_logits", "age_distribution", "age", "head_pose"]
 OUTPUT_NAMES = [*DEFAULT_FIELDS, "glasses_logits", "tilt"]  # the tasks added in `torch_folder`
@@ -45,12 +45,14 @@ ATOL, RTOL = 1e-4, 1e-6
 @pytest.fixture(scope="module")
 def torch_folder(tmp_path_factory):
     """The tiny preset (random weights) with two added tasks, whose outputs go under their own names."""
+    from modeling_qface.hub import export_model
+
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("qface") / "qface-tiny"
     model = QFaceModel(load_preset("qface-tiny"))
     model.add_task("glasses", "multilabel", ["eyeglasses", "sunglasses"])
     model.add_task("tilt", "regression", ["degrees"], scale=30.0)
-    model.save_pretrained(folder)
+    export_model(model, folder)  # as training's final/ is written: with the pipeline's code and entry
     return folder
 
 
@@ -67,7 +69,7 @@ def export(torch_folder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_model(torch_folder):
-    from modeling_qface.model_loading import load_qface_model
+    from modeling_qface.model.model_loading_qface import load_qface_model
 
     return load_qface_model(torch_folder).eval()
 
@@ -279,12 +281,12 @@ def test_analyze_cli_runs_an_onnx_export(export, torch_folder, sample_photos, tm
 
 
 def test_bfloat16_pipeline_runs_and_stays_close_to_float32(torch_folder, sample_photos, monkeypatch, caplog):
-    from modeling_qface import pipeline_qface
+    from modeling_qface.model import pipeline_qface
 
     photo = str(sample_photos["multi_face.jpg"])
     float32 = load_pipeline(str(torch_folder), "cpu")
     monkeypatch.setattr(pipeline_qface, "cpu_supports_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="modeling_qface.pipeline_qface"):
+    with caplog.at_level(logging.WARNING, logger="modeling_qface.model.pipeline_qface"):
         bfloat16 = load_pipeline(str(torch_folder), "cpu", dtype="bfloat16")
     assert "bfloat16 on a CPU without AVX512-BF16 or AMX" in caplog.text  # warned, and still runs
     assert bfloat16.model.dtype == torch.bfloat16 and float32.model.dtype == torch.float32
@@ -301,7 +303,7 @@ def test_bfloat16_pipeline_runs_and_stays_close_to_float32(torch_folder, sample_
 
 
 def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path):
-    from modeling_qface.pipeline_qface import cpu_supports_bf16
+    from modeling_qface.model.pipeline_qface import cpu_supports_bf16
 
     flags = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n"
     for text, expected in ((flags, True), (flags.replace("avx512_bf16", "avx512bw"), False),
@@ -314,7 +316,7 @@ def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path):
 
 
 def test_web_demo_serves_an_onnx_export_without_attention_figures(export, sample_photos):
-    from modeling_qface.serve import FaceAnalysisDemo, build_face_pipeline, load_model
+    from modeling_qface.webdemo.serve import FaceAnalysisDemo, build_face_pipeline, load_model
 
     folder, _ = export
     loaded = load_model(str(folder))
@@ -328,7 +330,7 @@ def test_web_demo_serves_an_onnx_export_without_attention_figures(export, sample
 
 
 def test_demo_command_runs_an_onnx_export_and_writes_its_report(export, sample_photos, tmp_path, capsys):
-    from modeling_qface.demo import main as demo_main
+    from modeling_qface.samples.demo import main as demo_main
 
     folder, _ = export
     out = tmp_path / "demo"
@@ -341,8 +343,8 @@ def test_demo_command_runs_an_onnx_export_and_writes_its_report(export, sample_p
 
 
 def test_serve_and_demo_take_the_dtype(export, torch_folder, sample_photos, tmp_path, capsys):
-    from modeling_qface.demo import main as demo_main
-    from modeling_qface.serve import main as serve_main
+    from modeling_qface.samples.demo import main as demo_main
+    from modeling_qface.webdemo.serve import main as serve_main
 
     folder, _ = export
     assert serve_main(["--model", str(folder), "--dtype", "bfloat16"]) == 2  # refused before the server starts

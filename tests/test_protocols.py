@@ -17,18 +17,18 @@ import yaml
 from datasets import Dataset, Features, List, Value
 
 from modeling_qface import load_preset
-from modeling_qface.configuration_qface import AU_NAMES
-from modeling_qface.heads_qface import task_loss
+from modeling_qface.model.configuration_qface import AU_NAMES
+from modeling_qface.model.heads_qface import task_loss
 from tests.fixtures.train_runs import REPO, TINY_RECIPE, read_jsonl, run_in_process, train_args
 from tests.fixtures.training_data import write_training_data
-from modeling_qface.face_alignment_qface import FaceCrop
-from modeling_qface.hub import _evaluation_table, evaluation_results
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.hub.card import _evaluation_table, evaluation_results
 from tests.fixtures.benchmark_formats import coordinate_image, write_celeba
-from training import finetune, label_statistics
-from training.data import holds_test_rows, prepare_source, read_rows
-from training.mixing import epoch_balanced_shares, epochs_per_source, shares_to_counts
-from training.protocols import protocol_name
-from training.recipe import RecipeError, check_recipe_sources, load_recipe
+from modeling_qface.training import finetune, label_statistics
+from modeling_qface.training.data import holds_test_rows, prepare_source, read_rows
+from modeling_qface.training.mixing import epoch_balanced_shares, epochs_per_source, shares_to_counts
+from modeling_qface.training.protocols import protocol_name
+from modeling_qface.training.recipe import RecipeError, check_recipe_sources, load_recipe
 
 PAPER_RECIPE = REPO / "configuration" / "train-paper.yaml"
 AU = {name: i for i, name in enumerate(AU_NAMES)}
@@ -110,7 +110,7 @@ def test_training_ages_outside_the_age_bins_are_refused_and_eval_ones_warned(cap
     with pytest.raises(RecipeError, match=r"data\.train utkface_all: 1 age labels lie outside .* bins 0\.\.100 "
                                           r"\(e\.g\. 116\).*protocol: coral"):  # fmt: skip
         label_statistics.check_age_ranges(config, {"utkface_all": age_rows([30.0, 116.0])}, {})
-    with caplog.at_level(logging.WARNING, logger="training.finetune"):
+    with caplog.at_level(logging.WARNING, logger="modeling_qface.training.finetune"):
         label_statistics.check_age_ranges(config, fine, {"utkface_test": age_rows([101.0, 116.0, 5.0])})
     assert "data.eval utkface_test: 2 age labels lie outside" in caplog.text
 
@@ -145,7 +145,7 @@ def test_paper_recipe_trains_with_stochastic_depth_and_exports_its_rate(tmp_path
     raw["model"]["drop_path_rate"] = 0.2
     model = finetune.build_model(load_recipe(raw=raw, check_paths=False))
     assert model.config.drop_path_rate == 0.2
-    assert [b.dropout.drop_prob for b in model.encoder.layers][-1] == pytest.approx(0.2)
+    assert [b.drop_prob for b in model.encoder.layers][-1] == pytest.approx(0.2)
     raw["model"]["drop_path_rate"] = 1.0
     with pytest.raises(RecipeError, match="drop_path_rate"):
         load_recipe(raw=raw, check_paths=False)

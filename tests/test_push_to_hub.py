@@ -14,10 +14,10 @@ import yaml
 
 from modeling_qface import QFaceModel
 from modeling_qface.hub import MODEL_CARD_TEMPLATE, build_model_card, evaluation_results, export_model
-from modeling_qface.image_processor import build_image_processor
+from modeling_qface.model.image_processing_qface import build_image_processor
 
 ROOT = Path(__file__).resolve().parents[1]
-EVALUATION = {  # `qface evaluate`'s JSON report (training.evaluation.main), two sets
+EVALUATION = {  # `qface evaluate`'s JSON report (modeling_qface.training.evaluation.main), two sets
     "model": "runs/qface/final", "head_pose_frame": "photo",
     "face_crop": {"size": 32, "margin": 0.1},
     "data": [
@@ -49,12 +49,17 @@ def card_metadata(card: str) -> dict:
     return yaml.safe_load(card.split("---\n")[1])
 
 
-def test_save_pretrained_writes_the_complete_export(tmp_path, tiny_model, pixel_values):
-    tiny_model.save_pretrained(tmp_path)
+HUB_FACING = sorted(p.name for p in (ROOT / "modeling_qface" / "model").glob("*.py") if p.name != "__init__.py")
+
+
+def test_export_writes_the_complete_export_with_exactly_the_hub_facing_code(tmp_path, tiny_model, pixel_values):
+    export_model(tiny_model, tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    code = {"configuration_qface.py", "modeling_qface.py", "heads_qface.py", "pipeline_qface.py",
-            "face_alignment_qface.py", "head_pose_qface.py", "image_loading_qface.py", "image_processor.py"}  # fmt: skip
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} | code <= files
+    code = sorted(name for name in files if name.endswith(".py"))
+    assert code == HUB_FACING  # every module of modeling_qface/model, nothing else
+    for name in code:  # byte for byte what the package runs
+        assert (tmp_path / name).read_bytes() == (ROOT / "modeling_qface" / "model" / name).read_bytes(), name
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["custom_pipelines"] == {
@@ -62,9 +67,19 @@ def test_save_pretrained_writes_the_complete_export(tmp_path, tiny_model, pixel_
     }
     assert config["auto_map"]["AutoModel"] == "modeling_qface.QFaceModel"
     assert card_metadata((tmp_path / "README.md").read_text())["library_name"] == "transformers"
+    assert "custom_pipelines" not in vars(tiny_model.config)  # the model's own config is left as it was
     reloaded = QFaceModel.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         assert torch.equal(reloaded(pixel_values).au_logits, tiny_model(pixel_values).au_logits)
+
+
+def test_save_pretrained_is_transformers_own_the_model_and_its_code(tmp_path, tiny_model):
+    """`save_pretrained` writes what `AutoModel` needs (the model module and what it imports); the pipeline's code and
+    entry come with the export (`export_model`, `qface push`, training's folders) or `pipe.save_pretrained`."""
+    tiny_model.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.iterdir()}
+    assert files == {"config.json", "model.safetensors", "configuration_qface.py", "modeling_qface.py", "heads_qface.py"}
+    assert "custom_pipelines" not in json.loads((tmp_path / "config.json").read_text())
 
 
 def test_card_model_index_equals_the_evaluation_json(tmp_path, tiny_model):
@@ -120,9 +135,9 @@ def test_card_without_evaluation_or_recipe_says_so(tiny_config):
 
 
 def test_card_template_is_package_data():
-    assert MODEL_CARD_TEMPLATE.parent == ROOT / "modeling_qface" and MODEL_CARD_TEMPLATE.is_file()
+    assert MODEL_CARD_TEMPLATE.parent == ROOT / "modeling_qface" / "hub" and MODEL_CARD_TEMPLATE.is_file()
     package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    assert "model_card.md" in package_data["modeling_qface"]
+    assert "model_card.md" in package_data["modeling_qface.hub"]
 
 
 def test_qface_push_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
@@ -136,17 +151,17 @@ def test_qface_push_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
                                              ({"model": {"backbone": "/abs/mae"}}, None),
                                              ({"model": {"init_from": "me/qface-base"}}, "me/qface-base")])  # fmt: skip
 def test_base_model_only_for_hub_ids(recipe, expected):
-    from modeling_qface.hub import base_model_of
+    from modeling_qface.hub.card import base_model_of
 
     assert base_model_of(recipe) == expected
 
 
 def test_training_exports_best_and_final_as_the_same_export(tmp_path, tiny_model):
-    """`training.checkpointing.export_model` (final/ and best/ of `qface train`) writes the Q-Face export, with the
+    """`modeling_qface.training.checkpointing.export_model` (final/ and best/ of `qface train`) writes the Q-Face export, with the
     best model's record turned into the card's model-index through the recipe."""
     from accelerate import Accelerator
 
-    from training.checkpointing import export_model as training_export
+    from modeling_qface.training.checkpointing import export_model as training_export
 
     recipe_yaml = yaml.safe_dump(RECIPE)
     record = {"step": 4, "metrics": {"raf_db_test/expression/accuracy": 0.625, "raf_db_test/age/mae": float("nan")},

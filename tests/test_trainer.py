@@ -12,9 +12,9 @@ from PIL import Image
 from transformers import Trainer, TrainingArguments
 
 from modeling_qface import ATTRIBUTE_NAMES, QFaceConfig, QFaceModel, load_preset
-from modeling_qface.image_processor import build_image_processor
-from training.batching import QFaceBatchTransform, label_names, make_compute_metrics, prediction_fields
-from training.data.schema import FEATURES, empty_row
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.training.batching import QFaceBatchTransform, label_names, make_compute_metrics, prediction_fields
+from modeling_qface.training.data.schema import FEATURES, empty_row
 
 
 def mixed_source_rows(count: int = 16) -> list[dict]:

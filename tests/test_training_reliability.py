@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 
 from tests.fixtures.train_runs import TINY_RECIPE, kill_once_written, single_thread
 from tests.test_pretrain import make_faces
-from training import evaluation, finetune
-from training import pretrain as pretraining
-from training.checkpointing import list_checkpoints
-from training.mae_data import BadImageError, ImageFiles, check_images
-from training.recipe import RecipeError, load_recipe
+from modeling_qface.training import evaluation, finetune
+from modeling_qface.training import pretrain as pretraining
+from modeling_qface.training.checkpointing import list_checkpoints
+from modeling_qface.training.mae_data import BadImageError, ImageFiles, check_images
+from modeling_qface.training.recipe import RecipeError, load_recipe
 
 # 10 images in batches of 4: 3 batches an epoch (the last one short), so checkpoints every 4 steps fall inside epochs,
 # and 60 steps leave the SIGKILL plenty of time to land before the end. Augmentation on: it must resume exactly too.
@@ -63,7 +63,7 @@ def test_a_killed_pretraining_run_resumes_to_bit_identical_weights(tmp_path, fac
 
     output = tmp_path / "killed"
     partial = tmp_path / "killed.partial"
-    command = [sys.executable, "-m", "training.pretrain", *argv, "--output-dir", str(output)]
+    command = [sys.executable, "-m", "modeling_qface.training.pretrain", *argv, "--output-dir", str(output)]
     first = partial / "checkpoints" / "step-00000004"
     kill_once_written(command, first, tmp_path / "killed.log", timeout=300)
     assert first.is_dir() and not output.exists()

@@ -17,8 +17,8 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.pipeline_qface import register_face_analysis_pipeline
-from modeling_qface.visualization import (
+from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.figures.drawing import (
     AXIS_COLOURS,
     FACE_COLOURS,
     attention_figure,

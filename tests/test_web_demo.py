@@ -1,12 +1,12 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """The web demo (`qface serve`, `app.py`): its handlers in-process, and the real page in headless Chromium.
 
-The browser test starts `python -m modeling_qface.serve` on a free loopback port, uploads a sample photo through
+The browser test starts `python -m modeling_qface.webdemo.serve` on a free loopback port, uploads a sample photo through
 the page's file input, clicks a sample photo, and checks the page against the pipeline run in this process.
 It needs Debian's `chromium` and `chromium-driver` (`make test` installs them where it can: root, apt-get) and the
 `selenium` package. Without them it is skipped with the reason, unless `QFACE_REQUIRE_BROWSER=1` is set: then it
 fails with that reason (`.ci/run` sets it, so CI always runs it). The photos come from
-`modeling_qface/sample_photos.py` (pip/npm downloads, cached).
+`modeling_qface/samples/photos.py` (pip/npm downloads, cached).
 Set `QFACE_SCREENSHOT_DIR` to keep the browser test's screenshots.
 """
 
@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from modeling_qface import serve
-from modeling_qface.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
+from modeling_qface.webdemo import serve
+from modeling_qface.webdemo.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
 from tests.browser import chromium
 from tests.browser.server import free_loopback_port, running_server
-from modeling_qface.pipeline_qface import DEFAULT_MODEL_DIR
-from modeling_qface.sample_photos import SAMPLE_PHOTOS
+from modeling_qface.registry import DEFAULT_MODEL_DIR
+from modeling_qface.samples.photos import SAMPLE_PHOTOS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "qface-tiny"
@@ -321,7 +321,7 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "modeling_qface.serve", "--model", PRESET, "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "modeling_qface.webdemo.serve", "--model", PRESET, "--host", "127.0.0.1",
                "--port", str(port), "--sample-photos", str(sample_photos[CLICKED_PHOTO].parent)]  # fmt: skip
     env = {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     screenshots = Path(os.environ.get("QFACE_SCREENSHOT_DIR") or tmp_path)
@@ -458,7 +458,7 @@ def test_stopping_the_server_removes_its_results_folder(tmp_path):
     temp.mkdir()
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "-m", "modeling_qface.serve", "--model", PRESET, "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "modeling_qface.webdemo.serve", "--model", PRESET, "--host", "127.0.0.1",
                "--port", str(port), "--sample-photos", str(tmp_path / "no-photos")]  # fmt: skip
     env = {"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     with running_server(command, url, tmp_path / "server.log", env=env, cwd=REPO_ROOT) as process:

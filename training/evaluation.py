@@ -1,7 +1,7 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Scoring a Q-Face model on benchmark splits: the periodic evaluation of fine-tuning and `qface evaluate`.
 
-Metrics come from `training.metrics.compute_task_metrics` and are reported per evaluation set as
+Metrics come from `modeling_qface.training.metrics.compute_task_metrics` and are reported per evaluation set as
 `<set>/<task>/<metric>` (e.g. `raf_db_test/expression/accuracy`). A task labelled by exactly one evaluation set is
 also reported without the prefix (`expression/accuracy`), which is what a recipe's `eval.best_metric` usually names.
 
@@ -14,7 +14,7 @@ scored in the photo's frame, as the benchmarks label it and the pipeline reports
 turned back by each crop's in-plane rotation (`crop_angle`). AFLW2000's `crop: loose` option scores the literature's
 protocol crop instead (the loose box of Hopenet / 6DRepNet, no rotation), CelebA's `crop: center` / `resize` the
 attribute literature's. The report says which crop each set used and the protocol it was scored under
-(`training.protocols.protocol_name`).
+(`modeling_qface.training.protocols.protocol_name`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import yaml
 
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
-from modeling_qface.heads_qface import output_fields
-from training.batching import QFaceBatchTransform
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.model.heads_qface import output_fields
+from modeling_qface.training.batching import QFaceBatchTransform
 
 METRIC_SEPARATOR = "/"
 
@@ -121,7 +121,7 @@ def labelled_counts(config, references: dict) -> dict[str, int]:
 def score_sets(config, results: dict[str, tuple[dict, dict]], threshold: float = 0.5) -> tuple[dict, dict]:
     """`{set name: (predictions, references)}` -> flat metrics (prefixed per set, plus unprefixed aliases for
     tasks labelled by one set only) and `{set name: {task: labelled samples}}`."""
-    from training.metrics import compute_task_metrics
+    from modeling_qface.training.metrics import compute_task_metrics
 
     metrics, counts = {}, {}
     for name, (predictions, references) in results.items():
@@ -176,11 +176,11 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
         `{"model", "face_crop", "head_pose_frame", "data": [{name, root, split, options, label, num_samples, crop}],
         "metrics": {set: {key: value}}, "aliases": {key: value}, "labelled": {set: {task: count}}}`.
     """
-    from modeling_qface.face_alignment_qface import FaceCrop
-    from modeling_qface.image_processor import build_image_processor
-    from modeling_qface.model_loading import load_qface_model
-    from training.data import load_source
-    from training.protocols import protocol_name
+    from modeling_qface.model.face_alignment_qface import FaceCrop
+    from modeling_qface.model.image_processing_qface import build_image_processor
+    from modeling_qface.model.model_loading_qface import load_qface_model
+    from modeling_qface.training.data import load_source
+    from modeling_qface.training.protocols import protocol_name
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_qface_model(model_path).to(device).eval()  # safetensors only; weights must match the config
@@ -240,7 +240,7 @@ def parse_source(text: str) -> dict:
         options[key] = yaml.safe_load(value)
     source = {"name": parts[0], "root": parts[1], "split": parts[2] if len(parts) > 2 and parts[2] else "test",
               "options": options}  # fmt: skip
-    from training.data.loading import source_problems
+    from modeling_qface.training.data.loading import source_problems
 
     # Checked here, before the model is loaded: an unknown source, split, option or fold names the allowed values.
     problems = source_problems(source["name"], source["split"], options)
@@ -276,8 +276,8 @@ def aggregate_main(paths: list[str], output: str) -> int:
     """`--aggregate-folds`: the 3-fold AU numbers of per-fold reports, printed and written to `output`."""
     import json
 
-    from modeling_qface.result_writers import strict_json
-    from training.folds import aggregate_fold_reports
+    from modeling_qface.outputs.writers import strict_json
+    from modeling_qface.training.folds import aggregate_fold_reports
 
     reports = []
     for path in paths:
@@ -305,7 +305,7 @@ def aggregate_main(paths: list[str], output: str) -> int:
 def recipe_sources(config: str, data_root: str | None, sets: str | None) -> list[dict]:
     """The sources a recipe asks `qface evaluate` to score: `data.test` (the final numbers) when it lists any, else
     `data.eval`; `sets` ("test" / "eval") chooses explicitly."""
-    from training.recipe import RecipeError, load_recipe
+    from modeling_qface.training.recipe import RecipeError, load_recipe
 
     overrides = [(["data", "root"], data_root)] if data_root else []
     # Only the roots of the scored sources matter here, and their adapters check them; a bad split, option or fold
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in report["data"]:
         print(f"  {entry['label']}: {entry['num_samples']} faces; {entry['crop']}")
     print(format_table(report))
-    from modeling_qface.result_writers import strict_json
+    from modeling_qface.outputs.writers import strict_json
 
     # Strict JSON: metrics of tasks without labels are NaN, which json.dumps would write as a bare `NaN`.
     Path(args.output).write_text(strict_json(report, indent=1))

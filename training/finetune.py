@@ -4,8 +4,8 @@
 One script for one CPU, one GPU, several GPUs and several machines (see docs/training.md):
 
     qface train --config configuration/train-paper.yaml                          # one process
-    accelerate launch --multi_gpu --num_processes 8 -m training.finetune --config configuration/train-paper.yaml
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m training.finetune --config configuration/train-tiny.yaml
+    accelerate launch --multi_gpu --num_processes 8 -m modeling_qface.training.finetune --config configuration/train-paper.yaml
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m modeling_qface.training.finetune --config configuration/train-tiny.yaml
     qface train --config configuration/train-paper.yaml --folds 1,2,3            # the 3-fold BP4D / DISFA protocol
 
 `train.batch_size` is the global batch of one forward pass: with P processes each computes `batch_size / P`
@@ -30,15 +30,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from modeling_qface import QFaceConfig, QFaceModel, load_preset
-from modeling_qface.configuration_qface import normalize_task
-from modeling_qface.face_alignment_qface import FaceCrop
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.model_loading import load_qface_model
-from modeling_qface.modeling_qface import add_drop_path
-from modeling_qface.result_writers import strict_json
-from training.augment import FaceAugment
-from training.batching import QFaceBatchTransform
-from training.checkpointing import (
+from modeling_qface.model.configuration_qface import normalize_task
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.model.model_loading_qface import load_qface_model
+from modeling_qface.model.modeling_qface import set_drop_path
+from modeling_qface.outputs.writers import strict_json
+from modeling_qface.training.augment import FaceAugment
+from modeling_qface.training.batching import QFaceBatchTransform
+from modeling_qface.training.checkpointing import (
     export_model,
     list_checkpoints,
     load_checkpoint,
@@ -47,9 +47,9 @@ from training.checkpointing import (
     save_checkpoint,
     write_run_files,
 )
-from training.evaluation import METRIC_SEPARATOR, evaluate_sets
-from training.label_statistics import POS_WEIGHT_CAP, check_age_ranges, resolve_pos_weights
-from training.mixing import (
+from modeling_qface.training.evaluation import METRIC_SEPARATOR, evaluate_sets
+from modeling_qface.training.label_statistics import POS_WEIGHT_CAP, check_age_ranges, resolve_pos_weights
+from modeling_qface.training.mixing import (
     MixedBatchCollator,
     MixedBatchSampler,
     MixedSourceDataset,
@@ -58,10 +58,10 @@ from training.mixing import (
     shares_to_counts,
     steps_per_epoch,
 )
-from training.optim import build_optimizer, build_scheduler
-from training.recipe import Recipe, RecipeError, check_test_splits, load_recipe, parse_override
-from training.selection import check_selection_data
-from training.tracking import JSONLTracker, flatten_for_hparams, truncate_jsonl
+from modeling_qface.training.optim import build_optimizer, build_scheduler
+from modeling_qface.training.recipe import Recipe, RecipeError, check_test_splits, load_recipe, parse_override
+from modeling_qface.training.selection import check_selection_data
+from modeling_qface.training.tracking import JSONLTracker, flatten_for_hparams, truncate_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def build_model(recipe: Recipe) -> QFaceModel:
         model = QFaceModel.from_pretrained_backbone(spec.backbone, config) if spec.backbone else QFaceModel(config)
     if spec.drop_path_rate is not None:  # saved in the exported config with the rest
         model.config.drop_path_rate = spec.drop_path_rate
-        add_drop_path(model.encoder, spec.drop_path_rate)
+        set_drop_path(model.encoder, spec.drop_path_rate)
     for name, weight in spec.loss_weights.items():
         if name not in model.config.task_names:
             tasks = model.config.task_names
@@ -112,7 +112,7 @@ def build_model(recipe: Recipe) -> QFaceModel:
 def load_sources(recipe: Recipe, sources, face_crop: FaceCrop) -> dict:
     """`{display name: datasets.Dataset}` for recipe source entries, every face cut into the model's Q-Face crop
     (prepared once, then read from the cache)."""
-    from training.data import load_source
+    from modeling_qface.training.data import load_source
 
     return {
         source.display_name: load_source(source.name, recipe.source_root(source), source.split,
@@ -433,7 +433,7 @@ def recipe_from_args(args: argparse.Namespace) -> Recipe:
 
 
 def run_folds(recipes: dict, resume: str | None, overwrite: bool) -> dict:
-    """Trains the recipe of each fold in turn (`training.folds.fold_recipes`); `{fold: summary}`.
+    """Trains the recipe of each fold in turn (`modeling_qface.training.folds.fold_recipes`); `{fold: summary}`.
 
     With `--resume`, each fold continues from its own newest checkpoint ("auto": a fold not started yet starts), and
     a fold whose `train_summary.json` says it ran all its steps is not run again."""
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         recipe = recipe_from_args(args)
         if args.folds is not None:
-            from training.folds import fold_recipes, parse_folds
+            from modeling_qface.training.folds import fold_recipes, parse_folds
 
             if args.resume not in (None, "latest", "auto"):
                 raise RecipeError("--folds: --resume takes no checkpoint path (each fold resumes its own)")

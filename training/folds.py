@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from training.protocols import FOLDED_SOURCES, fold_mean_name
-from training.recipe import Recipe, RecipeError, check_recipe_sources
+from modeling_qface.training.protocols import FOLDED_SOURCES, fold_mean_name
+from modeling_qface.training.recipe import Recipe, RecipeError, check_recipe_sources
 
 PROTOCOL_FOLDS = (1, 2, 3)
 F1_PREFIX = "au/f1/"

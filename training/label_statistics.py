@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 
-from training.batching import schema_positions
-from training.recipe import Recipe, RecipeError
+from modeling_qface.training.batching import schema_positions
+from modeling_qface.training.recipe import Recipe, RecipeError
 
 logger = logging.getLogger(__name__)
 

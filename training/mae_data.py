@@ -4,7 +4,7 @@
 Three inputs give the same thing, an `ImageSource` (a length, a name per image, and a way to open it):
     an image folder         every image file below it, recursively (`find_image_files`)
     a `save_to_disk` folder a `datasets.Dataset` (or a DatasetDict and a split) with an image column
-    a Q-Face data source    `training.data.load_source(name, root, split)`, its faces cut into the encoder's Q-Face
+    a Q-Face data source    `modeling_qface.training.data.load_source(name, root, split)`, its faces cut into the encoder's Q-Face
                             crop; its labels are ignored
 Images are decoded lazily, one per `__getitem__`, so a dataset larger than memory is fine.
 """
@@ -187,7 +187,7 @@ class RandomResizedCropFlip:
     """A random crop of `scale` x the image area and aspect ratio in `ratio`, then a horizontal flip with
     probability `flip_prob`; the image processor resizes the crop afterwards.
 
-    The crop is `training.augment.random_resized_crop_box` (torchvision's `RandomResizedCrop` sampling), drawn from
+    The crop is `modeling_qface.training.augment.random_resized_crop_box` (torchvision's `RandomResizedCrop` sampling), drawn from
     the `rng` given (`MaeImageDataset` seeds one per sample, so a resumed run augments exactly as an uninterrupted
     one) or, without one, from a generator seeded by torch's RNG. Faces are pre-aligned crops, so the default scale
     keeps most of the face.

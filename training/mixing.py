@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from training.data.schema import LABEL_COLUMNS
+from modeling_qface.training.data.schema import LABEL_COLUMNS
 
 SampleKey = tuple[int, int, int, int]  # (source index, row index, global batch number, slot in the global batch)
 
@@ -199,10 +199,10 @@ class MixedSourceDataset(Dataset):
     """Rows of several schema datasets addressed by `SampleKey`, augmented with a per-sample seed.
 
     Args:
-        sources: `datasets.Dataset`s in the Q-Face schema (`training.data.FEATURES`).
+        sources: `datasets.Dataset`s in the Q-Face schema (`modeling_qface.training.data.FEATURES`).
         names: how logs name each source.
         augment (`Callable`, *optional*): `(image, labels, numpy Generator) -> (image, labels)`
-            (see `training.augment.FaceAugment`).
+            (see `modeling_qface.training.augment.FaceAugment`).
         seed: mixed into every sample's augmentation seed.
     """
 

@@ -1,9 +1,9 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """MAE pretraining of Q-Face's encoder on unlabelled face images, with Accelerate (works offline).
 
-    python -m training.pretrain --data faces/ --preset qface-small --output-dir runs/mae-small --epochs 100
-    python -m training.pretrain --config pretrain-tiny --data faces/ --output-dir runs/mae-tiny   # a recipe + flags
-    accelerate launch -m training.pretrain --config pretrain-base --source celeba --root /data/CelebA ...
+    python -m modeling_qface.training.pretrain --data faces/ --preset qface-small --output-dir runs/mae-small --epochs 100
+    python -m modeling_qface.training.pretrain --config pretrain-tiny --data faces/ --output-dir runs/mae-tiny   # a recipe + flags
+    accelerate launch -m modeling_qface.training.pretrain --config pretrain-base --source celeba --root /data/CelebA ...
 
 The output folder is a `ViTMAEForPreTraining` checkpoint (safetensors) plus the image processor, ready for
 `QFaceModel.from_pretrained_backbone(output_dir, config)`, with `pretrain_config.json` (options, resolved values,
@@ -11,7 +11,7 @@ package versions), `train_log.jsonl` (step, loss, lr, images/s) and `reconstruct
 `<output_dir>.partial` and renamed at the end, so `output_dir` is either complete or absent.
 
 Every `--save-every` optimizer steps the run writes a resumable checkpoint to `<output_dir>.partial/checkpoints/`
-(`training.checkpointing`: model, optimizer, scheduler, the python / numpy / torch RNG states, the position in the
+(`modeling_qface.training.checkpointing`: model, optimizer, scheduler, the python / numpy / torch RNG states, the position in the
 data order, the step; written to a temporary folder and renamed, the last two kept). A killed run continues with
 `--resume` (the last checkpoint; `--resume auto`: only if there is one; `--resume PATH`: that one) and ends with the
 same weights, bit for bit, as an uninterrupted one. A run without `--resume` refuses to start over an interrupted
@@ -44,12 +44,12 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup
 
-from configuration import PRESET_DIR
+from modeling_qface.configuration import PRESET_DIR
 from modeling_qface import QFaceConfig, load_preset
-from modeling_qface.face_alignment_qface import FaceCrop
-from modeling_qface.image_processor import build_image_processor
-from modeling_qface.modeling_qface import init_vit_mae_embeddings
-from modeling_qface.result_writers import strict_json
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.model.image_processing_qface import build_image_processor
+from modeling_qface.model.modeling_qface import init_vit_mae_embeddings
+from modeling_qface.outputs.writers import strict_json
 
 from .checkpointing import (
     TRAINER_STATE, checkpoint_root, list_checkpoints, load_checkpoint, remove_partial_checkpoints, resolve_resume,
@@ -213,7 +213,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add("--output-dir", help="folder for the pretrained model (written atomically)")
     add("--overwrite-output-dir", action=boolean, help="replace an existing non-empty output folder")
     add("--data", help="image folder (searched recursively) or a datasets folder written by save_to_disk")
-    add("--source", help="a Q-Face data source (training.data.SOURCES), e.g. celeba; labels are ignored")
+    add("--source", help="a Q-Face data source (modeling_qface.training.data.SOURCES), e.g. celeba; labels are ignored")
     add("--root", help="the --source dataset's top folder")
     add("--split", help="split of --source, or of a saved DatasetDict")
     add("--image-column", help="image column of a saved dataset")

@@ -13,7 +13,7 @@ and its `create_model_card` writes the Q-Face card, with the last evaluation's m
 
 It also fills in what every Q-Face run needs and a plain `Trainer` leaves to the user: `label_names` (one
 `{task}_labels` per task, so evaluation computes a loss) and, when an `eval_dataset` is given, `compute_metrics`
-(every task's shipped metric, `training.batching.make_compute_metrics`).
+(every task's shipped metric, `modeling_qface.training.batching.make_compute_metrics`).
 
 `hub_strategy="checkpoint"` / `"all_checkpoints"` also push Trainer's resumable checkpoint folder as transformers
 does: besides the export it holds Trainer's optimizer, scheduler and RNG state, which torch writes as pickles (what
@@ -29,7 +29,7 @@ from transformers import Trainer
 from transformers.trainer_utils import HubStrategy, SaveStrategy
 from transformers.utils import PushInProgress, hf_api
 
-from modeling_qface.hub import export_model, write_model_card
+from modeling_qface.hub import add_pipeline_code, export_model, write_model_card
 
 from .batching import label_names, make_compute_metrics
 
@@ -58,10 +58,14 @@ class QFaceTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------------------ saving
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        """Trainer's save (`QFaceModel.save_pretrained` writes the export), then the arguments as JSON, not pickled."""
+        """Trainer's save (`save_pretrained`: weights, config, the model's code; the image processor), made the Q-Face
+        export (the pipeline's code and entry, the model card), then the arguments as JSON, not pickled."""
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            self._write_arguments(Path(output_dir if output_dir is not None else self.args.output_dir))
+            folder = Path(output_dir if output_dir is not None else self.args.output_dir)
+            add_pipeline_code(folder)
+            write_model_card(folder, self.hub_model_id, metrics=self.last_evaluation())
+            self._write_arguments(folder)
 
     def _write_arguments(self, folder: Path) -> None:
         (folder / PICKLED_ARGUMENTS_FILE).unlink(missing_ok=True)

@@ -9,7 +9,7 @@ key (`data.train[2].split`), the bad value and the allowed ones. Relative paths 
 directory, except source roots, which are taken from `data.root` when it is set.
 
 Test splits never steer training: `data.train` and `data.eval` (what `eval.best_metric` selects on) may not name a
-split that holds benchmark test rows (`training.data.holds_test_rows`) unless `data.allow_test_splits` is true; the
+split that holds benchmark test rows (`modeling_qface.training.data.holds_test_rows`) unless `data.allow_test_splits` is true; the
 test splits go in `data.test`, which `qface train` never reads and `qface evaluate --config` scores once, at the end.
 """
 
@@ -24,8 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from modeling_qface.presets import PRESET_NAMES
-from training.data.loading import SOURCES, holds_test_rows, source_problems
+from modeling_qface.configuration import PRESET_NAMES
+from modeling_qface.training.data.loading import SOURCES, holds_test_rows, source_problems
 
 
 # A Hugging Face Hub repository id: "name" or "owner/name".
@@ -50,7 +50,7 @@ class ModelSection(_Section):
     init_from: str | None = None  # a saved Q-Face model to continue from (weights and config)
     loss_weights: dict[str, float] = Field(default_factory=dict)  # task name -> loss weight (overrides the config)
     # Multilabel task name -> BCE positive weight per label (overrides the config's `pos_weight`): "auto" counts
-    # negatives / positives of each label over the training rows that code it (see `training.finetune.POS_WEIGHT_CAP`)
+    # negatives / positives of each label over the training rows that code it (see `modeling_qface.training.finetune.POS_WEIGHT_CAP`)
     pos_weight: dict[str, Literal["auto"] | list[float]] = Field(default_factory=dict)
     # Stochastic depth of the encoder in training (`QFaceConfig.drop_path_rate`); None keeps the config's value
     drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
@@ -80,7 +80,7 @@ class ModelSection(_Section):
 
 
 class SourceSection(_Section):
-    """One data source: a `training.data` adapter name, its folder, split and adapter options."""
+    """One data source: a `modeling_qface.training.data` adapter name, its folder, split and adapter options."""
 
     name: str
     root: str
@@ -153,7 +153,7 @@ class AugmentSection(_Section):
 class TrainSection(_Section):
     batch_size: int = Field(gt=0)  # global batch of one forward pass, over all processes
     max_steps: int | None = Field(None, gt=0)  # optimizer steps
-    epochs: float | None = Field(None, gt=0)  # alternative to max_steps, see `training.mixing.steps_per_epoch`
+    epochs: float | None = Field(None, gt=0)  # alternative to max_steps, see `modeling_qface.training.mixing.steps_per_epoch`
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     mixed_precision: Literal["no", "bf16"] = "no"

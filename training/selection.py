@@ -1,7 +1,7 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Model selection on validation data only: what a run checks once its sources are prepared.
 
-The recipe check (`training.recipe.check_test_splits`) already refuses test splits in `data.train` / `data.eval` by
+The recipe check (`modeling_qface.training.recipe.check_test_splits`) already refuses test splits in `data.train` / `data.eval` by
 name. This checks the prepared rows themselves: an evaluation set that shares photos with a training set (RAF-DB's
 "val" beside "trainval", or a BP4D "val" whose `val_fraction` differs from the training source's) would select the
 best checkpoint on images the model trained on.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from training.recipe import Recipe, RecipeError, test_split_sources
+from modeling_qface.training.recipe import Recipe, RecipeError, test_split_sources
 
-logger = logging.getLogger("training.finetune")
+logger = logging.getLogger("modeling_qface.training.finetune")
 MAX_EXAMPLES = 2
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from accelerate.tracking import GeneralTracker
 
-from modeling_qface.result_writers import strict_json
+from modeling_qface.outputs.writers import strict_json
 
 
 def truncate_jsonl(path: str | Path, last_step: int) -> None:

@@ -1,7 +1,7 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Q-Face data layer: one example schema, and adapters reading each benchmark as its owners distribute it.
 
-    from training.data import load_source
+    from modeling_qface.training.data import load_source
     train = load_source("raf_db", "/data/RAF-DB/basic", "train")              # a datasets.Dataset, cached
     bp4d_test = load_source("bp4d", "/data/BP4D", "test", fold=2)
 

@@ -36,7 +36,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES
 
 from .base import SourceAdapter, file_stat, find_file, parse_int, read_lines
 from .errors import DataFormatError, LoadReport

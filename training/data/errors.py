@@ -75,7 +75,7 @@ class LoadReport:
         self.filtered[reason] = self.filtered.get(reason, 0) + count
 
     def record_crop(self, method: str, path: str) -> None:
-        """Counts one face cut into the Q-Face crop by `method` (see `training.data.face_crops`)."""
+        """Counts one face cut into the Q-Face crop by `method` (see `modeling_qface.training.data.face_crops`)."""
         self.crops[method] = self.crops.get(method, 0) + 1
         if method == "no face found" and len(self.no_face_examples) < MAX_REPORTED_EXAMPLES:
             self.no_face_examples.append(str(path))

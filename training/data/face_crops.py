@@ -36,9 +36,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from modeling_qface.face_alignment_qface import FaceCrop, locate_faces, refine_landmarks
-from modeling_qface.head_pose_qface import rotate_pose_in_plane
-from modeling_qface.image_loading_qface import ImageLoadError, load_image_rgb
+from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces, refine_landmarks
+from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.model.image_loading_qface import ImageLoadError, load_image_rgb
 
 from .errors import DataFormatError, LoadReport
 from .schema import FACE_HINT_KEYS, ORIGIN_KEY

@@ -27,7 +27,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
 
 from .base import SourceAdapter, file_stat, read_lines
 from .errors import DataFormatError, LoadReport

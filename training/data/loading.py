@@ -27,7 +27,7 @@ from .age import AgeCsvSource, UTKFaceSource
 from .au_datasets import BP4DSource, DISFASource
 from .base import SourceAdapter
 from .celeba import CelebASource
-from modeling_qface.face_alignment_qface import FaceCrop
+from modeling_qface.model.face_alignment_qface import FaceCrop
 
 from .errors import DataFormatError, LoadReport
 from .face_crops import CROP_FORMATS, CropPreparer

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from modeling_qface.configuration_qface import EXPRESSION_NAMES
+from modeling_qface.model.configuration_qface import EXPRESSION_NAMES
 
 from .base import SourceAdapter, file_stat, find_file, read_lines
 from .errors import DataFormatError, LoadReport

@@ -15,12 +15,12 @@ Columns (names equal Q-Face's task names):
     crop_angle (`float32`): degrees by which the Q-Face crop rotates the photo (anticlockwise as seen); `head_pose` is
         in the crop's frame, and rotating it by `-crop_angle` gives the photo's frame. 0 before preparation.
     crop_method (`str`): how the face was found ("landmarks", "detector", "no face found", "protocol box",
-        "protocol resize"; see `training.data.face_crops`); "" before preparation (the image is used as it is).
+        "protocol resize"; see `modeling_qface.training.data.face_crops`); "" before preparation (the image is used as it is).
 The `image` of a prepared row is the Q-Face crop itself (PNG or JPEG bytes).
 
-Face hints: an adapter's rows (before preparation into the Q-Face crop, see `training.data.face_crops`) may also
+Face hints: an adapter's rows (before preparation into the Q-Face crop, see `modeling_qface.training.data.face_crops`) may also
 carry these keys, which say where the face is; preparation consumes them and stores only the crop:
-    face_landmarks (`list` of 5 `[x, y]`): the 5 points in `modeling_qface.face_alignment_qface.LANDMARK_NAMES`
+    face_landmarks (`list` of 5 `[x, y]`): the 5 points in `modeling_qface.model.face_alignment_qface.LANDMARK_NAMES`
         order (image-left eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner) in the
         pixel coordinates of the image file (Pillow's continuous convention); the crop is made from them and no
         detector runs.
@@ -43,7 +43,7 @@ from collections.abc import Mapping
 
 from datasets import Features, Image, List, Value
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES, HEAD_POSE_NAMES
 
 MISSING = -1
 

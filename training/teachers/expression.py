@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from modeling_qface.configuration_qface import EXPRESSION_NAMES
+from modeling_qface.model.configuration_qface import EXPRESSION_NAMES
 
 from .base import TeacherUnavailable, check_crop, package_file, quiet_native_stderr, require_module, view_box
 

@@ -6,8 +6,8 @@
     qface label photos/ --output labelled/ --teachers expression,pose --min-confidence expression=0.7
 
 `--format arrow` (default) saves a `datasets.Dataset` with `save_to_disk`: the training schema's columns, the crop
-as `image` (PNG), and per label the teacher that gave it and its confidence (see `training.teachers.labeling`).
-`--format image_folder` writes `crops/*.png` and a `metadata.jsonl` that `training.data.load_source("image_folder",
+as `image` (PNG), and per label the teacher that gave it and its confidence (see `modeling_qface.training.teachers.labeling`).
+`--format image_folder` writes `crops/*.png` and a `metadata.jsonl` that `modeling_qface.training.data.load_source("image_folder",
 DIR, split="all")` reads, plus `teacher_labels.jsonl` with every other column. Both write `label_summary.json`.
 """
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     write_summary(summary, args.output, settings)
     print(summary.format())
     loader = ("datasets.load_from_disk" if args.format == "arrow" else
-              'training.data.load_source("image_folder", ..., split="all")')  # fmt: skip
+              'modeling_qface.training.data.load_source("image_folder", ..., split="all")')  # fmt: skip
     print(f"wrote {written} face(s) to {args.output} ({args.format}; read with {loader})")
     return 0
 

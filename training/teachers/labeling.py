@@ -2,9 +2,9 @@
 """Photos -> every face, cut as the pipeline cuts it -> teacher labels in the training schema, with provenance.
 
 Each photo is read with `load_image_rgb`, its faces found with `locate_faces` (the pipeline's detector and landmark
-refinement) and cut with `FaceCrop(size=crop_size)` (default 224, the size `training.data` prepares data at). Every
+refinement) and cut with `FaceCrop(size=crop_size)` (default 224, the size `modeling_qface.training.data` prepares data at). Every
 teacher looks at that crop only, so its labels are in the crop's frame (`crop_angle` says how the crop is rotated
-against the photo, as in prepared rows of `training.data`).
+against the photo, as in prepared rows of `modeling_qface.training.data`).
 
 Labels and when they are kept (otherwise -1 / None, never a guess; the teacher's confidence is stored either way):
     expression   fer + facex averaged (`expression.py`): top class kept if its averaged probability is at least
@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from modeling_qface.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
-from modeling_qface.face_alignment_qface import FaceCrop, locate_faces
-from modeling_qface.image_loading_qface import ImageLoadError, load_image_rgb
+from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
+from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces
+from modeling_qface.model.image_loading_qface import ImageLoadError, load_image_rgb
 
 from .base import TeacherUnavailable
 from .mesh import GEOMETRIC_PROXIES, MESH_TEACHER
@@ -124,10 +124,10 @@ def load_teachers(names: Iterable[str] = TEACHERS, cache_dir=None) -> TeacherSet
 
 
 def label_features():
-    """The training schema (`training.data.schema.FEATURES`) plus the face's and the teachers' columns."""
+    """The training schema (`modeling_qface.training.data.schema.FEATURES`) plus the face's and the teachers' columns."""
     from datasets import List, Value
 
-    from training.data.schema import qface_features
+    from modeling_qface.training.data.schema import qface_features
 
     features = qface_features()
 
@@ -436,7 +436,7 @@ def _safe_stem(path: str) -> str:
 
 
 def image_folder_record(row: dict, file_name: str, crop_size: int) -> dict:
-    """The `metadata.jsonl` line `training.data`'s image_folder source reads (schema labels + the crop's landmarks)."""
+    """The `metadata.jsonl` line `modeling_qface.training.data`'s image_folder source reads (schema labels + the crop's landmarks)."""
     record = {"file_name": file_name, "expression": row["expression"], "attributes": row["attributes"],
               "age": row["age"], "head_pose": row["head_pose"],
               "landmarks": FaceCrop(size=crop_size).target_points().tolist()}  # fmt: skip

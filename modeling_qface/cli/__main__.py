@@ -1,0 +1,7 @@
+"""`python -m modeling_qface.cli`: the `qface` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

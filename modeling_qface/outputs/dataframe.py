@@ -1,0 +1,120 @@
+# Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
+"""Face-analysis results as a pandas DataFrame with the column names py-feat and OpenFace users know."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pandas as pd
+
+from ..model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES
+
+# py-feat's emotion column order; the same words as EXPRESSION_NAMES (RAF-DB order).
+EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+# Head pose columns as py-feat names them, from our {yaw, pitch, roll}; degrees, sign convention of the pipeline.
+POSE_COLUMNS = {"Pitch": "pitch", "Roll": "roll", "Yaw": "yaw"}
+ID_COLUMNS = ("input", "image", "face")
+FACE_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")
+LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(5)) + tuple(f"y_{i}" for i in range(5))
+DEFAULT_TASKS = ("expression", "au", "attributes", "age", "head_pose")
+
+
+def au_column(name: str) -> str:
+    """`"AU1"` -> `"AU01"` (py-feat / OpenFace style, zero-padded to two digits)."""
+    match = re.fullmatch(r"AU(\d+)", name)
+    if not match:
+        raise ValueError(f"expected an action unit name like 'AU12', got {name!r}")
+    return f"AU{int(match.group(1)):02d}"
+
+
+def dataframe_columns(tasks: list[dict] | None = None) -> list[str]:
+    """Every column of `results_to_dataframe` for faces analysed with `tasks`, in order.
+
+    Args:
+        tasks (`list[dict]`, *optional*): task descriptions of a model's config (`config.tasks`), e.g. the tasks a
+            run computes. The columns of the five default tasks are always there (NaN when not computed); every
+            other task adds its columns after them (`added_task_columns`). None: the default tasks only.
+    """
+    columns = [
+        *ID_COLUMNS, *FACE_COLUMNS, *LANDMARK_COLUMNS, *map(au_column, AU_NAMES), *EMOTION_COLUMNS,
+        *ATTRIBUTE_NAMES, "age", "age_std", *POSE_COLUMNS,
+    ]  # fmt: skip
+    for task in tasks or ():
+        columns += added_task_columns(task)
+    return columns
+
+
+def added_task_columns(task: dict) -> list[str]:
+    """The columns `{task}_{key}` a task beyond the five defaults adds: one per label (class probability,
+    multilabel probability or regression value), or a distribution task's value (named by its units) and std.
+
+    Known before any face is analysed, so a CSV can be written row by row (`qface analyze`).
+    """
+    if task["name"] in DEFAULT_TASKS:
+        return []
+    # The keys of the pipeline's answer for the task (`FaceAnalysisPipeline._task_result`).
+    keys = [task.get("units") or "value", "std"] if task["kind"] == "distribution" else task["labels"]
+    return [f"{task['name']}_{key}" for key in keys]
+
+
+def results_to_dataframe(results, inputs=None) -> pd.DataFrame:
+    """One row per face of face-analysis pipeline results.
+
+    Args:
+        results (`list[list[dict]]` or `list[dict]`): what the pipeline returned for a list of images (one list of
+            faces per image), or for one image (its list of faces).
+        inputs (`list`, *optional*): the inputs given to the pipeline, same length as `results`; paths fill the
+            `input` column (other inputs leave it empty).
+
+    Returns:
+        `pandas.DataFrame` with columns `dataframe_columns()`: `input` (path or None), `image` (index of the image in
+        `results`), `face` (index of the face in its image), `FaceRectX/Y/Width/Height` (box, pixels), `FaceScore`,
+        `x_0..x_4`, `y_0..y_4` (5 landmarks), `AU01, AU02, ...` (AU probabilities), the 7 emotion probabilities
+        (`anger` ... `neutral`), the 40 CelebA attribute probabilities, `age` (years), `age_std`, `Pitch`, `Roll`,
+        `Yaw` (degrees). Tasks that were not computed are NaN. Tasks added to the model (beyond the five defaults)
+        add a column `{task}_{key}` per number of their answer (label probabilities or values, `std`). Images
+        without faces add no row.
+    """
+    if results and all(isinstance(face, dict) for face in results):
+        results = [results]  # one image's faces
+    if inputs is not None and len(inputs) != len(results):
+        raise ValueError(f"inputs: expected one input per result ({len(results)}), got {len(inputs)}")
+    rows = []
+    for image_index, faces in enumerate(results):
+        source = inputs[image_index] if inputs is not None else None
+        path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        for face_index, face in enumerate(faces):
+            rows.append({"input": path, "image": image_index, "face": face_index, **_face_row(face)})
+    columns = dataframe_columns()
+    extra = [c for row in rows for c in row if c not in columns]
+    frame = pd.DataFrame(rows, columns=columns + list(dict.fromkeys(extra)))
+    return frame.astype({"image": "int64", "face": "int64"})
+
+
+def _face_row(face: dict) -> dict:
+    row = {}
+    x1, y1, x2, y2 = face["box"]
+    row.update(FaceRectX=x1, FaceRectY=y1, FaceRectWidth=x2 - x1, FaceRectHeight=y2 - y1, FaceScore=face.get("score"))
+    if face.get("landmarks") is not None:
+        for i, (x, y) in enumerate(face["landmarks"]):
+            row[f"x_{i}"], row[f"y_{i}"] = x, y
+    if "au" in face:
+        row.update({au_column(name): p for name, p in face["au"].items()})
+    if "expression" in face:
+        row.update(face["expression"]["scores"])
+    if "attributes" in face:
+        row.update(face["attributes"])
+    if "age" in face:
+        row["age"], row["age_std"] = face["age"]["years"], face["age"]["std"]
+    if "head_pose" in face:
+        row.update({column: face["head_pose"][key] for column, key in POSE_COLUMNS.items()})
+    for task, value in face.items():
+        if task in DEFAULT_TASKS or not isinstance(value, dict) or task in ("attention", "stage_usage"):
+            continue
+        scores = value.get("scores", value)  # multiclass tasks keep their probabilities under "scores"
+        row.update({f"{task}_{key}": v for key, v in scores.items() if isinstance(v, (int, float))})
+    return row
+
+
+__all__ = ["EMOTION_COLUMNS", "added_task_columns", "au_column", "dataframe_columns", "results_to_dataframe"]
