@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install teachers demo demo-model test benchmark
+.PHONY: install teachers demo demo-model test test-fast lint format benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ demo-model: teachers
 
 demo: install
 	$(PY) -m modeling_qface.samples.demo
+
+# ruff: the lint rules and the formatting of pyproject.toml ([tool.ruff]); CI runs this before the tests.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 test: install
 	# The web demo's browser test needs Debian's Chromium: installed here when missing and possible (root, apt-get);

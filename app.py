@@ -12,8 +12,10 @@ import os
 
 from modeling_qface.webdemo.serve import DEFAULT_MAX_FILE_SIZE, DEFAULT_MODEL, build_demo, file_size
 
-demo = build_demo(os.environ.get("QFACE_MODEL", DEFAULT_MODEL),
-                  max_file_size=file_size(os.environ.get("QFACE_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)))
+demo = build_demo(
+    os.environ.get("QFACE_MODEL", DEFAULT_MODEL),
+    max_file_size=file_size(os.environ.get("QFACE_MAX_FILE_SIZE", DEFAULT_MAX_FILE_SIZE)),
+)
 
 if __name__ == "__main__":
     demo.launch()

@@ -93,8 +93,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.spinning:
         return spinning_benchmark(args.repeats)
-    variants = {name: extra for name, extra in VARIANTS.items()
-                if not args.variants or name in args.variants.split(",")}  # fmt: skip
+    variants = {
+        name: extra for name, extra in VARIANTS.items() if not args.variants or name in args.variants.split(",")
+    }
     photos = [path for path in fetch_sample_photos().values() if path.suffix.lower() in IMAGE_SUFFIXES]
     with tempfile.TemporaryDirectory(prefix="qface-bench-") as folder:
         inputs = Path(folder) / "photos"
@@ -109,8 +110,18 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name, extra in variants.items():
                 output = Path(folder) / "out.jsonl"
-                command = [sys.executable, "-m", "modeling_qface.cli", "analyze", str(inputs), "--output", str(output),
-                           "--no-progress", *extra, *(["--model", args.model] if args.model else [])]  # fmt: skip
+                command = [
+                    sys.executable,
+                    "-m",
+                    "modeling_qface.cli",
+                    "analyze",
+                    str(inputs),
+                    "--output",
+                    str(output),
+                    "--no-progress",
+                    *extra,
+                    *(["--model", args.model] if args.model else []),
+                ]
                 start, cpu_start = time.perf_counter(), _children_cpu_seconds()
                 subprocess.run(command, check=True, capture_output=True)
                 times[name].append(time.perf_counter() - start)
@@ -118,15 +129,19 @@ def main() -> None:
                 content = output.read_bytes()
                 reference = content if reference is None else reference
                 same = "same output" if content == reference else "OUTPUT DIFFERS from the first run's"
-                print(f"  repeat {repeat}: {name}: {times[name][-1]:.1f} s ({cpu_times[name][-1]:.1f} CPU s), {same}",
-                      flush=True)  # fmt: skip
+                print(
+                    f"  repeat {repeat}: {name}: {times[name][-1]:.1f} s ({cpu_times[name][-1]:.1f} CPU s), {same}",
+                    flush=True,
+                )
     first = statistics.median(next(iter(times.values())))
     print("\n| variant | median wall time (s) | runs (s) | time / first variant's | median CPU time (s) |")
     print("|---|---|---|---|---|")
     for name, runs in times.items():
         median = statistics.median(runs)
-        print(f"| {name} | {median:.1f} | {', '.join(f'{t:.1f}' for t in runs)} | {median / first:.2f} "
-              f"| {statistics.median(cpu_times[name]):.1f} |")
+        print(
+            f"| {name} | {median:.1f} | {', '.join(f'{t:.1f}' for t in runs)} | {median / first:.2f} "
+            f"| {statistics.median(cpu_times[name]):.1f} |"
+        )
 
 
 def _children_cpu_seconds() -> float:

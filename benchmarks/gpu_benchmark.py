@@ -36,6 +36,7 @@ import transformers
 # The repository root, for a checkout where the package is not installed (e.g. a fresh GPU machine).
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from measure import stage_shares_table  # noqa: E402  (this script's folder is on sys.path)
+
 from modeling_qface import QFaceModel, load_preset  # noqa: E402
 
 LATENCY_GOAL_MS = 5.0
@@ -166,18 +167,24 @@ def pipeline_run(model, device, photo: str, copies: int, batch_size: int, repeat
             "detection": copies * median_of(lambda: detect_faces(rgb)),
             "refinement": copies * median_of(lambda: [refine_landmarks(rgb, f.landmarks) for f in faces]),
             "alignment": copies * median_of(lambda: [align_face(rgb, f.landmarks, size) for f in faces]),
-            "model": median_of(lambda: [model(pixel_values=pixels[i : i + batch_size])
-                                        for i in range(0, len(pixels), batch_size)]),
-        }  # fmt: skip
+            "model": median_of(
+                lambda: [model(pixel_values=pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+            ),
+        }
         end_to_end = median_of(lambda: pipe(images, batch_size=batch_size))
         unrefined = median_of(lambda: pipe(images, batch_size=batch_size, refine_landmarks=False))
     count = len(faces) * copies
     return {
-        "photo": photo, "faces": count, "batch_size": batch_size, "end_to_end_s": end_to_end,
-        "faces_per_s": count / end_to_end, "faces_per_s_without_refinement": count / unrefined,
-        "model_faces_per_s": count / stages["model"], "stages_s": stages,
+        "photo": photo,
+        "faces": count,
+        "batch_size": batch_size,
+        "end_to_end_s": end_to_end,
+        "faces_per_s": count / end_to_end,
+        "faces_per_s_without_refinement": count / unrefined,
+        "model_faces_per_s": count / stages["model"],
+        "stages_s": stages,
         "shares": {k: v / end_to_end for k, v in stages.items()},
-    }  # fmt: skip
+    }
 
 
 def find_photo(photo: str | None) -> str | None:
@@ -193,8 +200,13 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="qface-tiny, 2 iterations, no compile: checks the script")
     parser.add_argument("--preset", default=None, help="default: qface-base (qface-tiny with --smoke)")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None,
-                        help="throughput sweep (default 64 128 256 512 1024 2048; 2 4 with --smoke)")  # fmt: skip
+    parser.add_argument(
+        "--batch-sizes",
+        type=int,
+        nargs="+",
+        default=None,
+        help="throughput sweep (default 64 128 256 512 1024 2048; 2 4 with --smoke)",
+    )
     parser.add_argument("--iterations", type=int, default=None, help="timed calls per point (default 20; 2 smoke)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--no-compile", action="store_true")
@@ -230,14 +242,23 @@ def main(argv=None) -> dict:
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "cuda": torch.version.cuda},  # fmt: skip
-        "preset": preset, "dtype": args.dtype, "attention": "sdpa", "smoke": smoke,
-    }  # fmt: skip
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cuda": torch.version.cuda,
+        },
+        "preset": preset,
+        "dtype": args.dtype,
+        "attention": "sdpa",
+        "smoke": smoke,
+    }
 
     size = config.backbone_config.image_size
     one = torch.randn(1, 3, size, size, device=device, dtype=dtype)
-    latency = {"eager": statistics.median(time_forward(model_runner(model, one), device, max(iterations, 2) * 5, warmup))}
+    latency = {
+        "eager": statistics.median(time_forward(model_runner(model, one), device, max(iterations, 2) * 5, warmup))
+    }
     results["throughput"] = sweep(model, config, device, dtype, batch_sizes, iterations, warmup, budget, notes)
     best = results["throughput"]["best_batch"]
     # The pipeline before compiling: compile times vary most, and the budget skips what comes last.
@@ -246,21 +267,24 @@ def main(argv=None) -> dict:
         notes.append(f"pipeline: skipped, photo {args.photo!r} not found (pass --photo PATH)")
     else:
         try:
-            results["pipeline"] = pipeline_run(model, device, photo, copies, args.pipeline_batch_size,
-                                               2 if smoke else 3, budget, notes)  # fmt: skip
+            results["pipeline"] = pipeline_run(
+                model, device, photo, copies, args.pipeline_batch_size, 2 if smoke else 3, budget, notes
+            )
         except Exception as error:
             notes.append(f"pipeline: {type(error).__name__}: {str(error)[:300]}")
             traceback.print_exc()
     compiled_throughput = None
     if use_compile:
-        compiled_latency = compiled_timing(model, config, device, dtype, 1, "reduce-overhead", iterations * 5, warmup,
-                                           budget, notes)  # fmt: skip
+        compiled_latency = compiled_timing(
+            model, config, device, dtype, 1, "reduce-overhead", iterations * 5, warmup, budget, notes
+        )
         if compiled_latency:
             latency["compiled (reduce-overhead)"] = compiled_latency["median_s"]
             results["compile_s_batch_1"] = compiled_latency["compile_s"]
         if best is not None:
-            compiled_throughput = compiled_timing(model, config, device, dtype, best, "default", iterations, warmup,
-                                                  budget, notes)  # fmt: skip
+            compiled_throughput = compiled_timing(
+                model, config, device, dtype, best, "default", iterations, warmup, budget, notes
+            )
             results["throughput"]["compiled_at_best_batch"] = compiled_throughput
     results["latency_batch_1_s"] = latency
     if device.type == "cuda":
@@ -270,13 +294,19 @@ def main(argv=None) -> dict:
     results["wall_s"] = time.perf_counter() - budget.start
 
     best_latency_ms = 1e3 * min(latency.values())
-    best_throughput = max([v["faces_per_s"] for v in results["throughput"]["by_batch"].values()]
-                          + ([compiled_throughput["faces_per_s"]] if compiled_throughput else []), default=0.0)  # fmt: skip
+    best_throughput = max(
+        [v["faces_per_s"] for v in results["throughput"]["by_batch"].values()]
+        + ([compiled_throughput["faces_per_s"]] if compiled_throughput else []),
+        default=0.0,
+    )
     results["goals"] = {
-        "latency_ms": best_latency_ms, "latency_goal_ms": LATENCY_GOAL_MS, "latency_met": best_latency_ms <= LATENCY_GOAL_MS,
-        "faces_per_s": best_throughput, "throughput_goal": THROUGHPUT_GOAL,
+        "latency_ms": best_latency_ms,
+        "latency_goal_ms": LATENCY_GOAL_MS,
+        "latency_met": best_latency_ms <= LATENCY_GOAL_MS,
+        "faces_per_s": best_throughput,
+        "throughput_goal": THROUGHPUT_GOAL,
         "throughput_met": best_throughput >= THROUGHPUT_GOAL,
-    }  # fmt: skip
+    }
 
     print(f"\n{results['device']} ({results['machine']}), {preset}, {args.dtype}, sdpa, torch {torch.__version__}")
     print("| measurement | batch | ms per forward | faces/s |")
@@ -286,16 +316,22 @@ def main(argv=None) -> dict:
     for batch_size, r in results["throughput"]["by_batch"].items():
         print(f"| throughput, eager | {batch_size} | {r['median_s'] * 1e3:.1f} | {r['faces_per_s']:.0f} |")
     if compiled_throughput:
-        print(f"| throughput, compiled | {best} | {compiled_throughput['median_s'] * 1e3:.1f} | "
-              f"{compiled_throughput['faces_per_s']:.0f} |")  # fmt: skip
+        print(
+            f"| throughput, compiled | {best} | {compiled_throughput['median_s'] * 1e3:.1f} | "
+            f"{compiled_throughput['faces_per_s']:.0f} |"
+        )
     g = results["goals"]
-    print(f"\nbatch-1 latency {g['latency_ms']:.2f} ms (goal <= {LATENCY_GOAL_MS} ms: {'met' if g['latency_met'] else 'NOT met'}); "
-          f"throughput {g['faces_per_s']:.0f} faces/s (goal >= {THROUGHPUT_GOAL:.0f}: {'met' if g['throughput_met'] else 'NOT met'})")  # fmt: skip
+    print(
+        f"\nbatch-1 latency {g['latency_ms']:.2f} ms (goal <= {LATENCY_GOAL_MS} ms: {'met' if g['latency_met'] else 'NOT met'}); "
+        f"throughput {g['faces_per_s']:.0f} faces/s (goal >= {THROUGHPUT_GOAL:.0f}: {'met' if g['throughput_met'] else 'NOT met'})"
+    )
     p = results.get("pipeline")
     if p:
-        print(f"\npipeline end to end: {p['faces']} faces ({args.copies or copies} copies of {Path(p['photo']).name}), "
-              f"batch {p['batch_size']}: {p['faces_per_s']:.1f} faces/s ({p['faces_per_s_without_refinement']:.1f} "
-              f"without landmark refinement; model alone {p['model_faces_per_s']:.0f} faces/s)")  # fmt: skip
+        print(
+            f"\npipeline end to end: {p['faces']} faces ({args.copies or copies} copies of {Path(p['photo']).name}), "
+            f"batch {p['batch_size']}: {p['faces_per_s']:.1f} faces/s ({p['faces_per_s_without_refinement']:.1f} "
+            f"without landmark refinement; model alone {p['model_faces_per_s']:.0f} faces/s)"
+        )
         print(stage_shares_table(p["shares"]))
     for note in notes:
         print(f"note: {note}")

@@ -23,9 +23,12 @@ def run_header(device: str = "cpu") -> dict:
     """Machine and versions, recorded with every result."""
     return {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}",
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__},
-    }  # fmt: skip
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        },
+    }
 
 
 def write_json(results: dict, path: str | None) -> None:
@@ -54,8 +57,10 @@ def stage_shares_table(shares: dict[str, float]) -> str:
     busy machine they can add up to more than it: then "other" says so instead of showing a negative share."""
     other = 1 - sum(shares[stage] for stage in PIPELINE_STAGES)
     other_text = f"{100 * other:.0f} %" if other >= 0 else "n/a (stages timed apart sum to more: a noisy run)"
-    return "\n".join([
-        "| decoding | detection | landmark refinement | alignment | model | other |",
-        "|---|---|---|---|---|---|",
-        "| " + " | ".join(f"{100 * shares[stage]:.0f} %" for stage in PIPELINE_STAGES) + f" | {other_text} |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            "| decoding | detection | landmark refinement | alignment | model | other |",
+            "|---|---|---|---|---|---|",
+            "| " + " | ".join(f"{100 * shares[stage]:.0f} %" for stage in PIPELINE_STAGES) + f" | {other_text} |",
+        ]
+    )

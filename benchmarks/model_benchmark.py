@@ -23,9 +23,9 @@ import time
 
 import torch
 import transformers
+from measure import peak_rss_mib, run_header, write_json
 from torch import nn
 
-from measure import peak_rss_mib, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 
 TASK_WIDTHS = {"expression": 7, "au": 15, "attributes": 40, "age": 101, "head_pose": 3}
@@ -141,7 +141,9 @@ def main(argv=None):
         print("|---|---|---|---|")
         for variant in ("qface", "encoder", "five_models"):
             t = timing[variant]
-            print(f"| {variant} | {t['median_s'] * 1e3:.1f} | {t['parameters'] / 1e6:.2f} | {t['process_peak_mib']:.0f} |")
+            print(
+                f"| {variant} | {t['median_s'] * 1e3:.1f} | {t['parameters'] / 1e6:.2f} | {t['process_peak_mib']:.0f} |"
+            )
         print(f"fusion+decoder+heads overhead over the encoder: {100 * (q / e - 1):+.1f} %")
         print(f"five single-task models / Q-Face: {f / q:.2f}x")
     write_json(results, args.json)

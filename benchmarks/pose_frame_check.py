@@ -27,8 +27,15 @@ from modeling_qface.model.head_pose_qface import flip_pose, geodesic_degrees, ro
 from modeling_qface.registry import register_face_analysis_pipeline
 from modeling_qface.samples.photos import fetch_sample_photos
 
-PHOTOS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "single_face.jpg",
-          "multi_face.jpg", "t1.jpg")  # fmt: skip
+PHOTOS = (
+    "0-f1-su-ph.jpg",
+    "0-f15-hao-ph.jpg",
+    "15-f13-anc-ph.jpg",
+    "45-m7-di-ph.jpg",
+    "single_face.jpg",
+    "multi_face.jpg",
+    "t1.jpg",
+)
 
 
 class FixedPose(nn.Module):
@@ -94,11 +101,16 @@ def main() -> None:
     for kind, degrees in views:
         for refine in (False, True):
             chosen = mirror_pipe if kind == "mirror" else pipe
-            found = [e for name in args.photos
-                     for e in errors(chosen, np.asarray(Image.open(photos[name]).convert("RGB")), kind, degrees, refine)]
+            found = [
+                e
+                for name in args.photos
+                for e in errors(chosen, np.asarray(Image.open(photos[name]).convert("RGB")), kind, degrees, refine)
+            ]
             label = "mirror" if kind == "mirror" else f"rotate {degrees:+g}"
-            print(f"{label:>12} {'refined' if refine else 'raw':>9} {len(found):5d} {np.median(found):7.2f} "
-                  f"{np.percentile(found, 90):6.2f} {max(found):6.2f}")
+            print(
+                f"{label:>12} {'refined' if refine else 'raw':>9} {len(found):5d} {np.median(found):7.2f} "
+                f"{np.percentile(found, 90):6.2f} {max(found):6.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -22,10 +22,10 @@ import time
 
 import torch
 import transformers
+from measure import peak_rss_mib, run_header, write_json
 from torch import nn
 from torch.nn import functional as F
 
-from measure import peak_rss_mib, run_header, write_json
 from modeling_qface import QFaceModel, load_preset
 
 
@@ -145,8 +145,10 @@ def main(argv=None):
     device = torch.device(args.device)
     results = {
         **run_header(str(device)),
-        "batch_size": args.batch_size, "dtype": args.dtype, "presets": {},
-    }  # fmt: skip
+        "batch_size": args.batch_size,
+        "dtype": args.dtype,
+        "presets": {},
+    }
     for preset in args.presets:
         repeats = args.repeats or (3 if preset == "qface-base" and device.type == "cpu" else 20)
         timing = time_variants(preset, args.batch_size, repeats, args.warmup, device, args.dtype)
@@ -159,7 +161,9 @@ def main(argv=None):
         print("| variant | step ms | samples/s | params (M) | peak MiB |")
         print("|---|---|---|---|---|")
         for name, t in (("qface (5 tasks)", q), ("encoder + linear head (1 task)", s)):
-            print(f"| {name} | {t['median_s'] * 1e3:.1f} | {t['samples_per_s']:.1f} | {t['parameters'] / 1e6:.2f} | {t['peak_mib']:.0f} |")
+            print(
+                f"| {name} | {t['median_s'] * 1e3:.1f} | {t['samples_per_s']:.1f} | {t['parameters'] / 1e6:.2f} | {t['peak_mib']:.0f} |"
+            )
         print(f"multi-task step overhead over the single-task step: {100 * (q['median_s'] / s['median_s'] - 1):+.1f} %")
     write_json(results, args.json)
 

@@ -102,7 +102,9 @@ class HubServer:
         monkeypatch.setenv("HF_ENDPOINT", self.url)
         monkeypatch.setenv("HF_HUB_OFFLINE", "0")
         monkeypatch.setattr(constants, "ENDPOINT", self.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         # transformers keeps one shared HfApi (Trainer's pushes), whose endpoint was fixed when it was first made,
         # possibly by an earlier test against another server: start from a fresh one.
@@ -112,8 +114,12 @@ class HubServer:
 
     def env(self) -> dict[str, str]:
         """Environment variables of a subprocess that talks to this server."""
-        return {"HF_ENDPOINT": self.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_DISABLE_XET": "1"}  # fmt: skip
+        return {
+            "HF_ENDPOINT": self.url,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_XET": "1",
+        }
 
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         return dict(self.repos[repo_id].resolve(revision).files)
@@ -204,8 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
         namespace = payload.get("organization") or "me"
         repo_id = f"{namespace}/{payload['name']}"
         if namespace in self.hub.forbidden_namespaces:
-            return self._error(403, "Forbidden", f"You don't have the rights to create a model under the namespace "
-                                                 f'"{namespace}"')  # fmt: skip
+            return self._error(
+                403, "Forbidden", f'You don\'t have the rights to create a model under the namespace "{namespace}"'
+            )
         url = f"{self.hub.url}/{repo_id}"
         if repo_id in self.hub.repos or namespace in self.hub.hidden_namespaces:
             return self._json({"error": "You already created this model repo", "url": url}, 409)
@@ -223,9 +230,17 @@ class _Handler(BaseHTTPRequestHandler):
         commit = found and self._revision(found, rev)
         if commit is None:
             return
-        self._json({"id": repo, "modelId": repo, "sha": commit.oid, "private": found.private, "tags": [],
-                    "siblings": [{"rfilename": path} for path in sorted(commit.files)],
-                    "lastModified": "2026-01-01T00:00:00.000Z"})  # fmt: skip
+        self._json(
+            {
+                "id": repo,
+                "modelId": repo,
+                "sha": commit.oid,
+                "private": found.private,
+                "tags": [],
+                "siblings": [{"rfilename": path} for path in sorted(commit.files)],
+                "lastModified": "2026-01-01T00:00:00.000Z",
+            }
+        )
 
     def preupload(self, repo: str, rev: str) -> None:
         found = self._repo(repo)
@@ -234,9 +249,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         files = json.loads(self.body)["files"]
         # "regular": the content goes inline in the commit request (no LFS batch API, no Xet).
-        self._json({"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                               "oid": git_blob_sha1(commit.files[f["path"]]) if f["path"] in commit.files else None}
-                              for f in files]})  # fmt: skip
+        self._json(
+            {
+                "files": [
+                    {
+                        "path": f["path"],
+                        "uploadMode": "regular",
+                        "shouldIgnore": False,
+                        "oid": git_blob_sha1(commit.files[f["path"]]) if f["path"] in commit.files else None,
+                    }
+                    for f in files
+                ]
+            }
+        )
 
     def commit(self, repo: str, rev: str) -> None:
         if repo.split("/")[0] in self.hub.forbidden_namespaces:
@@ -259,12 +284,16 @@ class _Handler(BaseHTTPRequestHandler):
             else:  # lfsFile / copies: never produced, since preupload says "regular"
                 return self._error(400, "BadRequest", f"commit operation {item['key']!r} not supported")
         commit = found.commit(unquote(rev), header.get("summary", ""), files, deleted)
-        self._json({"commitUrl": f"{self.hub.url}/{repo}/commit/{commit.oid}", "commitOid": commit.oid,
-                    "pullRequestUrl": None})  # fmt: skip
+        self._json(
+            {"commitUrl": f"{self.hub.url}/{repo}/commit/{commit.oid}", "commitOid": commit.oid, "pullRequestUrl": None}
+        )
 
     def _entries(self, commit: Commit, paths) -> list[dict]:
-        return [{"type": "file", "path": p, "size": len(commit.files[p]), "oid": git_blob_sha1(commit.files[p])}
-                for p in paths if p in commit.files]  # fmt: skip
+        return [
+            {"type": "file", "path": p, "size": len(commit.files[p]), "oid": git_blob_sha1(commit.files[p])}
+            for p in paths
+            if p in commit.files
+        ]
 
     def tree(self, repo: str, rev: str, path: str = "") -> None:
         found = self._repo(repo)
@@ -299,8 +328,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, "EntryNotFound", f"Entry not found: {path}", {"X-Repo-Commit": commit.oid})
         data = commit.files[path]
         # The client keys its cache on the commit hash and the ETag (git blob id; an LFS file's would be sha256).
-        self._send(200, data, {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit.oid,
-                               "Accept-Ranges": "bytes"}, content_type="application/octet-stream")  # fmt: skip
+        self._send(
+            200,
+            data,
+            {"ETag": f'"{git_blob_sha1(data)}"', "X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes"},
+            content_type="application/octet-stream",
+        )
 
 
 __all__ = ["HubServer", "git_blob_sha1"]

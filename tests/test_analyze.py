@@ -27,13 +27,28 @@ from transformers import pipeline
 import modeling_qface.analysis.analyze as analyze
 from modeling_qface import ATTRIBUTE_NAMES, QFaceModel, load_preset
 from modeling_qface.analysis.analyze import build_parser, collect_inputs, main
-from modeling_qface.outputs.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
 from modeling_qface.model.image_loading_qface import load_image_rgb
-from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.outputs.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
 from modeling_qface.outputs.writers import strict_json
+from modeling_qface.registry import register_face_analysis_pipeline
 
-AU_COLUMNS = ["AU01", "AU02", "AU04", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17", "AU23", "AU24",
-              "AU25", "AU26"]  # fmt: skip
+AU_COLUMNS = [
+    "AU01",
+    "AU02",
+    "AU04",
+    "AU06",
+    "AU07",
+    "AU09",
+    "AU10",
+    "AU12",
+    "AU14",
+    "AU15",
+    "AU17",
+    "AU23",
+    "AU24",
+    "AU25",
+    "AU26",
+]
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +80,21 @@ def run(argv: list, capsys) -> tuple[int, str, str]:
 
 
 def test_collect_inputs_expands_folders_and_globs_once_each(photo_tree, tmp_path):
-    files, failures = collect_inputs([str(photo_tree), str(photo_tree / "sub" / "*.jpg"), str(tmp_path / "nope.png"),
-                                      str(photo_tree / "notes.txt"), str(tmp_path / "*.webp")])  # fmt: skip
+    files, failures = collect_inputs(
+        [
+            str(photo_tree),
+            str(photo_tree / "sub" / "*.jpg"),
+            str(tmp_path / "nope.png"),
+            str(photo_tree / "notes.txt"),
+            str(tmp_path / "*.webp"),
+        ]
+    )
     names = [p.relative_to(photo_tree).as_posix() for p in files]
     assert names == ["a.jpg", "broken.jpg", "sub/b.jpg", "sub/landscape.jpg", "notes.txt"]  # explicit file kept
-    assert failures == [(str(tmp_path / "nope.png"), "no such file or folder"),
-                        (str(tmp_path / "*.webp"), "no image file found")]  # fmt: skip
+    assert failures == [
+        (str(tmp_path / "nope.png"), "no such file or folder"),
+        (str(tmp_path / "*.webp"), "no image file found"),
+    ]
     recursive, _ = collect_inputs([str(photo_tree / "**" / "*.jpg")])
     assert len(recursive) == 4
 
@@ -120,8 +144,20 @@ def test_csv_output_has_one_row_per_face_and_the_pipeline_numbers(photo_tree, tm
 def test_preset_model_renders_and_attention_figures(photo_tree, tmp_path, capsys):
     renders, figures = tmp_path / "renders", tmp_path / "figures"
     inputs = [photo_tree / "a.jpg", photo_tree / "sub" / "landscape.jpg"]
-    code, out, err = run([*inputs, "--model", "qface-tiny", "--output", tmp_path / "r.jsonl", "--render-dir", renders,
-                          "--attention-dir", figures], capsys)  # fmt: skip
+    code, out, err = run(
+        [
+            *inputs,
+            "--model",
+            "qface-tiny",
+            "--output",
+            tmp_path / "r.jsonl",
+            "--render-dir",
+            renders,
+            "--attention-dir",
+            figures,
+        ],
+        capsys,
+    )
     assert code == 0
     assert "WARNING: --model qface-tiny is a preset: the model is RANDOMLY INITIALISED (untrained)" in err
     assert sorted(p.name for p in renders.iterdir()) == ["a.jpg", "landscape.jpg"]
@@ -149,8 +185,16 @@ def test_bad_arguments_exit_with_status_2(photo_tree, tmp_path, saved_model, cap
 
 def test_dataframe_columns_follow_py_feat_names():
     columns = dataframe_columns()
-    assert columns[:8] == ["input", "image", "face", "FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight",
-                           "FaceScore"]  # fmt: skip
+    assert columns[:8] == [
+        "input",
+        "image",
+        "face",
+        "FaceRectX",
+        "FaceRectY",
+        "FaceRectWidth",
+        "FaceRectHeight",
+        "FaceScore",
+    ]
     assert columns[8:18] == [f"x_{i}" for i in range(5)] + [f"y_{i}" for i in range(5)]
     assert columns[18:33] == AU_COLUMNS
     assert columns[33:40] == ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
@@ -170,7 +214,7 @@ def test_dataframe_rows_hold_each_faces_numbers(pipe, sample_photos):
         x1, y1, x2, y2 = face["box"]
         assert (row.FaceRectX, row.FaceRectY, row.FaceRectWidth, row.FaceRectHeight) == (x1, y1, x2 - x1, y2 - y1)
         assert (row.x_2, row.y_2) == tuple(face["landmarks"][2]) and row.FaceScore == face["score"]
-        assert row.AU12 == face["au"]["AU12"] and row.happiness == face["expression"]["scores"]["happiness"]
+        assert face["au"]["AU12"] == row.AU12 and row.happiness == face["expression"]["scores"]["happiness"]
         assert row.Male == face["attributes"]["Male"] and row.age_std == face["age"]["std"]
         assert (row.Pitch, row.Roll, row.Yaw) == (
             face["head_pose"]["pitch"],
@@ -188,9 +232,12 @@ def test_dataframe_rows_hold_each_faces_numbers(pipe, sample_photos):
 
 def test_dataframe_adds_columns_for_added_tasks():
     face = {
-        "box": [0.0, 0.0, 32.0, 32.0], "score": None, "landmarks": None,
-        "gender": {"label": "male", "scores": {"female": 0.3, "male": 0.7}}, "bmi": {"value": 22.5, "std": 1.5},
-    }  # fmt: skip
+        "box": [0.0, 0.0, 32.0, 32.0],
+        "score": None,
+        "landmarks": None,
+        "gender": {"label": "male", "scores": {"female": 0.3, "male": 0.7}},
+        "bmi": {"value": 22.5, "std": 1.5},
+    }
     table = results_to_dataframe([[face]])
     assert table.columns.tolist()[-4:] == ["gender_female", "gender_male", "bmi_value", "bmi_std"]
     assert table.loc[0, "gender_male"] == 0.7 and table.loc[0, "bmi_std"] == 1.5 and np.isnan(table.loc[0, "x_0"])
@@ -251,8 +298,14 @@ def test_collect_inputs_walks_symlink_loops_taking_each_real_file_once(looped_tr
         assert [p.relative_to(looped_tree).as_posix() for p in files] == expected, pattern
         assert failures == []
     # Inputs that overlap through links: still each real file once, by the first path given.
-    files, failures = collect_inputs([str(looped_tree / "alias.jpg"), str(looped_tree / "*.jpg"),
-                                      str(looped_tree / "linked" / "c.jpg"), str(looped_tree.parent / "elsewhere")])
+    files, failures = collect_inputs(
+        [
+            str(looped_tree / "alias.jpg"),
+            str(looped_tree / "*.jpg"),
+            str(looped_tree / "linked" / "c.jpg"),
+            str(looped_tree.parent / "elsewhere"),
+        ]
+    )
     assert files == [looped_tree / "alias.jpg", looped_tree / "linked" / "c.jpg"] and failures == []
 
 
@@ -361,8 +414,20 @@ def assert_whole_images(by_input: dict, suffix: str) -> None:
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_sigkill_leaves_every_finished_image_and_resume_completes(suffix, group_photos, tmp_path, saved_model):
     output = tmp_path / f"faces{suffix}"
-    command = [sys.executable, "-m", "modeling_qface.cli", "analyze", *map(str, group_photos), "--model",
-               str(saved_model), "--output", str(output), "--batch-size", "1", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeling_qface.cli",
+        "analyze",
+        *map(str, group_photos),
+        "--model",
+        str(saved_model),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+        "--no-progress",
+    ]
     with (tmp_path / "log.txt").open("w") as log:
         process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
@@ -370,8 +435,10 @@ def test_sigkill_leaves_every_finished_image_and_resume_completes(suffix, group_
     while not (output.is_file() and output.read_text().count("\n") >= first_rows):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"no image in {output.name} before the run ended (exit {process.poll()}): "
-                        f"{(tmp_path / 'log.txt').read_text()[-2000:]}")  # fmt: skip
+            pytest.fail(
+                f"no image in {output.name} before the run ended (exit {process.poll()}): "
+                f"{(tmp_path / 'log.txt').read_text()[-2000:]}"
+            )
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -403,8 +470,9 @@ def stopping_at_image(number: int, exception: BaseException):
     return load
 
 
-def test_an_error_or_ctrl_c_midway_leaves_a_valid_file_and_resume_completes(group_photos, tmp_path, saved_model,
-                                                                            monkeypatch, capsys):  # fmt: skip
+def test_an_error_or_ctrl_c_midway_leaves_a_valid_file_and_resume_completes(
+    group_photos, tmp_path, saved_model, monkeypatch, capsys
+):
     argv = [*group_photos, "--model", saved_model, "--batch-size", 1]
     # A bug on the second image: the traceback is the caller's, and the CSV holds the first image.
     monkeypatch.setattr(analyze, "load_image_rgb", stopping_at_image(2, RuntimeError("bug")))
@@ -445,8 +513,9 @@ def test_resume_drops_a_cut_image_and_refuses_other_columns(group_photos, tmp_pa
     output.write_text("input,image,face,gender_male\n")
     code, _, err = run([*argv, "--resume"], capsys)
     assert code == 2 and output.read_text() == "input,image,face,gender_male\n"
-    message = (f"qface analyze: error: --resume: {output} has other columns than this run writes "
-               "(another model or --tasks?)")  # fmt: skip
+    message = (
+        f"qface analyze: error: --resume: {output} has other columns than this run writes (another model or --tasks?)"
+    )
     assert err.splitlines()[-1] == message and err.count("error") == 1  # (above it: the weights' loading bar)
 
 
@@ -482,21 +551,22 @@ def test_csv_columns_are_known_before_any_image_and_hold_added_tasks(photo_tree,
     output = tmp_path / "faces.csv"
     code, _, _ = run([photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output], capsys)
     assert code == 0
-    added = ["gender_female", "gender_male", "tags_glasses", "tags_hat", "smile_intensity", "weight_kg",
-             "weight_std"]  # fmt: skip
+    added = ["gender_female", "gender_male", "tags_glasses", "tags_hat", "smile_intensity", "weight_kg", "weight_std"]
     assert dataframe_columns(model.config.tasks) == dataframe_columns() + added
     table = pd.read_csv(output)
     assert list(table.columns) == dataframe_columns() + added and len(table) == 1
     assert table[added].notna().all().all()
     # Only the tasks asked for: their columns; the default tasks' columns are always there.
-    code, _, _ = run([photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output, "--tasks",
-                      "age,smile"], capsys)  # fmt: skip
+    code, _, _ = run(
+        [photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output, "--tasks", "age,smile"], capsys
+    )
     assert list(pd.read_csv(output).columns) == dataframe_columns() + ["smile_intensity"]
 
 
 def test_max_image_side_below_the_detectors_minimum_is_one_line(photo_tree, tmp_path, saved_model, capsys):
-    code, _, err = run([photo_tree / "a.jpg", "--model", saved_model, "--output", tmp_path / "x.csv",
-                        "--max-image-side", 10], capsys)  # fmt: skip
+    code, _, err = run(
+        [photo_tree / "a.jpg", "--model", saved_model, "--output", tmp_path / "x.csv", "--max-image-side", 10], capsys
+    )
     assert code == 2
     assert err.splitlines() == ["qface analyze: error: --max-image-side must be at least 32 pixels, got 10"]
     assert not (tmp_path / "x.csv").exists()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ast
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 # Import name -> folder on disk (pyproject.toml's package-dir).

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.model.head_pose_qface import rotate_pose_in_plane
+from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.training.augment import FaceAugment, flip_labels, random_resized_crop_box, rotate_labels
 
 AU = [1, 0, -1, 1, 0, 0, 1, -1, 0, 1, 0, 0, 1, 1, 0]
@@ -23,8 +23,14 @@ def face(width: int = 48, height: int = 40, seed: int = 0) -> Image.Image:
 
 
 def no_jitter(**overrides) -> FaceAugment:
-    settings = {"crop_scale": (1.0, 1.0), "crop_ratio": (0.1, 10.0), "flip": 0.0,
-                "brightness": 0.0, "contrast": 0.0, "saturation": 0.0}  # fmt: skip
+    settings = {
+        "crop_scale": (1.0, 1.0),
+        "crop_ratio": (0.1, 10.0),
+        "flip": 0.0,
+        "brightness": 0.0,
+        "contrast": 0.0,
+        "saturation": 0.0,
+    }
     return FaceAugment(**{**settings, **overrides})
 
 
@@ -111,8 +117,9 @@ def test_rotation_turns_the_image_and_the_pose_label_by_the_same_rotation():
         angle = math.degrees(math.atan2(-(rows.mean() + 0.5 - 32.5), cols.mean() + 0.5 - 32.5))
         assert angle == pytest.approx(degrees, abs=2.0)
         assert labels["head_pose"] == pytest.approx(rotate_pose_in_plane(LABELS["head_pose"], degrees).tolist())
-        assert {k: v for k, v in labels.items() if k != "head_pose"} == {k: v for k, v in LABELS.items()
-                                                                         if k != "head_pose"}  # fmt: skip
+        assert {k: v for k, v in labels.items() if k != "head_pose"} == {
+            k: v for k, v in LABELS.items() if k != "head_pose"
+        }
     assert len(seen) == 6  # different seeds, different angles
     # The label follows exactly: rotating back and forth gives the label back, and no pose stays no pose.
     there = rotate_labels(LABELS, 25.0)

@@ -29,9 +29,13 @@ def benchmark_module(name: str):
 def run_script(name: str, *args: str, env: dict | None = None) -> str:
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env or {})}
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / name), *args], cwd=BENCHMARKS, env=environment, capture_output=True,
-        text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, str(BENCHMARKS / name), *args],
+        cwd=BENCHMARKS,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -67,9 +71,24 @@ def test_gpu_benchmark_without_photo_skips_the_pipeline_with_a_note(tmp_path):
 def test_efficiency_benchmark_reports_gemm_fractions_and_the_encoder_split(tmp_path):
     path = tmp_path / "efficiency.json"
     stdout = run_script(
-        "efficiency_benchmark.py", "--presets", "qface-tiny", "--batch-sizes", "2", "--repeats", "2",
-        "--gemm-repeats", "2", "--threads", "1", "--pipeline", "none", "--no-onnx", "--compile", "--json", str(path),
-    )  # fmt: skip
+        "efficiency_benchmark.py",
+        "--presets",
+        "qface-tiny",
+        "--batch-sizes",
+        "2",
+        "--repeats",
+        "2",
+        "--gemm-repeats",
+        "2",
+        "--threads",
+        "1",
+        "--pipeline",
+        "none",
+        "--no-onnx",
+        "--compile",
+        "--json",
+        str(path),
+    )
     results = json.loads(path.read_text())
     assert {"fp32 1t"} <= set(results["gemm_gflops"]) and results["gemm_gflops"]["fp32 1t"]["mean"] > 0
     run = results["presets"]["qface-tiny"]["2"]

@@ -44,10 +44,25 @@ def dispatch(argv: list, capsys) -> tuple[int, str]:
 def test_a_too_small_max_image_side_is_one_line_and_exit_2(saved_model, sample_photos, tmp_path):
     output = tmp_path / "faces.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "modeling_qface.cli", "analyze", str(sample_photos["single_face.jpg"]), "--model",
-         str(saved_model), "--output", str(output), "--max-image-side", "10", "--no-progress"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "modeling_qface.cli",
+            "analyze",
+            str(sample_photos["single_face.jpg"]),
+            "--model",
+            str(saved_model),
+            "--output",
+            str(output),
+            "--max-image-side",
+            "10",
+            "--no-progress",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["qface analyze: error: --max-image-side must be at least 32 pixels, got 10"]
     assert not output.exists()
@@ -68,8 +83,9 @@ def test_a_bad_option_is_one_line_for_every_command(command, capsys):
 def test_a_bad_option_value_names_the_option(tmp_path, capsys):
     code, err = dispatch(["analyze", "x.jpg", "--output", tmp_path / "x.csv", "--batch-size", "eight"], capsys)
     assert code == 2
-    assert err.splitlines() == ["qface analyze: error: argument --batch-size: invalid int value: 'eight' "
-                                "(see qface analyze --help)"]  # fmt: skip
+    assert err.splitlines() == [
+        "qface analyze: error: argument --batch-size: invalid int value: 'eight' (see qface analyze --help)"
+    ]
 
 
 # ------------------------------------------------------------------------------------- bad inputs, real commands
@@ -78,8 +94,20 @@ def test_a_bad_option_value_names_the_option(tmp_path, capsys):
 def test_bad_inputs_of_qface_evaluate_are_one_line_naming_them(saved_model, tmp_path, capsys):
     missing = tmp_path / "no-raf-db"
     report = tmp_path / "eval.json"
-    code, err = dispatch(["evaluate", "--model", saved_model, "--source", f"raf_db:{missing}:test", "--output",
-                          report, "--device", "cpu"], capsys)  # fmt: skip
+    code, err = dispatch(
+        [
+            "evaluate",
+            "--model",
+            saved_model,
+            "--source",
+            f"raf_db:{missing}:test",
+            "--output",
+            report,
+            "--device",
+            "cpu",
+        ],
+        capsys,
+    )
     assert code == 2 and not report.exists()
     assert error_lines(err) == [f"qface evaluate: error: raf_db: dataset folder not found: {missing}"]
 
@@ -114,24 +142,32 @@ def command_raising(monkeypatch):
 
 
 INPUT_ERRORS = [
-    (ImageLoadError("/photos/a.jpg: not an image file that Pillow can read"),
-     "/photos/a.jpg: not an image file that Pillow can read"),
+    (
+        ImageLoadError("/photos/a.jpg: not an image file that Pillow can read"),
+        "/photos/a.jpg: not an image file that Pillow can read",
+    ),
     (ImageTooLargeError("/photos/big.png: refused, too many pixels"), "/photos/big.png: refused, too many pixels"),
-    (DataFormatError("/data/labels.txt", 3, "expected 2 fields, got 1"),
-     "/data/labels.txt, line 3: expected 2 fields, got 1"),
+    (
+        DataFormatError("/data/labels.txt", 3, "expected 2 fields, got 1"),
+        "/data/labels.txt, line 3: expected 2 fields, got 1",
+    ),
     (RecipeError("train.yaml: optimizer.lr: unknown key"), "train.yaml: optimizer.lr: unknown key"),
     (BadImageError("/faces/x.png: cannot be read\nsecond line"), "/faces/x.png: cannot be read second line"),
     (SamplePhotoFetchError("pip download failed for the sample photos"), "pip download failed for the sample photos"),
     (ModelLoadError("model folder runs/x: no model.safetensors"), "model folder runs/x: no model.safetensors"),
-    (FileNotFoundError(2, "No such file or directory", "/data/missing.csv"),
-     "/data/missing.csv: No such file or directory"),
+    (
+        FileNotFoundError(2, "No such file or directory", "/data/missing.csv"),
+        "/data/missing.csv: No such file or directory",
+    ),
     (PermissionError(13, "Permission denied", "/data/locked"), "/data/locked: Permission denied"),
     (IsADirectoryError(21, "Is a directory", "/data/folder"), "/data/folder: Is a directory"),
     (NotADirectoryError(20, "Not a directory", "/data/file.txt/x"), "/data/file.txt/x: Not a directory"),
     (FileExistsError(17, "File exists", "runs/renders"), "runs/renders: File exists"),
-    (FileNotFoundError("--model runs/x: neither a model folder nor a preset"),
-     "--model runs/x: neither a model folder nor a preset"),
-]  # fmt: skip
+    (
+        FileNotFoundError("--model runs/x: neither a model folder nor a preset"),
+        "--model runs/x: neither a model folder nor a preset",
+    ),
+]
 
 
 @pytest.mark.parametrize(("error", "message"), INPUT_ERRORS, ids=[type(error).__name__ for error, _ in INPUT_ERRORS])
@@ -199,17 +235,28 @@ def test_qface_evaluate_writes_strict_json(tmp_path, monkeypatch, capsys):
     from modeling_qface.training import evaluation
 
     planted = {
-        "model": "m", "face_crop": {"size": 32, "margin": 0.15}, "head_pose_frame": "photo",
+        "model": "m",
+        "face_crop": {"size": 32, "margin": 0.15},
+        "head_pose_frame": "photo",
         "data": [{"label": "celeba_test", "num_samples": 2, "crop": "landmarks: 2"}],
-        "metrics": {"celeba_test": {"attributes/f1_mean": float("nan"), "attributes/accuracy_mean": 0.5,
-                                    "attributes/spread": float("inf")}},
-        "aliases": {"attributes/f1_mean": float("nan")}, "labelled": {"celeba_test": {"attributes": 2}},
-    }  # fmt: skip
+        "metrics": {
+            "celeba_test": {
+                "attributes/f1_mean": float("nan"),
+                "attributes/accuracy_mean": 0.5,
+                "attributes/spread": float("inf"),
+            }
+        },
+        "aliases": {"attributes/f1_mean": float("nan")},
+        "labelled": {"celeba_test": {"attributes": 2}},
+    }
     monkeypatch.setattr(evaluation, "evaluate_model", lambda *args, **kwargs: planted)
     report = tmp_path / "eval.json"
     code, _ = dispatch(["evaluate", "--model", "m", "--source", "celeba:/data/celeba", "--output", report], capsys)
     assert code == 0
     parsed = json.loads(report.read_text(), parse_constant=reject_constant)
-    assert parsed["metrics"]["celeba_test"] == {"attributes/f1_mean": None, "attributes/accuracy_mean": 0.5,
-                                                "attributes/spread": None}  # fmt: skip
+    assert parsed["metrics"]["celeba_test"] == {
+        "attributes/f1_mean": None,
+        "attributes/accuracy_mean": 0.5,
+        "attributes/spread": None,
+    }
     assert parsed["aliases"] == {"attributes/f1_mean": None}

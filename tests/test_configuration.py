@@ -56,7 +56,11 @@ def test_json_round_trip_through_auto_config(tmp_path, tiny_config):
 def test_presets_load_and_scale_up():
     assert {"qface-base", "qface-small", "qface-tiny"} <= set(PRESET_NAMES)
     base, small, tiny = (load_preset(n) for n in ("qface-base", "qface-small", "qface-tiny"))
-    assert (base.backbone_config.hidden_size, base.backbone_config.image_size, base.backbone_config.patch_size) == (768, 224, 16)
+    assert (base.backbone_config.hidden_size, base.backbone_config.image_size, base.backbone_config.patch_size) == (
+        768,
+        224,
+        16,
+    )
     assert base.backbone_config.num_hidden_layers == 12 and base.fusion_layers == [4, 8, 12]
     assert tiny.backbone_config.hidden_size < small.backbone_config.hidden_size < base.backbone_config.hidden_size
     assert load_preset("qface-tiny", d_model=64).d_model == 64
@@ -89,16 +93,40 @@ def test_tasks_can_be_dropped_and_added_by_config_alone():
         ({"backbone_config": {"model_type": "vit"}}, "backbone_config.model_type: expected 'vit_mae'"),
         ({"tasks": []}, "tasks: expected at least one task"),
         ({"tasks": [{"name": "x", "kind": "ranking", "labels": ["a"]}]}, r"tasks\[0\]\['x'\].kind: expected one of"),
-        ({"tasks": [{"name": "my-task", "kind": "multilabel", "labels": ["a"]}]}, r"tasks\[0\].name: expected a Python identifier"),
+        (
+            {"tasks": [{"name": "my-task", "kind": "multilabel", "labels": ["a"]}]},
+            r"tasks\[0\].name: expected a Python identifier",
+        ),
         ({"tasks": [{"name": "x", "kind": "multiclass", "labels": ["a"]}]}, "multiclass task needs at least 2 classes"),
         ({"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a", "a"]}]}, "label names must be unique"),
-        ({"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a"], "lossweight": 1}]}, r"unknown key\(s\) \['lossweight'\]"),
-        ({"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a"], "loss_weight": -1}]}, r"\['x'\].loss_weight: expected a number >= 0.0"),
-        ({"tasks": [{"name": "x", "kind": "distribution", "labels": ["a"], "min_value": 5, "max_value": 5}]}, "expected int min_value < max_value"),
-        ({"tasks": [{"name": "x", "kind": "distribution", "labels": ["a", "b"], "min_value": 0, "max_value": 5}]}, "predicts one value"),
-        ({"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a", "b"], "pos_weight": [1.0]}]}, r"pos_weight: expected 2 numbers"),
-        ({"tasks": [{"name": "x", "kind": "multiclass", "labels": ["a", "b"], "scale": 2.0}]}, "apply to regression and distribution"),
-        ({"tasks": [*default_tasks(), {"name": "age", "kind": "regression", "labels": ["a"]}]}, r"\['age'\] appear more than once"),
+        (
+            {"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a"], "lossweight": 1}]},
+            r"unknown key\(s\) \['lossweight'\]",
+        ),
+        (
+            {"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a"], "loss_weight": -1}]},
+            r"\['x'\].loss_weight: expected a number >= 0.0",
+        ),
+        (
+            {"tasks": [{"name": "x", "kind": "distribution", "labels": ["a"], "min_value": 5, "max_value": 5}]},
+            "expected int min_value < max_value",
+        ),
+        (
+            {"tasks": [{"name": "x", "kind": "distribution", "labels": ["a", "b"], "min_value": 0, "max_value": 5}]},
+            "predicts one value",
+        ),
+        (
+            {"tasks": [{"name": "x", "kind": "multilabel", "labels": ["a", "b"], "pos_weight": [1.0]}]},
+            r"pos_weight: expected 2 numbers",
+        ),
+        (
+            {"tasks": [{"name": "x", "kind": "multiclass", "labels": ["a", "b"], "scale": 2.0}]},
+            "apply to regression and distribution",
+        ),
+        (
+            {"tasks": [*default_tasks(), {"name": "age", "kind": "regression", "labels": ["a"]}]},
+            r"\['age'\] appear more than once",
+        ),
     ],
 )
 def test_invalid_values_name_the_field(kwargs, message):

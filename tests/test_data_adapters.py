@@ -12,17 +12,6 @@ from datasets import Image as ImageFeature
 from datasets import concatenate_datasets
 
 from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, EXPRESSION_NAMES
-from tests.fixtures.benchmark_formats import (
-    ibug68,
-    write_age_csv,
-    write_bp4d,
-    write_celeba,
-    write_disfa,
-    write_image_folder,
-    write_pose_dataset,
-    write_raf_db,
-    write_utkface,
-)
 from modeling_qface.training.data import (
     BP4D_PARTS,
     DISFA_PARTS,
@@ -37,6 +26,17 @@ from modeling_qface.training.data import (
 from modeling_qface.training.data.landmarks import box, five_points, five_points_from_68
 from modeling_qface.training.data.raf_db import RafDbSource
 from modeling_qface.training.data.schema import FACE_HINT_KEYS
+from tests.fixtures.benchmark_formats import (
+    ibug68,
+    write_age_csv,
+    write_bp4d,
+    write_celeba,
+    write_disfa,
+    write_image_folder,
+    write_pose_dataset,
+    write_raf_db,
+    write_utkface,
+)
 
 AU = {name: i for i, name in enumerate(AU_NAMES)}
 ATTR = {name: i for i, name in enumerate(ATTRIBUTE_NAMES)}
@@ -133,9 +133,11 @@ def test_raf_db_val_is_a_deterministic_seeded_part_of_train(tmp_path):
 
 def test_raf_db_bad_lines_raise_with_file_and_line_or_are_skipped_and_counted(tmp_path):
     root = write_raf_db(
-        tmp_path, {"train_00001.jpg": 5, "train_00002.jpg": 2}, missing_images=["train_00002.jpg"],
+        tmp_path,
+        {"train_00001.jpg": 5, "train_00002.jpg": 2},
+        missing_images=["train_00002.jpg"],
         extra_lines=["train_00003.jpg 8", "train_00004.jpg"],
-    )  # fmt: skip
+    )
     label_file = root / "EmoLabel" / "list_patition_label.txt"
     expected = r"list_patition_label\.txt, line 3: label: expected 1..7, got '8'"
     with pytest.raises(DataFormatError, match=expected) as info:
@@ -188,8 +190,10 @@ def test_celeba_attributes_minus_one_is_absent_and_official_partition(tmp_path, 
     root = write_celeba(tmp_path, attributes, partition, identities=identities, layout=layout)
     splits = {s: by_file(read_rows("celeba", root, s)[0]) for s in ("train", "val", "test")}
     assert {s: sorted(r) for s, r in splits.items()} == {
-        "train": ["000001.jpg", "000002.jpg"], "val": ["000003.jpg"], "test": ["000004.jpg"],
-    }  # fmt: skip
+        "train": ["000001.jpg", "000002.jpg"],
+        "val": ["000003.jpg"],
+        "test": ["000004.jpg"],
+    }
     first = splits["train"]["000001.jpg"]["attributes"]
     assert [ATTRIBUTE_NAMES[i] for i, v in enumerate(first) if v == 1] == ["Arched_Eyebrows", "Smiling", "Young"]
     assert first.count(0) == 37 and -1 not in first
@@ -252,9 +256,14 @@ def test_celeba_in_the_wild_images_take_their_landmarks_and_boxes(tmp_path, layo
     partition = {"000001.jpg": 0, "000002.jpg": 0}
     boxes = {"000001.jpg": [95, 71, 226, 313], "000002.jpg": [72, 94, 221, 306]}
     root = write_celeba(
-        tmp_path, attributes, partition, layout=layout, landmarks={"000001.jpg": CELEBA_LANDMARKS["000001.jpg"]},
-        boxes=boxes, in_the_wild=True,
-    )  # fmt: skip
+        tmp_path,
+        attributes,
+        partition,
+        layout=layout,
+        landmarks={"000001.jpg": CELEBA_LANDMARKS["000001.jpg"]},
+        boxes=boxes,
+        in_the_wild=True,
+    )
     image_dir = "Img/img_celeba" if layout == "drive" else "img_celeba"
     rows = by_file(read_rows("celeba", root, "train", image_dir=image_dir)[0])
     assert rows["000001.jpg"]["image"].endswith(f"{image_dir}/000001.jpg")
@@ -360,9 +369,22 @@ def test_disfa_intensity_threshold_and_au_mapping(disfa):
     rows, _ = read_rows("disfa", root, "test", fold=3)  # part 1 holds SN001
     row = next(r for r in rows if r["image"].endswith("SN001/0.png"))  # label frame 1 -> extracted frame 0
     assert au_of(row) == {
-        "AU1": 1, "AU2": 0, "AU4": 1, "AU6": 0, "AU7": -1, "AU9": 1, "AU10": -1, "AU12": 1, "AU14": -1,
-        "AU15": -1, "AU17": -1, "AU23": -1, "AU24": -1, "AU25": 0, "AU26": 1,
-    }  # fmt: skip
+        "AU1": 1,
+        "AU2": 0,
+        "AU4": 1,
+        "AU6": 0,
+        "AU7": -1,
+        "AU9": 1,
+        "AU10": -1,
+        "AU12": 1,
+        "AU14": -1,
+        "AU15": -1,
+        "AU17": -1,
+        "AU23": -1,
+        "AU24": -1,
+        "AU25": 0,
+        "AU26": 1,
+    }
     for row in rows:
         subject, image = row["image"].split("/")[-2:]
         values = written[(subject, int(image.split(".")[0]) + 1)]
@@ -402,11 +424,12 @@ def test_disfa_bad_intensity_and_frame_missing_from_one_au_file(tmp_path, monkey
 # ------------------------------------------------------------------------------------------------------ age
 def test_utkface_age_from_file_name_and_seeded_splits(tmp_path):
     names = [
-        "25_0_1_20170116174525125.jpg.chip.jpg", "1_1_2_20161219203650636.jpg.chip.jpg",
+        "25_0_1_20170116174525125.jpg.chip.jpg",
+        "1_1_2_20161219203650636.jpg.chip.jpg",
         "39_1_20170116174525125.jpg.chip.jpg",  # an official file without the race field
         "116_1_0_20170120134921760.jpg.chip.jpg",
         *(f"{30 + i}_0_0_2017011{i}000000000.jpg.chip.jpg" for i in range(6)),
-    ]  # fmt: skip
+    ]
     root = write_utkface(tmp_path, names)
     rows = by_file(read_rows("utkface", root, "all")[0])
     assert len(rows) == 10 and rows[names[0]]["age"] == 25.0 and rows[names[1]]["age"] == 1.0
@@ -449,11 +472,15 @@ def test_age_csv_without_split_column_carves_subject_exclusive_splits(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------ pose
 def test_300w_lp_pose_para_radians_to_degrees_in_yaw_pitch_roll_order(tmp_path):
-    root = write_pose_dataset(tmp_path, "300W_LP", {
-        "AFW/AFW_134212_1_0.jpg": (0.1, -0.5, 0.25),  # pitch, yaw, roll (radians)
-        "AFW_Flip/AFW_134212_1_0.jpg": (0.1, 0.5, -0.25),
-        "HELEN/HELEN_232194_1_12.jpg": (-0.3, 1.2, 0.0),
-    })  # fmt: skip
+    root = write_pose_dataset(
+        tmp_path,
+        "300W_LP",
+        {
+            "AFW/AFW_134212_1_0.jpg": (0.1, -0.5, 0.25),  # pitch, yaw, roll (radians)
+            "AFW_Flip/AFW_134212_1_0.jpg": (0.1, 0.5, -0.25),
+            "HELEN/HELEN_232194_1_12.jpg": (-0.3, 1.2, 0.0),
+        },
+    )
     rows = read_rows("300w_lp", root, "train")[0]
     assert len(rows) == 3
     poses = {r["image"].split("300W_LP/")[1]: r for r in rows}
@@ -468,12 +495,16 @@ def test_300w_lp_pose_para_radians_to_degrees_in_yaw_pitch_roll_order(tmp_path):
 
 def test_aflw2000_keeps_only_angles_within_99_degrees_and_reports_the_dropped(tmp_path, caplog):
     deg = math.radians
-    root = write_pose_dataset(tmp_path, "AFLW2000", {
-        "image00002.jpg": (deg(10), deg(-20), deg(5)),
-        "image00004.jpg": (deg(-98.9), deg(98.9), deg(0)),
-        "image00006.jpg": (deg(0), deg(100.0), deg(0)),  # yaw out of range
-        "image00008.jpg": (deg(-99.5), deg(0), deg(3)),  # pitch out of range
-    })  # fmt: skip
+    root = write_pose_dataset(
+        tmp_path,
+        "AFLW2000",
+        {
+            "image00002.jpg": (deg(10), deg(-20), deg(5)),
+            "image00004.jpg": (deg(-98.9), deg(98.9), deg(0)),
+            "image00006.jpg": (deg(0), deg(100.0), deg(0)),  # yaw out of range
+            "image00008.jpg": (deg(-99.5), deg(0), deg(3)),  # pitch out of range
+        },
+    )
     with caplog.at_level(logging.WARNING, logger="modeling_qface.training.data.errors"):
         rows, report = read_rows("aflw2000", root, "test")
     assert sorted(by_file(rows)) == ["image00002.jpg", "image00004.jpg"]
@@ -503,9 +534,11 @@ def test_utkface_keeps_names_with_empty_or_missing_fields_and_reads_the_landmark
     rows = by_file(read_rows("utkface", root, "all")[0])
     ages = {name: row["age"] for name, row in rows.items()}
     assert ages == {
-        "53__0_20170116184028385.jpg": 53.0, "61_3_20170109150557335.jpg": 61.0,
-        "26_1_0_20170116171048641.jpg": 26.0, "120_0_0_20170117174125656.jpg": 120.0,
-    }  # fmt: skip
+        "53__0_20170116184028385.jpg": 53.0,
+        "61_3_20170109150557335.jpg": 61.0,
+        "26_1_0_20170116171048641.jpg": 26.0,
+        "120_0_0_20170117174125656.jpg": 120.0,
+    }
     assert hints_of(rows["53__0_20170116184028385.jpg"]) == {"face_landmarks": near(FIVE, tol=1e-3)}
     assert rows["26_1_0_20170116171048641.jpg"]["face_landmarks"] == near(shifted, tol=1e-3)
     assert hints_of(rows["61_3_20170109150557335.jpg"]) == {}  # not listed: no hint
@@ -532,21 +565,25 @@ def test_utkface_bad_landmark_line_names_file_and_line(tmp_path):
 
 def test_pose_landmarks_from_pt2d_of_300w_lp_and_pt3d_68_of_aflw2000(tmp_path):
     lp = write_pose_dataset(
-        tmp_path, "300W_LP", {"AFW/AFW_1_1_0.jpg": (0.1, 0.2, 0.3), "AFW/AFW_1_1_1.jpg": (0.1, 0.2, 0.3)},
+        tmp_path,
+        "300W_LP",
+        {"AFW/AFW_1_1_0.jpg": (0.1, 0.2, 0.3), "AFW/AFW_1_1_1.jpg": (0.1, 0.2, 0.3)},
         variables={"AFW/AFW_1_1_0.jpg": {"pt2d": ibug68(FIVE).T}},  # 300W-LP's pt2d: 2 x 68
-    )  # fmt: skip
+    )
     rows = by_file(read_rows("300w_lp", lp, "train")[0])
     assert hints_of(rows["AFW_1_1_0.jpg"]) == {"face_landmarks": near(FIVE)}
     assert hints_of(rows["AFW_1_1_1.jpg"]) == {}  # a .mat without landmarks: no hint
     pt3d_68 = np.concatenate([ibug68(FIVE).T, np.full((1, 68), -40.0)])  # 3 x 68: x, y in pixels, then z
     aflw_pt2d = np.random.default_rng(0).uniform(100, 300, size=(2, 21))  # AFLW's 21 points: not iBUG's 68
     aflw = write_pose_dataset(
-        tmp_path, "AFLW2000", {"image00002.jpg": (0.1, 0.2, 0.3), "image00004.jpg": (0.1, 0.2, 0.3)},
+        tmp_path,
+        "AFLW2000",
+        {"image00002.jpg": (0.1, 0.2, 0.3), "image00004.jpg": (0.1, 0.2, 0.3)},
         variables={
             "image00002.jpg": {"pt2d": aflw_pt2d, "pt3d_68": pt3d_68},
             "image00004.jpg": {"pt2d": aflw_pt2d},
         },
-    )  # fmt: skip
+    )
     rows = by_file(read_rows("aflw2000", aflw, "test")[0])
     assert hints_of(rows["image00002.jpg"]) == {"face_landmarks": near(FIVE)}
     assert hints_of(rows["image00004.jpg"]) == {}  # pt2d is 2 x 21 and there is no pt3d_68
@@ -765,8 +802,9 @@ def test_bad_bytes_in_csv_and_counted_list_files_keep_line_numbers_and_counts(tm
     assert any("labels.csv, line 4: age: expected a number of years, got 'n/a'" in m for m in report.skipped_examples)
 
     # CelebA's header declares the line count: a line skipped for its bytes is still one of them.
-    celeba = write_celeba(tmp_path, {"000001.jpg": _attrs({"Male"}), "000002.jpg": _attrs(set())},
-                          {"000001.jpg": 0, "000002.jpg": 0})  # fmt: skip
+    celeba = write_celeba(
+        tmp_path, {"000001.jpg": _attrs({"Male"}), "000002.jpg": _attrs(set())}, {"000001.jpg": 0, "000002.jpg": 0}
+    )
     attr_file = celeba / "Anno" / "list_attr_celeba.txt"
     plant_bad_byte(attr_file, 4)
     kept, report = read_rows("celeba", celeba, "train", on_error="skip")

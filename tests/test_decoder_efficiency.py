@@ -32,7 +32,11 @@ def reference_attention(attention, queries: torch.Tensor, context: torch.Tensor)
     def heads(states):
         return states.view(batch, -1, attention.num_heads, attention.head_dim).transpose(1, 2)
 
-    query, key, value = heads(attention.q_proj(queries)), heads(attention.k_proj(context)), heads(attention.v_proj(context))
+    query, key, value = (
+        heads(attention.q_proj(queries)),
+        heads(attention.k_proj(context)),
+        heads(attention.v_proj(context)),
+    )
     weights = torch.softmax(query @ key.transpose(-1, -2) * attention.scaling, dim=-1)
     return attention.o_proj((weights @ value).transpose(1, 2).reshape(batch, count, width)), weights
 
@@ -60,7 +64,8 @@ def reference_forward(model: QFaceModel, pixel_values: torch.Tensor) -> tuple[di
     batch = len(pixel_values)
     groups = model.query_groups()
     states = [
-        torch.cat([model.label_queries[t["name"]].weight for t in group])[None].expand(batch, -1, -1) for group in groups
+        torch.cat([model.label_queries[t["name"]].weight for t in group])[None].expand(batch, -1, -1)
+        for group in groups
     ]
     cross_maps = []
     for layer in model.decoder_layers:
@@ -158,7 +163,9 @@ def test_state_dict_layout_is_that_of_the_shipped_demo_model():
     # encoder's keys are saved in transformers' checkpoint layout and renamed on loading; fusion, decoder and heads
     # are saved as named here.)
     with safe_open(DEMO_MODEL / "model.safetensors", "pt") as saved:
-        shapes = {key: tuple(saved.get_slice(key).get_shape()) for key in saved.keys() if not key.startswith("encoder.")}
+        shapes = {
+            key: tuple(saved.get_slice(key).get_shape()) for key in saved.keys() if not key.startswith("encoder.")
+        }
     model = QFaceModel(QFaceConfig.from_pretrained(DEMO_MODEL))
     ours = {key: tuple(value.shape) for key, value in model.state_dict().items() if not key.startswith("encoder.")}
     assert ours == shapes and len(shapes) > 100

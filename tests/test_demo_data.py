@@ -10,8 +10,14 @@ import pytest
 from modeling_qface.training import demo_set
 from modeling_qface.training.data import load_source
 from modeling_qface.training.demo_data import (
-    IDENTITY_GROUPS, TEST_GROUPS, DemoPhoto, demo_sources, identity_group, portrait_labels, split_of,
-)  # fmt: skip
+    IDENTITY_GROUPS,
+    TEST_GROUPS,
+    DemoPhoto,
+    demo_sources,
+    identity_group,
+    portrait_labels,
+    split_of,
+)
 from modeling_qface.training.teachers.labeling import load_teachers
 
 
@@ -55,16 +61,23 @@ def test_the_demo_set_on_a_slice_of_two_photos(tmp_path, sample_photos, monkeypa
             pytest.fail(message)
         pytest.skip(message + " (set QFACE_REQUIRE_TEACHERS to make this a failure)")
     photos = [
-        DemoPhoto(str(sample_photos["45-m7-di-ph.jpg"]), "45-m7-di-ph.jpg", "45-m7-di-ph.jpg", "test",
-                  portrait_labels("45-m7-di-ph.jpg")),
+        DemoPhoto(
+            str(sample_photos["45-m7-di-ph.jpg"]),
+            "45-m7-di-ph.jpg",
+            "45-m7-di-ph.jpg",
+            "test",
+            portrait_labels("45-m7-di-ph.jpg"),
+        ),
         DemoPhoto(str(sample_photos["multi_face.jpg"]), "multi_face.jpg", "multi_face.jpg", "train"),
-    ]  # fmt: skip
+    ]
     monkeypatch.setattr(demo_set, "collect_demo_photos", lambda *args, **kwargs: photos)
     result = demo_set.build_demo_set(tmp_path / "faces", crop_size=112)
     assert result["splits"] == {"train": {"faces": 5, "identities": 5}, "test": {"faces": 1, "identities": 1}}
     assert result["shared_identities"] == []
-    rows = {split: [json.loads(line) for line in (tmp_path / "faces" / split / "metadata.jsonl").open()]
-            for split in ("train", "test", "train_stills", "train_frames")}  # fmt: skip
+    rows = {
+        split: [json.loads(line) for line in (tmp_path / "faces" / split / "metadata.jsonl").open()]
+        for split in ("train", "test", "train_stills", "train_frames")
+    }
     assert {row["subject_id"] for row in rows["train"]} == {f"multi_face.jpg#{i}" for i in range(5)}
     assert len(rows["train_stills"]) == 5 and rows["train_frames"] == []
     assert all((tmp_path / "faces" / "train_stills" / row["file_name"]).is_file() for row in rows["train_stills"])

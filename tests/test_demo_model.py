@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 from transformers import AutoModel, pipeline
 
-from modeling_qface.registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
+from modeling_qface.registry import (
+    DEFAULT_MODEL_DIR,
+    DEFAULT_MODEL_NOTICE,
+    default_model_available,
+    register_face_analysis_pipeline,
+)
 
 MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
 
@@ -22,8 +27,13 @@ MAX_WEIGHTS_BYTES = 15 * 1024 * 1024
 def test_the_demo_model_ships_as_safetensors_configs_and_reports_without_code():
     assert default_model_available(), f"the demo model is missing from {DEFAULT_MODEL_DIR}"
     names = {path.name for path in DEFAULT_MODEL_DIR.iterdir()}
-    assert names == {"config.json", "model.safetensors", "preprocessor_config.json", "demo_report.json",
-                     "eval_results.json"}  # fmt: skip
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "demo_report.json",
+        "eval_results.json",
+    }
     assert (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size <= MAX_WEIGHTS_BYTES
     config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert "auto_map" not in config and "custom_pipelines" not in config  # it runs on the installed package's code
@@ -94,8 +104,9 @@ def test_the_demo_models_hub_export_has_todays_code_its_card_and_loads_without_t
     )
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf-home"), "HF_HUB_OFFLINE": "1"}
     env.pop("PYTHONPATH", None)
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "FRESH-OK" in result.stdout
 

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from modeling_qface import QFaceModel
+from modeling_qface.training.mixing import steps_per_epoch
 from tests.fixtures.train_runs import (
     REPO,
     free_port,
@@ -20,11 +21,16 @@ from tests.fixtures.train_runs import (
     train_records,
 )
 from tests.fixtures.training_data import SIZES, write_training_data
-from modeling_qface.training.mixing import steps_per_epoch
 
 # One epoch with gradient accumulation 2 (so DDP's no_sync micro-steps run too), every sample id logged.
-SETTINGS = {"train__gradient_accumulation_steps": 2, "logging__every_steps": 1, "logging__sample_ids": True,
-            "logging__tensorboard": False, "eval__every_steps": None, "checkpoint__every_steps": 4}  # fmt: skip
+SETTINGS = {
+    "train__gradient_accumulation_steps": 2,
+    "logging__every_steps": 1,
+    "logging__sample_ids": True,
+    "logging__tensorboard": False,
+    "eval__every_steps": None,
+    "checkpoint__every_steps": 4,
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +46,23 @@ def test_two_cpu_processes_split_each_global_batch_and_take_the_same_steps(tmp_p
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     args = [*train_args(tiny_data, ddp, **SETTINGS), "--epochs", "1"]
     run = subprocess.run(
-        torchrun_command(2, free_port(), *args), cwd=REPO, env=subprocess_env(ACCELERATE_USE_CPU="true"),
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        torchrun_command(2, free_port(), *args),
+        cwd=REPO,
+        env=subprocess_env(ACCELERATE_USE_CPU="true"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-4000:]
     summary = json.loads((ddp / "train_summary.json").read_text())
     single_summary = run_in_process([*train_args(tiny_data, single, **SETTINGS), "--epochs", "1"])
 
     # The DISFA train split of fold 1 (18 subjects x 2 frames) takes the most batches at 1 sample per batch.
-    expected_steps = steps_per_epoch([SIZES["raf_db_train"], SIZES["celeba_train"], 36, SIZES["utkface"],
-                                      SIZES["300w_lp"]], [2, 2, 1, 1, 2], accumulation_steps=2)  # fmt: skip
+    expected_steps = steps_per_epoch(
+        [SIZES["raf_db_train"], SIZES["celeba_train"], 36, SIZES["utkface"], SIZES["300w_lp"]],
+        [2, 2, 1, 1, 2],
+        accumulation_steps=2,
+    )
     assert expected_steps == 18
     assert summary["num_processes"] == 2 and single_summary["num_processes"] == 1
     assert summary["steps"] == single_summary["steps"] == expected_steps
@@ -64,8 +77,9 @@ def test_two_cpu_processes_split_each_global_batch_and_take_the_same_steps(tmp_p
         assert len(mine["slots"]) == len(theirs["slots"]) == 4 and not set(mine["slots"]) & set(theirs["slots"])
         together = sorted(zip(mine["slots"] + theirs["slots"], mine["ids"] + theirs["ids"]))
         assert together == sorted(zip(whole["slots"], whole["ids"]))
-    assert {i.split(":")[0] for r in ranks[0].values() for i in r["ids"]} == {i.split(":")[0] for r in alone.values()
-                                                                               for i in r["ids"]}  # fmt: skip
+    assert {i.split(":")[0] for r in ranks[0].values() for i in r["ids"]} == {
+        i.split(":")[0] for r in alone.values() for i in r["ids"]
+    }
 
     checkpoint = ddp / "checkpoints" / f"step-{expected_steps:08d}"
     assert (checkpoint / "random_states_0.pkl").is_file() and (checkpoint / "random_states_1.pkl").is_file()

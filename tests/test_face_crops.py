@@ -55,8 +55,9 @@ def test_training_crop_is_byte_identical_to_the_pipeline_crop(tmp_path, sample_p
         {"file_name": "portrait.jpg"},  # nothing given: the detector, largest face
     ]
     write_folder(tmp_path / "faces", records, {"group.jpg": group, "portrait.jpg": sample_photos["45-m7-di-ph.jpg"]})
-    dataset, report = prepare_source("image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache",
-                                     face_crop=face_crop)  # fmt: skip
+    dataset, report = prepare_source(
+        "image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache", face_crop=face_crop
+    )
     assert dataset["crop_method"] == ["landmarks", "detector", "detector"]
     assert report.crops == {"landmarks": 1, "detector": 2}
     expected = [seen[2]["attention"]["crop"], seen[3]["attention"]["crop"], portrait[0]["attention"]["crop"]]
@@ -75,8 +76,9 @@ def test_head_pose_labels_are_carried_into_the_crop_frame(tmp_path, sample_photo
     photo_pose = [20.0, -10.0, -30.0]  # the labelled pose, in the photo's frame
     records = [{"file_name": "tilted.png", "landmarks": tilted_landmarks.tolist(), "head_pose": photo_pose}]
     write_folder(tmp_path / "faces", records, {"tilted.png": tilted})
-    (row,) = load_source("image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache",
-                         face_crop=FaceCrop(size=64))  # fmt: skip
+    (row,) = load_source(
+        "image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache", face_crop=FaceCrop(size=64)
+    )
     upright_angle = FaceCrop(size=64)(rgb, landmarks).angle
     assert row["crop_angle"] == pytest.approx(upright_angle - 30.0, abs=1e-4)  # the crop undoes the 30 degrees
     np.testing.assert_allclose(row["head_pose"], rotate_pose_in_plane(photo_pose, row["crop_angle"]), atol=1e-4)
@@ -95,8 +97,10 @@ def test_pose_dataset_crops_from_its_landmarks_or_the_protocol_box(tmp_path, sam
     Image.fromarray(rgb).save(root / "image00002.jpg", quality=98)
     pt2d = np.stack([np.linspace(150, 350, 21), np.linspace(180, 420, 21)])  # AFLW's 21 points, 2 x 21
     pose = [math.radians(-10), math.radians(25), math.radians(4)]  # pitch, yaw, roll
-    scipy.io.savemat(root / "image00002.mat", {"Pose_Para": np.array([[*pose, 0, 0, 0, 1.0]]),
-                                               "pt3d_68": np.c_[points, np.zeros(68)].T, "pt2d": pt2d})  # fmt: skip
+    scipy.io.savemat(
+        root / "image00002.mat",
+        {"Pose_Para": np.array([[*pose, 0, 0, 0, 1.0]]), "pt3d_68": np.c_[points, np.zeros(68)].T, "pt2d": pt2d},
+    )
     crop = FaceCrop(size=64)
     (qface,) = load_source("aflw2000", root, "test", cache_dir=tmp_path / "cache", face_crop=crop)
     assert qface["crop_method"] == "landmarks"
@@ -121,8 +125,9 @@ def test_protocol_box_crop_is_resize_256_centre_crop_224():
 def test_no_face_found_is_counted_reported_and_falls_back_to_the_central_square(tmp_path, caplog):
     noise = np.random.default_rng(0).integers(0, 256, (60, 100, 3), dtype=np.uint8)
     write_folder(tmp_path / "faces", [{"file_name": "noise.png", "age": 30}], {"noise.png": noise})
-    (row,), report = prepare_source("image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache",
-                                    face_crop=FaceCrop(size=32))  # fmt: skip
+    (row,), report = prepare_source(
+        "image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache", face_crop=FaceCrop(size=32)
+    )
     assert row["crop_method"] == "no face found" and report.crops == {"no face found": 1}
     assert report.no_face_examples[0].endswith("noise.png") and "no face found" in report.summary()
     assert np.array_equal(crop_pixels(row), FaceCrop(size=32).central(noise).crop)  # the 60 x 60 central square
@@ -131,12 +136,15 @@ def test_no_face_found_is_counted_reported_and_falls_back_to_the_central_square(
 def test_an_unreadable_image_is_a_bad_record_naming_the_file(tmp_path, sample_photos):
     data = open(sample_photos["0-f1-su-ph.jpg"], "rb").read()
     root = tmp_path / "faces"
-    write_folder(root, [{"file_name": "ok.jpg"}, {"file_name": "broken.jpg"}], {"ok.jpg": sample_photos["0-f1-su-ph.jpg"]})
+    write_folder(
+        root, [{"file_name": "ok.jpg"}, {"file_name": "broken.jpg"}], {"ok.jpg": sample_photos["0-f1-su-ph.jpg"]}
+    )
     (root / "broken.jpg").write_bytes(data[: len(data) // 3])
     with pytest.raises(DataFormatError, match=r"broken\.jpg: cannot read the image"):
         prepare_source("image_folder", root, "all", cache_dir=tmp_path / "cache", face_crop=FaceCrop(size=32))
-    dataset, report = prepare_source("image_folder", root, "all", cache_dir=tmp_path / "cache", on_error="skip",
-                                     face_crop=FaceCrop(size=32))  # fmt: skip
+    dataset, report = prepare_source(
+        "image_folder", root, "all", cache_dir=tmp_path / "cache", on_error="skip", face_crop=FaceCrop(size=32)
+    )
     assert len(dataset) == 1 and report.skipped == 1 and "broken.jpg" in report.skipped_examples[0]
 
 
@@ -144,8 +152,14 @@ def test_jpeg_crops_are_close_to_the_lossless_ones(tmp_path, sample_photos):
     write_folder(tmp_path / "faces", [{"file_name": "p.jpg"}], {"p.jpg": sample_photos["0-f1-su-ph.jpg"]})
     crops = {}
     for crop_format in ("png", "jpeg"):
-        (row,) = load_source("image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache",
-                             face_crop=FaceCrop(size=112), crop_format=crop_format)  # fmt: skip
+        (row,) = load_source(
+            "image_folder",
+            tmp_path / "faces",
+            "all",
+            cache_dir=tmp_path / "cache",
+            face_crop=FaceCrop(size=112),
+            crop_format=crop_format,
+        )
         crops[crop_format] = crop_pixels(row).astype(float)
     assert np.abs(crops["png"] - crops["jpeg"]).mean() < 3.0
     with pytest.raises(ValueError, match="crop_format"):
@@ -153,8 +167,8 @@ def test_jpeg_crops_are_close_to_the_lossless_ones(tmp_path, sample_photos):
 
 
 def test_evaluation_scores_head_pose_in_the_photos_frame(tmp_path, sample_photos):
-    from modeling_qface.training.evaluation import predict, to_photo_frame
     from modeling_qface.model.image_processing_qface import build_image_processor
+    from modeling_qface.training.evaluation import predict, to_photo_frame
 
     rgb = np.asarray(Image.open(sample_photos["0-f1-su-ph.jpg"]).convert("RGB"))
     landmarks = locate_faces(rgb)[0].landmarks
@@ -170,8 +184,13 @@ def test_evaluation_scores_head_pose_in_the_photos_frame(tmp_path, sample_photos
     write_folder(tmp_path / "faces", records, photos)
     torch.manual_seed(0)
     model = QFaceModel(load_preset("qface-tiny")).eval()
-    dataset = load_source("image_folder", tmp_path / "faces", "all", cache_dir=tmp_path / "cache",
-                          face_crop=FaceCrop.from_config(model.config))  # fmt: skip
+    dataset = load_source(
+        "image_folder",
+        tmp_path / "faces",
+        "all",
+        cache_dir=tmp_path / "cache",
+        face_crop=FaceCrop.from_config(model.config),
+    )
     assert abs(dataset["crop_angle"][1] - dataset["crop_angle"][0] + 25) < 1e-3  # the crops differ by the tilt
     predictions, references = predict(model, dataset, model.config, build_image_processor(model.config), 2, "cpu")
     # The labels come back in the photo's frame exactly; the predictions too, turned by each crop's angle.

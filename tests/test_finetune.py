@@ -12,6 +12,11 @@ import torch
 from safetensors.torch import load_file
 
 from modeling_qface import QFaceModel, load_preset
+from modeling_qface.training import evaluation, finetune
+from modeling_qface.training.checkpointing import list_checkpoints
+from modeling_qface.training.mixing import MixedBatchSampler, ProcessBatchSampler, shares_to_counts, steps_per_epoch
+from modeling_qface.training.optim import build_scheduler, parameter_groups
+from modeling_qface.training.recipe import RecipeError, load_recipe
 from tests.fixtures.train_runs import (
     REPO,
     TINY_RECIPE,
@@ -23,15 +28,15 @@ from tests.fixtures.train_runs import (
     train_records,
 )
 from tests.fixtures.training_data import SIZES, write_training_data
-from modeling_qface.training import evaluation, finetune
-from modeling_qface.training.checkpointing import list_checkpoints
-from modeling_qface.training.mixing import MixedBatchSampler, ProcessBatchSampler, shares_to_counts, steps_per_epoch
-from modeling_qface.training.optim import build_scheduler, parameter_groups
-from modeling_qface.training.recipe import RecipeError, load_recipe
 
 # The kill/resume runs: checkpoints every 6 steps, evaluation every 9 (so a best model exists before the kill).
-RESUME_SETTINGS = {"logging__every_steps": 1, "logging__tensorboard": False, "checkpoint__every_steps": 6,
-                   "eval__every_steps": 9, "optimizer__warmup_steps": 4}  # fmt: skip
+RESUME_SETTINGS = {
+    "logging__every_steps": 1,
+    "logging__tensorboard": False,
+    "checkpoint__every_steps": 6,
+    "eval__every_steps": 9,
+    "optimizer__warmup_steps": 4,
+}
 RESUME_STEPS = 20
 
 
@@ -100,14 +105,28 @@ def test_recipe_checks_source_roots_shares_and_yaml_no(tmp_path, tiny_data):
 
 def test_command_line_overrides_recipe_values(tiny_data, tmp_path):
     args = finetune.build_parser().parse_args(
-        ["--config", str(TINY_RECIPE), "--data-root", str(tiny_data), "--output-dir", str(tmp_path / "o"),
-         "--max-steps", "7", "--set", "optimizer.lr=3e-4", "--set", "data.train.0.share=0.25", "--resume"]
-    )  # fmt: skip
+        [
+            "--config",
+            str(TINY_RECIPE),
+            "--data-root",
+            str(tiny_data),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--max-steps",
+            "7",
+            "--set",
+            "optimizer.lr=3e-4",
+            "--set",
+            "data.train.0.share=0.25",
+            "--resume",
+        ]
+    )
     recipe = finetune.recipe_from_args(args)
     assert recipe.output_dir == str(tmp_path / "o") and recipe.train.max_steps == 7 and recipe.train.epochs is None
     assert recipe.optimizer.lr == 3e-4 and args.resume == "latest"
-    args = finetune.build_parser().parse_args(["--config", str(TINY_RECIPE), "--data-root", str(tiny_data),
-                                               "--epochs", "2", "--set", "train.batch_sise=3"])  # fmt: skip
+    args = finetune.build_parser().parse_args(
+        ["--config", str(TINY_RECIPE), "--data-root", str(tiny_data), "--epochs", "2", "--set", "train.batch_sise=3"]
+    )
     with pytest.raises(RecipeError, match="train.batch_sise: unknown key"):
         finetune.recipe_from_args(args)
     assert finetune.main(["--config", str(TINY_RECIPE), "--data-root", str(tmp_path)]) == 2  # no data there
@@ -209,16 +228,30 @@ def test_layer_wise_lr_decay_and_weight_decay_groups(tiny_config):
     assert lr("encoder.embeddings.cls_token") == 0.5**5
     assert lr("encoder.layers.0.attention.q_proj.weight") == 0.5**4
     assert lr("encoder.layers.3.mlp.fc2.bias") == 0.5
-    for name in ("encoder.layernorm.weight", "fusion.projections.0.weight", "label_queries.au.weight",
-                 "decoder_layers.1.ffn.fc1.weight", "heads.age.proj.weight"):  # fmt: skip
+    for name in (
+        "encoder.layernorm.weight",
+        "fusion.projections.0.weight",
+        "label_queries.au.weight",
+        "decoder_layers.1.ffn.fc1.weight",
+        "heads.age.proj.weight",
+    ):
         assert lr(name) == 1.0, name
-    for name in ("encoder.embeddings.cls_token", "encoder.layers.0.attention.q_proj.bias",
-                 "encoder.layers.2.layernorm_before.weight", "label_queries.expression.weight",
-                 "fusion.stage_embeddings.weight", "decoder_layers.0.ffn_norm.weight",
-                 "heads.expression.proj.bias"):  # fmt: skip
+    for name in (
+        "encoder.embeddings.cls_token",
+        "encoder.layers.0.attention.q_proj.bias",
+        "encoder.layers.2.layernorm_before.weight",
+        "label_queries.expression.weight",
+        "fusion.stage_embeddings.weight",
+        "decoder_layers.0.ffn_norm.weight",
+        "heads.expression.proj.bias",
+    ):
         assert decay(name) == 0.0, name
-    for name in ("encoder.embeddings.patch_embeddings.projection.weight", "encoder.layers.1.mlp.fc1.weight",
-                 "fusion.projections.1.weight", "heads.head_pose.proj.weight"):  # fmt: skip
+    for name in (
+        "encoder.embeddings.patch_embeddings.projection.weight",
+        "encoder.layers.1.mlp.fc1.weight",
+        "fusion.projections.1.weight",
+        "heads.head_pose.proj.weight",
+    ):
         assert decay(name) == 0.05, name
 
 
@@ -252,7 +285,7 @@ def test_a_killed_run_resumes_to_identical_losses_and_weights(tmp_path, tiny_dat
     resume_step = list_checkpoints(output)[-1][0]
     assert 6 <= resume_step < RESUME_STEPS
     logged_before_kill = [r["step"] for r in train_records(output / "logs" / "train.jsonl")]
-    assert logged_before_kill[: resume_step] == list(range(1, resume_step + 1))
+    assert logged_before_kill[:resume_step] == list(range(1, resume_step + 1))
     stale = output / "checkpoints" / f".tmp-step-{resume_step + 6:08d}"  # as if killed while writing the next one
     stale.mkdir()
     (stale / "model.safetensors").write_bytes(b"partial")
@@ -276,8 +309,10 @@ def test_a_killed_run_resumes_to_identical_losses_and_weights(tmp_path, tiny_dat
     # a tolerance would hide e.g. one skipped or repeated optimizer step at a small learning rate.
     want, have = load_file(reference / "final" / "model.safetensors"), load_file(output / "final" / "model.safetensors")
     assert want.keys() == have.keys() and all(torch.equal(want[k], have[k]) for k in want)
-    assert json.loads((output / "best" / "eval_results.json").read_text())["step"] == json.loads(
-        (reference / "best" / "eval_results.json").read_text())["step"]  # fmt: skip
+    assert (
+        json.loads((output / "best" / "eval_results.json").read_text())["step"]
+        == json.loads((reference / "best" / "eval_results.json").read_text())["step"]
+    )
 
 
 def test_resume_refuses_a_missing_checkpoint_and_a_fresh_start_over_checkpoints(tmp_path, tiny_data, reference_run):
@@ -300,8 +335,10 @@ def test_logs_are_cut_back_to_the_resumed_step(tmp_path):
         tracker.log({"loss": float(step), "eval/x": float("nan")}, step=step)
     tracker.finish()
     truncate_jsonl(tmp_path / "logs" / "train.jsonl", 2)
-    assert read_jsonl(tmp_path / "logs" / "train.jsonl") == [{"step": 1, "loss": 1.0, "eval/x": None},
-                                                             {"step": 2, "loss": 2.0, "eval/x": None}]  # fmt: skip
+    assert read_jsonl(tmp_path / "logs" / "train.jsonl") == [
+        {"step": 1, "loss": 1.0, "eval/x": None},
+        {"step": 2, "loss": 2.0, "eval/x": None},
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ a finished run
@@ -311,8 +348,15 @@ def test_finished_run_exports_a_loadable_model_logs_and_the_best_checkpoint(refe
     output, summary = reference_run
     final = output / "final"
     files = {p.name for p in final.iterdir()}
-    assert {"model.safetensors", "config.json", "modeling_qface.py", "configuration_qface.py",
-            "preprocessor_config.json", "recipe.yaml", "versions.json"} <= files  # fmt: skip
+    assert {
+        "model.safetensors",
+        "config.json",
+        "modeling_qface.py",
+        "configuration_qface.py",
+        "preprocessor_config.json",
+        "recipe.yaml",
+        "versions.json",
+    } <= files
     versions = json.loads((final / "versions.json").read_text())["packages"]
     assert versions["torch"] == torch.__version__ and versions["accelerate"] is not None
     remote = AutoModel.from_pretrained(final, trust_remote_code=True).eval()
@@ -345,9 +389,22 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     output, _ = reference_run
     model_path = output / "final"
     out_json = tmp_path / "eval.json"
-    code = evaluation.main(["--model", str(model_path), "--source", f"raf_db:{tiny_data / 'basic'}:test",
-                            "--source", f"aflw2000:{tiny_data / 'AFLW2000'}", "--batch-size", "3",
-                            "--device", "cpu", "--output", str(out_json)])  # fmt: skip
+    code = evaluation.main(
+        [
+            "--model",
+            str(model_path),
+            "--source",
+            f"raf_db:{tiny_data / 'basic'}:test",
+            "--source",
+            f"aflw2000:{tiny_data / 'AFLW2000'}",
+            "--batch-size",
+            "3",
+            "--device",
+            "cpu",
+            "--output",
+            str(out_json),
+        ]
+    )
     assert code == 0
     report = json.loads(out_json.read_text())
     table = capsys.readouterr().out
@@ -361,8 +418,21 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     assert report["labelled"]["raf_db_test"] == {"expression": 8, "au": 0, "attributes": 0, "age": 0, "head_pose": 0}
     assert report["labelled"]["aflw2000_test"]["head_pose"] == SIZES["aflw2000"]
     from_recipe = tmp_path / "from_recipe.json"
-    assert evaluation.main(["--model", str(model_path), "--config", str(TINY_RECIPE), "--data-root", str(tiny_data),
-                            "--output", str(from_recipe)]) == 0  # fmt: skip
+    assert (
+        evaluation.main(
+            [
+                "--model",
+                str(model_path),
+                "--config",
+                str(TINY_RECIPE),
+                "--data-root",
+                str(tiny_data),
+                "--output",
+                str(from_recipe),
+            ]
+        )
+        == 0
+    )
     recipe_report = json.loads(from_recipe.read_text())
     assert [d["label"] for d in recipe_report["data"]] == ["raf_db_test", "celeba_test", "aflw2000_test"]
     assert recipe_report["metrics"]["raf_db_test"] == report["metrics"]["raf_db_test"]
@@ -375,8 +445,9 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
     batch = QFaceBatchTransform(model.config, processor)(rows)
     with torch.no_grad():
         logits = model(batch["pixel_values"]).expression_logits.numpy()
-    expected = compute_task_metrics(model.config.tasks, {"expression": logits},
-                                    {"expression": batch["expression_labels"].numpy()})  # fmt: skip
+    expected = compute_task_metrics(
+        model.config.tasks, {"expression": logits}, {"expression": batch["expression_labels"].numpy()}
+    )
     assert report["metrics"]["raf_db_test"]["expression/accuracy"] == pytest.approx(expected["expression/accuracy"])
     assert expected["expression/accuracy"] == np.mean(logits.argmax(1) == batch["expression_labels"].numpy())
 
@@ -392,10 +463,20 @@ def test_evaluate_model_scores_like_the_metrics_on_its_own_predictions(tmp_path,
 
 
 def test_bf16_mixed_precision_and_activation_checkpointing_run(tmp_path, tiny_data):
-    summary = run_in_process(train_args(tiny_data, tmp_path / "bf16", 2, train__mixed_precision="bf16",
-                                        model__activation_checkpointing=True, logging__every_steps=1,
-                                        logging__tensorboard=False, data__eval=[], eval__best_metric=None,
-                                        checkpoint__every_steps=None))  # fmt: skip
+    summary = run_in_process(
+        train_args(
+            tiny_data,
+            tmp_path / "bf16",
+            2,
+            train__mixed_precision="bf16",
+            model__activation_checkpointing=True,
+            logging__every_steps=1,
+            logging__tensorboard=False,
+            data__eval=[],
+            eval__best_metric=None,
+            checkpoint__every_steps=None,
+        )
+    )
     records = train_records(tmp_path / "bf16" / "logs" / "train.jsonl")
     assert summary["steps"] == 2 and all(math.isfinite(r["loss"]) for r in records) and len(records) == 2
     assert not (tmp_path / "bf16" / "checkpoints").exists()

@@ -9,13 +9,13 @@ import json
 import pytest
 import yaml
 
-from tests.fixtures.benchmark_formats import write_bp4d, write_disfa
-from tests.fixtures.train_runs import REPO, TINY_RECIPE, run_in_process, single_thread, train_args
-from tests.fixtures.training_data import write_training_data
 from modeling_qface.training import evaluation, finetune
 from modeling_qface.training.data import read_rows
 from modeling_qface.training.folds import aggregate_fold_reports, fold_recipes, parse_folds
 from modeling_qface.training.recipe import RecipeError, load_recipe
+from tests.fixtures.benchmark_formats import write_bp4d, write_disfa
+from tests.fixtures.train_runs import REPO, TINY_RECIPE, single_thread, train_args
+from tests.fixtures.training_data import write_training_data
 
 PAPER_RECIPE = REPO / "configuration" / "train-paper.yaml"
 
@@ -36,10 +36,11 @@ def test_the_three_test_folds_partition_the_subjects_and_the_frames(au_data, nam
     assert sum(len(s) for s in test_subjects.values()) == len(set().union(*test_subjects.values())) == subjects
     assert set().union(*test_subjects.values()) == {r["subject_id"] for r in everything}
     assert sorted(r["image"] for rows in tests.values() for r in rows) == sorted(r["image"] for r in everything)
-    for fold, rows in tests.items():  # a fold trains on exactly the subjects it does not test
+    for fold in tests:  # a fold trains on exactly the subjects it does not test
         train = {r["subject_id"] for r in read_rows(name, au_data[name], "train", fold=fold)[0]}
         assert train.isdisjoint(test_subjects[fold]) and train | test_subjects[fold] == set(test_subjects[1]).union(
-            test_subjects[2], test_subjects[3])
+            test_subjects[2], test_subjects[3]
+        )
 
 
 def test_fold_recipes_set_every_au_source_and_their_own_output_folder():
@@ -48,8 +49,12 @@ def test_fold_recipes_set_every_au_source_and_their_own_output_folder():
     assert list(recipes) == [1, 2, 3]
     for fold, copy in recipes.items():
         assert copy.output_dir == f"runs/qface-base/fold-{fold}"
-        au_sources = [s for section in (copy.data.train, copy.data.eval, copy.data.test) for s in section
-                      if s.name in ("bp4d", "disfa")]  # fmt: skip
+        au_sources = [
+            s
+            for section in (copy.data.train, copy.data.eval, copy.data.test)
+            for s in section
+            if s.name in ("bp4d", "disfa")
+        ]
         assert len(au_sources) == 6 and all(s.options["fold"] == fold for s in au_sources)
         # the validation carve stays: each fold holds out 15 % of its own training subjects
         assert [s.options.get("val_fraction") for s in au_sources] == [0.15, 0.15, 0.15, 0.15, None, None]
@@ -68,8 +73,16 @@ def test_fold_recipes_set_every_au_source_and_their_own_output_folder():
 def test_qface_train_folds_runs_one_recipe_per_fold(tmp_path):
     data = write_training_data(tmp_path / "data")["raf_db"].parent
     output = tmp_path / "run"
-    args = train_args(data, output, 1, logging__tensorboard=False, eval__every_steps=None,
-                      checkpoint__every_steps=None, data__eval=[], eval__best_metric=None)  # fmt: skip
+    args = train_args(
+        data,
+        output,
+        1,
+        logging__tensorboard=False,
+        eval__every_steps=None,
+        checkpoint__every_steps=None,
+        data__eval=[],
+        eval__best_metric=None,
+    )
     with single_thread():
         assert finetune.main([*args, "--folds", "1,2"]) == 0
     for fold in (1, 2):
@@ -90,18 +103,26 @@ def test_qface_train_folds_runs_one_recipe_per_fold(tmp_path):
 def _report(fold: int, f1: dict[str, float | None], label: str = "bp4d_test", name: str = "bp4d") -> dict:
     """A `qface evaluate` report of one fold (only what the aggregation reads), with made-up per-AU F1."""
     finite = [v for v in f1.values() if v is not None]
-    metrics = {"au/f1_mean": sum(finite) / len(finite), **{f"au/f1/{au}": v for au, v in f1.items()},
-               "au/accuracy_mean": 0.9}  # fmt: skip
-    return {"model": f"runs/x/fold-{fold}/final",
-            "data": [{"label": label, "name": name, "split": "test", "options": {"fold": fold},
-                      "num_samples": 100 + fold},
-                     {"label": "raf_db_test", "name": "raf_db", "split": "test", "options": {}, "num_samples": 8}],
-            "metrics": {label: metrics, "raf_db_test": {"expression/accuracy": 0.5}}}  # fmt: skip
+    metrics = {
+        "au/f1_mean": sum(finite) / len(finite),
+        **{f"au/f1/{au}": v for au, v in f1.items()},
+        "au/accuracy_mean": 0.9,
+    }
+    return {
+        "model": f"runs/x/fold-{fold}/final",
+        "data": [
+            {"label": label, "name": name, "split": "test", "options": {"fold": fold}, "num_samples": 100 + fold},
+            {"label": "raf_db_test", "name": "raf_db", "split": "test", "options": {}, "num_samples": 8},
+        ],
+        "metrics": {label: metrics, "raf_db_test": {"expression/accuracy": 0.5}},
+    }
 
 
-FOLD_F1 = {1: {"AU1": 0.50, "AU2": 0.40, "AU4": 0.60, "AU9": None},
-           2: {"AU1": 0.70, "AU2": 0.20, "AU4": None, "AU9": None},
-           3: {"AU1": 0.30, "AU2": 0.30, "AU4": 0.40, "AU9": None}}  # fmt: skip
+FOLD_F1 = {
+    1: {"AU1": 0.50, "AU2": 0.40, "AU4": 0.60, "AU9": None},
+    2: {"AU1": 0.70, "AU2": 0.20, "AU4": None, "AU9": None},
+    3: {"AU1": 0.30, "AU2": 0.30, "AU4": 0.40, "AU9": None},
+}
 
 
 def test_fold_average_is_the_per_au_mean_over_folds_then_the_mean_over_aus(tmp_path, capsys):
@@ -116,8 +137,9 @@ def test_fold_average_is_the_per_au_mean_over_folds_then_the_mean_over_aus(tmp_p
     metrics = report["metrics"]["bp4d_test"]
     # By hand: AU1 (0.5 + 0.7 + 0.3) / 3 = 0.5, AU2 (0.4 + 0.2 + 0.3) / 3 = 0.3, AU4 (0.6 + 0.4) / 2 = 0.5 (fold 2 has
     # no F1 for it); AU9 is never coded. The headline: (0.5 + 0.3 + 0.5) / 3.
-    assert metrics == pytest.approx({"au/f1/AU1": 0.5, "au/f1/AU2": 0.3, "au/f1/AU4": 0.5,
-                                     "au/f1_mean": (0.5 + 0.3 + 0.5) / 3})  # fmt: skip
+    assert metrics == pytest.approx(
+        {"au/f1/AU1": 0.5, "au/f1/AU2": 0.3, "au/f1/AU4": 0.5, "au/f1_mean": (0.5 + 0.3 + 0.5) / 3}
+    )
     assert report["folds_scored"]["bp4d_test"] == {"AU1": 3, "AU2": 3, "AU4": 2}
     assert report["per_fold"]["bp4d_test"]["au/f1/AU1"] == [0.5, 0.7, 0.3]  # in fold order
     assert report["per_fold"]["bp4d_test"]["au/f1/AU4"] == [0.6, None, 0.4]
@@ -129,13 +151,17 @@ def test_fold_average_is_the_per_au_mean_over_folds_then_the_mean_over_aus(tmp_p
     complete = {fold: {"AU1": v["AU1"], "AU2": v["AU2"]} for fold, v in FOLD_F1.items()}
     mean = aggregate_fold_reports([_report(f, complete[f]) for f in (1, 2, 3)], ["a", "b", "c"])
     assert mean["metrics"]["bp4d_test"]["au/f1_mean"] == pytest.approx(
-        sum(sum(v.values()) / 2 for v in complete.values()) / 3)
+        sum(sum(v.values()) / 2 for v in complete.values()) / 3
+    )
 
 
 def test_fold_average_refuses_a_repeated_or_missing_fold(tmp_path, capsys):
     reports = [_report(1, FOLD_F1[1]), _report(1, FOLD_F1[2]), _report(3, FOLD_F1[3])]
-    with pytest.raises(ValueError, match=r"bp4d_test: the 3-fold protocol needs folds 1, 2 and 3 once each; got "
-                                         r"fold 1 \(a\.json\), fold 1 \(b\.json\), fold 3 \(c\.json\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"bp4d_test: the 3-fold protocol needs folds 1, 2 and 3 once each; got "
+        r"fold 1 \(a\.json\), fold 1 \(b\.json\), fold 3 \(c\.json\)",
+    ):
         aggregate_fold_reports(reports, ["a.json", "b.json", "c.json"])
     with pytest.raises(ValueError, match="folds 1, 2 and 3 once each"):
         aggregate_fold_reports(reports[:1], ["a.json"])

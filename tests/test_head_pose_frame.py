@@ -172,8 +172,10 @@ def pose_errors(pipe, photos: dict, views, exact_landmarks: bool = False) -> lis
         for make_view in views:
             image, move, expected, order = make_view(rgb)
             if exact_landmarks:
-                moved = [DetectedFace(tuple(f["box"]), f["score"], np.array([move(p) for p in f["landmarks"]])[order])
-                         for f in faces]  # fmt: skip
+                moved = [
+                    DetectedFace(tuple(f["box"]), f["score"], np.array([move(p) for p in f["landmarks"]])[order])
+                    for f in faces
+                ]
                 with patch("modeling_qface.model.pipeline_qface.locate_faces", lambda *args, **kwargs: moved):
                     view_faces = pipe(image)
             else:
@@ -190,8 +192,9 @@ def pose_errors(pipe, photos: dict, views, exact_landmarks: bool = False) -> lis
     [((25.0, -10.0, 5.0), 1e-3, 1.0), (None, 2.0, 2.5)],
     ids=["turned-crop-pose", "trained-weights"],
 )
-def test_rotating_the_photo_turns_the_reported_pose_by_that_rotation(sample_photos, crop_pose, exact_limit,
-                                                                     detected_limit):  # fmt: skip
+def test_rotating_the_photo_turns_the_reported_pose_by_that_rotation(
+    sample_photos, crop_pose, exact_limit, detected_limit
+):
     pipe = face_pipeline(crop_pose)
     photos = {name: sample_photos[name] for name in PHOTOS}
     views = [rotated_view(20.0), rotated_view(-35.0)]

@@ -29,12 +29,22 @@ from tests.hub_server import HubServer
 
 OUTPUT_FIELDS = ("expression_logits", "au_logits", "attributes_logits", "age", "head_pose")
 EVALUATION = {  # the shape of `qface evaluate`'s JSON report
-    "model": "runs/x/final", "head_pose_frame": "photo",
-    "data": [{"name": "raf_db", "root": "/data/RAF-DB", "split": "test", "options": {}, "label": "raf_db_test",
-              "num_samples": 3068}],
+    "model": "runs/x/final",
+    "head_pose_frame": "photo",
+    "data": [
+        {
+            "name": "raf_db",
+            "root": "/data/RAF-DB",
+            "split": "test",
+            "options": {},
+            "label": "raf_db_test",
+            "num_samples": 3068,
+        }
+    ],
     "metrics": {"raf_db_test": {"expression/accuracy": 0.8125, "expression/class_accuracy/happy": 0.9}},
-    "aliases": {}, "labelled": {"raf_db_test": {"expression": 3068}},
-}  # fmt: skip
+    "aliases": {},
+    "labelled": {"raf_db_test": {"expression": 3068}},
+}
 
 
 @pytest.fixture
@@ -79,8 +89,14 @@ def run_fresh(script: str, hub: HubServer, tmp_path: Path) -> subprocess.Complet
     work.mkdir(exist_ok=True)
     env = {**os.environ, **hub.env(), "HF_HOME": str(tmp_path / "fresh-hf-home"), "HF_TOKEN": "hf_test_token"}
     env.pop("PYTHONPATH", None)
-    return subprocess.run([sys.executable, "-c", blocked + textwrap.dedent(script)], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", blocked + textwrap.dedent(script)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, tmp_path, tiny_model, pixel_values):
@@ -97,8 +113,16 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
     assert first.oid != second.oid and str(second).endswith(second.oid)
 
     files = hub.files("me/qface-tiny")
-    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "modeling_qface.py",
-            "configuration_qface.py", "pipeline_qface.py", "face_alignment_qface.py"} <= set(files)  # fmt: skip
+    assert {
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_qface.py",
+        "configuration_qface.py",
+        "pipeline_qface.py",
+        "face_alignment_qface.py",
+    } <= set(files)
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
     card = files["README.md"].decode()
     assert "# qface-tiny" in card and "transformers' generic" not in card and "Limitations and bias" in card
@@ -109,8 +133,14 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
     assert yaml.safe_load(first_card.split("---\n")[1])["model-index"][0]["results"][0]["metrics"][0]["value"] == 0.8125
     assert "No evaluation results were recorded" in card
 
-    save_file({"pixel_values": pixel_values, **{f"first.{k}": reference[k] for k in OUTPUT_FIELDS},
-               **{f"second.{k}": second_reference[k] for k in OUTPUT_FIELDS}}, tmp_path / "io.safetensors")  # fmt: skip
+    save_file(
+        {
+            "pixel_values": pixel_values,
+            **{f"first.{k}": reference[k] for k in OUTPUT_FIELDS},
+            **{f"second.{k}": second_reference[k] for k in OUTPUT_FIELDS},
+        },
+        tmp_path / "io.safetensors",
+    )
     result = run_fresh(
         f"""
         import json, numpy as np, torch
@@ -138,8 +168,9 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
         json.dump(faces, open({str(tmp_path / "fresh_faces.json")!r}, "w"))
         print("FRESH-OK")
         """,
-        hub, tmp_path,
-    )  # fmt: skip
+        hub,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "FRESH-OK" in result.stdout
     fresh = json.loads((tmp_path / "fresh_faces.json").read_text())
@@ -148,15 +179,23 @@ def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, 
     expected = json.loads(json.dumps(faces))
     got, want = flat(fresh), flat(expected)
     numbers = {k for k, v in want.items() if isinstance(v, float)}
-    assert got.keys() == want.keys() and {k: got[k] for k in got.keys() - numbers} == {k: want[k] for k in numbers ^ want.keys()}
+    assert got.keys() == want.keys() and {k: got[k] for k in got.keys() - numbers} == {
+        k: want[k] for k in numbers ^ want.keys()
+    }
     assert {k: got[k] for k in numbers} == pytest.approx({k: want[k] for k in numbers}, rel=1e-6, abs=1e-6)
 
 
 def test_qface_push_of_a_training_folder(hub, tmp_path, tiny_model, capsys):
     folder = tmp_path / "final"
     tiny_model.save_pretrained(folder)
-    (folder / "recipe.yaml").write_text(yaml.safe_dump({"model": {"preset": "qface-tiny", "backbone": "me/mae-faces"},
-                                                         "data": {"train": [{"name": "celeba", "split": "train"}]}}))  # fmt: skip
+    (folder / "recipe.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": {"preset": "qface-tiny", "backbone": "me/mae-faces"},
+                "data": {"train": [{"name": "celeba", "split": "train"}]},
+            }
+        )
+    )
     report = tmp_path / "report.json"
     report.write_text(json.dumps(EVALUATION))
     assert qface(["push", str(folder), "me/from-cli", "--evaluation", str(report), "--private"]) == 0
@@ -176,12 +215,28 @@ def test_trainer_every_save_pushes_the_export(hub, tmp_path, tiny_model, pixel_v
 
     labels = partial_labels(4)
     rows = [{"pixel_values": pixel_values[i], **{k: v[i] for k, v in labels.items()}} for i in range(4)]
-    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, save_steps=1, save_strategy="steps",
-                             per_device_train_batch_size=2, report_to="none", use_cpu=True,
-                             remove_unused_columns=False, push_to_hub=True, hub_model_id="me/qface-trainer",
-                             hub_strategy="every_save", hub_token="hf_test_token", label_names=list(labels))  # fmt: skip
-    trainer = Trainer(model=tiny_model.train(), args=args, train_dataset=rows,
-                      processing_class=build_image_processor(tiny_model.config), callbacks=[QFaceHubCallback()])  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        save_steps=1,
+        save_strategy="steps",
+        per_device_train_batch_size=2,
+        report_to="none",
+        use_cpu=True,
+        remove_unused_columns=False,
+        push_to_hub=True,
+        hub_model_id="me/qface-trainer",
+        hub_strategy="every_save",
+        hub_token="hf_test_token",
+        label_names=list(labels),
+    )
+    trainer = Trainer(
+        model=tiny_model.train(),
+        args=args,
+        train_dataset=rows,
+        processing_class=build_image_processor(tiny_model.config),
+        callbacks=[QFaceHubCallback()],
+    )
     trainer.train()
     trainer._finish_current_push()
     commits = hub.repos["me/qface-trainer"].commits
@@ -197,18 +252,35 @@ def test_qface_trainer_pushes_the_export_its_card_and_no_pickle(hub, tmp_path, t
     from transformers import TrainingArguments
 
     from modeling_qface.model.model_loading_qface import load_qface_model
-    from tests.conftest import partial_labels
     from modeling_qface.training.qface_trainer import QFaceTrainer
+    from tests.conftest import partial_labels
 
     labels = partial_labels(4)
     rows = [{"pixel_values": pixel_values[i], **{k: v[i] for k, v in labels.items()}} for i in range(4)]
-    args = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, save_steps=1, save_strategy="steps",
-                             eval_strategy="steps", eval_steps=2, per_device_train_batch_size=2, report_to="none",
-                             use_cpu=True, remove_unused_columns=False, push_to_hub=True, hub_model_id="me/qface-run",
-                             hub_strategy="every_save", hub_token="hf_test_token")  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        max_steps=2,
+        save_steps=1,
+        save_strategy="steps",
+        eval_strategy="steps",
+        eval_steps=2,
+        per_device_train_batch_size=2,
+        report_to="none",
+        use_cpu=True,
+        remove_unused_columns=False,
+        push_to_hub=True,
+        hub_model_id="me/qface-run",
+        hub_strategy="every_save",
+        hub_token="hf_test_token",
+    )
     # No label_names, no compute_metrics, no callback: QFaceTrainer fills in the first two and needs no third.
-    trainer = QFaceTrainer(model=tiny_model.train(), args=args, train_dataset=rows, eval_dataset=rows,
-                           processing_class=build_image_processor(tiny_model.config))  # fmt: skip
+    trainer = QFaceTrainer(
+        model=tiny_model.train(),
+        args=args,
+        train_dataset=rows,
+        eval_dataset=rows,
+        processing_class=build_image_processor(tiny_model.config),
+    )
     assert args.label_names == ["expression_labels", "au_labels", "attributes_labels", "age_labels", "head_pose_labels"]
     trainer.train()
     trainer.push_to_hub()  # blocking: waits for the checkpoint pushes too

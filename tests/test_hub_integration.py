@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, ViTMAEForPreTraining, ViTMAEModel
+from transformers import AutoConfig, AutoModel, ViTMAEForPreTraining
 
 from modeling_qface import QFaceConfig, QFaceModel
 
@@ -35,10 +35,19 @@ def test_save_and_reload_is_bit_identical_and_safetensors_only(tmp_path, tiny_mo
         reference = tiny_model(pixel_values)
     tiny_model.save_pretrained(tmp_path)
     files = saved_files(tmp_path)
-    assert {"config.json", "model.safetensors", "configuration_qface.py", "modeling_qface.py", "heads_qface.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_qface.py",
+        "modeling_qface.py",
+        "heads_qface.py",
+    } <= files
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) for name in files)
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["auto_map"] == {"AutoConfig": "configuration_qface.QFaceConfig", "AutoModel": "modeling_qface.QFaceModel"}
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_qface.QFaceConfig",
+        "AutoModel": "modeling_qface.QFaceModel",
+    }
     assert config["architectures"] == ["QFaceModel"]
 
     reloaded, info = AutoModel.from_pretrained(tmp_path, output_loading_info=True)
@@ -133,7 +142,9 @@ def test_backbone_from_a_v5_checkpoint(tmp_path, tiny_config, mae_checkpoints, l
 @pytest.mark.parametrize("layout", ["vitmae_v4_pretraining", "vitmae_v4_model"])
 def test_backbone_from_a_transformers_4_checkpoint(tmp_path, tiny_config, layout, pixel_values):
     folder = FIXTURES / layout
-    assert any(k.endswith("attention.attention.query.weight") for k in safe_open(folder / "model.safetensors", "pt").keys())
+    assert any(
+        k.endswith("attention.attention.query.weight") for k in safe_open(folder / "model.safetensors", "pt").keys()
+    )
     model = QFaceModel.from_pretrained_backbone(folder, tiny_config).eval()
     reference = load_file(folder / "reference_outputs.safetensors")
     with torch.no_grad():
@@ -171,7 +182,9 @@ def assert_reload_is_exact(model: QFaceModel, folder: Path, pixel_values: torch.
 
 def test_backbone_loader_fails_loudly(tmp_path, tiny_config, mae_checkpoints):
     folders, _ = mae_checkpoints
-    wrong = QFaceConfig(**{**tiny_config.to_dict(), "backbone_config": {**tiny_config.backbone_config.to_dict(), "hidden_size": 32}})
+    wrong = QFaceConfig(
+        **{**tiny_config.to_dict(), "backbone_config": {**tiny_config.backbone_config.to_dict(), "hidden_size": 32}}
+    )
     with pytest.raises((ValueError, RuntimeError), match=r"encoder weight\(s\) would stay random \(.*wrong shape: "):
         QFaceModel.from_pretrained_backbone(folders["v5_model"], wrong)
 
@@ -180,7 +193,9 @@ def test_backbone_loader_fails_loudly(tmp_path, tiny_config, mae_checkpoints):
     (damaged / "config.json").write_text((folders["v5_model"] / "config.json").read_text())
     weights = load_file(folders["v5_model"] / "model.safetensors")
     dropped = [k for k in weights if "layers.1." in k and "fc1" in k]
-    save_file({k: v for k, v in weights.items() if k not in dropped}, damaged / "model.safetensors", metadata={"format": "pt"})
+    save_file(
+        {k: v for k, v in weights.items() if k not in dropped}, damaged / "model.safetensors", metadata={"format": "pt"}
+    )
     with pytest.raises(ValueError, match=r"2 encoder weight\(s\) would stay random .*missing: layers\.1\.mlp\.fc1"):
         QFaceModel.from_pretrained_backbone(damaged, tiny_config)
 

@@ -55,8 +55,13 @@ CHECKS = {
 ACCURACY_GAIN = {"expression": 0.5, "au": 0.3, "attributes": 0.25}
 ERROR_RATIO = {"age": 0.4, "yaw": 0.8, "pitch": 0.8, "roll": 0.8}
 # One evaluation, at the end; no checkpoints or TensorBoard: only the learning is under test here.
-RUN_SETTINGS = {"data__train__3": TRAIN_UTKFACE, "data__eval": EVAL_SOURCES, "eval__every_steps": None,
-                "checkpoint__every_steps": None, "logging__tensorboard": False}  # fmt: skip
+RUN_SETTINGS = {
+    "data__train__3": TRAIN_UTKFACE,
+    "data__eval": EVAL_SOURCES,
+    "eval__every_steps": None,
+    "checkpoint__every_steps": None,
+    "logging__tensorboard": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +108,14 @@ def learning_report(data_root, output) -> dict[str, tuple[float, float]]:
     report = {}
     for task, (eval_set, metric, (name, root, split, options)) in CHECKS.items():
         eval_source = next(s for s in EVAL_SOURCES if f"{s['name']}_{s['split']}" == eval_set)
-        test_rows = _rows(data_root, eval_source["name"], eval_source["root"], eval_source["split"],
-                          eval_source.get("options", {}))  # fmt: skip
+        test_rows = _rows(
+            data_root, eval_source["name"], eval_source["root"], eval_source["split"], eval_source.get("options", {})
+        )
         train_rows = _rows(data_root, name, root, split, options)
-        report[task] = (metrics[f"eval/{eval_set}/{metric}"], baseline(task, _labels(train_rows, task),
-                                                                       _labels(test_rows, task)))  # fmt: skip
+        report[task] = (
+            metrics[f"eval/{eval_set}/{metric}"],
+            baseline(task, _labels(train_rows, task), _labels(test_rows, task)),
+        )
     return report
 
 

@@ -87,8 +87,10 @@ def test_a_pickle_is_never_loaded(tmp_path, tiny_model):
     marker = pickle_only_folder(folder, tiny_model, exploit=True)
     with pytest.raises(ModelLoadError) as refused:
         load_qface_model(folder)
-    assert str(refused.value) == (f"model folder {folder}: no model.safetensors; pytorch_model.bin is a pickle file, "
-                                  "never loaded (unpickling can run code): save the model as safetensors")  # fmt: skip
+    assert str(refused.value) == (
+        f"model folder {folder}: no model.safetensors; pytorch_model.bin is a pickle file, "
+        "never loaded (unpickling can run code): save the model as safetensors"
+    )
     with pytest.raises(ModelLoadError, match=r"pytorch_model.bin: a pickle file, never loaded"):
         load_qface_model(folder / "pytorch_model.bin")
     assert not marker.exists()
@@ -172,9 +174,9 @@ def test_what_is_not_a_model_folder(tmp_path, saved):
 def loaders():
     """(name, function of a model folder) for every place that loads saved Q-Face weights."""
     from modeling_qface.analysis import analyze
-    from modeling_qface.webdemo import serve
     from modeling_qface.training import demo_model, evaluation, finetune
     from modeling_qface.training.recipe import ModelSection
+    from modeling_qface.webdemo import serve
 
     return {
         "qface serve": lambda folder: serve.load_model(str(folder)),
@@ -188,8 +190,17 @@ def loaders():
     }
 
 
-@pytest.mark.parametrize("loader", ["qface serve", "qface analyze", "qface evaluate", "qface train init_from",
-                                    "demo model evaluate", "demo model export"])  # fmt: skip
+@pytest.mark.parametrize(
+    "loader",
+    [
+        "qface serve",
+        "qface analyze",
+        "qface evaluate",
+        "qface train init_from",
+        "demo model evaluate",
+        "demo model export",
+    ],
+)
 def test_every_loader_refuses_a_pickle_and_a_partial_checkpoint(loader, tmp_path, tiny_model):
     load = loaders()[loader]
     pickled = tmp_path / "pickled"
@@ -210,12 +221,21 @@ def test_cli_prints_one_error_line_and_exits_2(command, saved, tmp_path):
     with socket.socket() as taken:  # a busy port: a server that loaded the model anyway fails at once, not serves
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        args = {"analyze": [str(tmp_path), "--output", str(tmp_path / "out.jsonl"), "--model", str(saved)],
-                "serve": ["--model", str(saved), "--port", str(taken.getsockname()[1])]}[command]  # fmt: skip
-        result = subprocess.run([sys.executable, "-m", "modeling_qface.cli", command, *args], cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        args = {
+            "analyze": [str(tmp_path), "--output", str(tmp_path / "out.jsonl"), "--model", str(saved)],
+            "serve": ["--model", str(saved), "--port", str(taken.getsockname()[1])],
+        }[command]
+        result = subprocess.run(
+            [sys.executable, "-m", "modeling_qface.cli", command, *args],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    expected = (f"qface {command}: error: model folder {saved}: missing weights: heads.age.proj.bias "
-                "(the checkpoint does not match its config.json)")  # fmt: skip
+    expected = (
+        f"qface {command}: error: model folder {saved}: missing weights: heads.age.proj.bias "
+        "(the checkpoint does not match its config.json)"
+    )
     assert expected in result.stderr.splitlines()

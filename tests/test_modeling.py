@@ -21,9 +21,13 @@ def test_every_task_has_its_output(tiny_model, pixel_values):
     assert out.loss is None and out.task_losses is None and out.cross_attentions is None
     shapes = {name: tuple(out[name].shape) for name in OUTPUT_FIELDS}
     assert shapes == {
-        "expression_logits": (4, 7), "au_logits": (4, 15), "attributes_logits": (4, 40),
-        "age_distribution": (4, 101), "age": (4,), "head_pose": (4, 3),
-    }  # fmt: skip
+        "expression_logits": (4, 7),
+        "au_logits": (4, 15),
+        "attributes_logits": (4, 40),
+        "age_distribution": (4, 101),
+        "age": (4,),
+        "head_pose": (4, 3),
+    }
     torch.testing.assert_close(out.age_distribution.sum(-1), torch.ones(4))
     torch.testing.assert_close(out.age, (out.age_distribution * torch.arange(101.0)).sum(-1))
     # Each image is answered independently of the rest of the batch.
@@ -129,7 +133,10 @@ def test_batch_with_no_label_at_all_has_zero_loss(tiny_model, pixel_values):
 @pytest.mark.parametrize(
     "labels, message",
     [
-        ({"expression_labels": torch.tensor([0, 1, 7, 2])}, "expression_labels: value 7 is not a valid label .*allowed -1..6"),
+        (
+            {"expression_labels": torch.tensor([0, 1, 7, 2])},
+            "expression_labels: value 7 is not a valid label .*allowed -1..6",
+        ),
         ({"expression_labels": torch.zeros(4, 7)}, r"expression_labels: expected shape \(4,\) .* got \(4, 7\)"),
         ({"au_labels": torch.full((4, 15), 2)}, "au_labels: value 2 is not a valid label .*allowed -1, 0, 1"),
         ({"au_labels": torch.zeros(4, 12)}, r"au_labels: expected shape \(4, 15\)"),
@@ -145,7 +152,10 @@ def test_bad_labels_are_named(tiny_model, pixel_values, labels, message):
 
 @pytest.mark.parametrize(
     "shape, message",
-    [((4, 1, 32, 32), r"expected shape \(batch, 3, height, width\)"), ((4, 3, 48, 48), "expected images of 32x32 pixels")],
+    [
+        ((4, 1, 32, 32), r"expected shape \(batch, 3, height, width\)"),
+        ((4, 3, 48, 48), "expected images of 32x32 pixels"),
+    ],
 )
 def test_bad_pixel_values_are_named(tiny_model, shape, message):
     with pytest.raises(ValueError, match=f"pixel_values: {message}"):
@@ -197,7 +207,9 @@ def test_add_task_leaves_existing_outputs_bit_identical(tiny_model, pixel_values
     for old, new in zip(before.cross_attentions, after.cross_attentions):
         assert torch.equal(old, new[:, :, :66])
     assert after.extra_task_outputs["gender_logits"].shape == (4, 2)
-    assert not torch.equal(unperturbed.extra_task_outputs["gender_logits"], perturbed.extra_task_outputs["gender_logits"])
+    assert not torch.equal(
+        unperturbed.extra_task_outputs["gender_logits"], perturbed.extra_task_outputs["gender_logits"]
+    )
     assert after.stage_usage["gender"].shape == (4, 2)
 
 
@@ -458,7 +470,9 @@ def test_drop_path_rate_round_trips_and_is_validated(tmp_path, tiny_config):
     loaded = QFaceModel.from_pretrained(tmp_path / "m")
     assert loaded.config.drop_path_rate == 0.2
     assert loaded.encoder.layers[-1].drop_prob == pytest.approx(0.2)
-    with pytest.raises(StrictDataclassClassValidationError, match=r"drop_path_rate: expected a probability in \[0, 1\)"):
+    with pytest.raises(
+        StrictDataclassClassValidationError, match=r"drop_path_rate: expected a probability in \[0, 1\)"
+    ):
         QFaceConfig.from_dict({**tiny_config.to_dict(), "drop_path_rate": 1.5})
 
 

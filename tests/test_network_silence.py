@@ -33,8 +33,13 @@ ORT_TELEMETRY_WAIT_S = 14  # onnxruntime's first events were sent ~9 s after `im
 CHILD_TIMEOUT_S = 300
 REQUIRE_STRACE = os.environ.get("QFACE_REQUIRE_STRACE", "") not in ("", "0")
 # The variables that switch telemetry off: removed from the child's environment, so that the package must set them.
-OPT_OUT_VARIABLES = ("ORT_DISABLE_TELEMETRY", "HF_HUB_DISABLE_TELEMETRY", "GRADIO_ANALYTICS_ENABLED",
-                     "DISABLE_TELEMETRY", "DO_NOT_TRACK")  # fmt: skip
+OPT_OUT_VARIABLES = (
+    "ORT_DISABLE_TELEMETRY",
+    "HF_HUB_DISABLE_TELEMETRY",
+    "GRADIO_ANALYTICS_ENABLED",
+    "DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
+)
 TRACED_SYSCALLS = "connect,sendto,sendmsg,sendmmsg"
 
 CHILD = textwrap.dedent(
@@ -105,9 +110,16 @@ CHILD = textwrap.dedent(
 
 def child_environment(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OPT_OUT_VARIABLES}
-    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1",
-               TMPDIR=str(home / "tmp"), GRADIO_TEMP_DIR=str(home / "gradio"), PYTHONPATH=str(REPO_ROOT),
-               MPLCONFIGDIR=str(home / "matplotlib"))  # fmt: skip
+    env.update(
+        HOME=str(home),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        HF_HOME=str(home / "hf"),
+        HF_HUB_OFFLINE="1",
+        TMPDIR=str(home / "tmp"),
+        GRADIO_TEMP_DIR=str(home / "gradio"),
+        PYTHONPATH=str(REPO_ROOT),
+        MPLCONFIGDIR=str(home / "matplotlib"),
+    )
     return env
 
 
@@ -118,20 +130,45 @@ def silent_run(sample_photos, tmp_path_factory):
     home, report, script, trace = work / "home", work / "report.json", work / "child.py", work / "trace.txt"
     (home / "tmp").mkdir(parents=True)
     script.write_text(CHILD)
-    settings = {"photo": str(sample_photos[PHOTO]), "sample_photos": str(sample_photos[PHOTO].parent),
-                "report": str(report), "ort_wait_s": ORT_TELEMETRY_WAIT_S, "variables": OPT_OUT_VARIABLES}  # fmt: skip
+    settings = {
+        "photo": str(sample_photos[PHOTO]),
+        "sample_photos": str(sample_photos[PHOTO].parent),
+        "report": str(report),
+        "ort_wait_s": ORT_TELEMETRY_WAIT_S,
+        "variables": OPT_OUT_VARIABLES,
+    }
     command = [sys.executable, str(script), json.dumps(settings)]
     strace = shutil.which("strace")
     if strace:
-        command = [strace, "-f", "-qq", "-e", f"trace={TRACED_SYSCALLS}", "-e", "signal=none", "-o", str(trace),
-                   *command]  # fmt: skip
-    result = subprocess.run(command, cwd=REPO_ROOT, env=child_environment(home), capture_output=True, text=True,
-                            timeout=CHILD_TIMEOUT_S, stdin=subprocess.DEVNULL)  # fmt: skip
+        command = [
+            strace,
+            "-f",
+            "-qq",
+            "-e",
+            f"trace={TRACED_SYSCALLS}",
+            "-e",
+            "signal=none",
+            "-o",
+            str(trace),
+            *command,
+        ]
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=child_environment(home),
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0 and report.is_file(), (
         f"the child process failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
     )
-    return {"report": json.loads(report.read_text()), "home": home,
-            "trace": trace.read_text().splitlines() if strace else None}  # fmt: skip
+    return {
+        "report": json.loads(report.read_text()),
+        "home": home,
+        "trace": trace.read_text().splitlines() if strace else None,
+    }
 
 
 def outside_traffic(trace_lines: list[str]) -> list[str]:
@@ -152,8 +189,10 @@ def _loopback(address: str) -> bool:
     import ipaddress
 
     parsed = ipaddress.ip_address(address)
-    return parsed.is_loopback or parsed.is_unspecified or (
-        parsed.version == 6 and parsed.ipv4_mapped is not None and parsed.ipv4_mapped.is_loopback
+    return (
+        parsed.is_loopback
+        or parsed.is_unspecified
+        or (parsed.version == 6 and parsed.ipv4_mapped is not None and parsed.ipv4_mapped.is_loopback)
     )
 
 

@@ -28,11 +28,11 @@ from modeling_qface.analysis.analyze import load_pipeline
 from modeling_qface.analysis.analyze import main as analyze_main
 from modeling_qface.cli import main as cli_main
 from modeling_qface.model.configuration_qface import QFaceConfig
-from modeling_qface.onnx_export.export import OnnxExportError, export_onnx_graph
 from modeling_qface.model.face_alignment_qface import FaceCrop, locate_faces
 from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.model.model_loading_qface import ModelLoadError
 from modeling_qface.model.onnx_qface import QFaceOnnxModel, onnx_output_names
+from modeling_qface.onnx_export.export import OnnxExportError, export_onnx_graph
 from modeling_qface.registry import register_face_analysis_pipeline
 
 DEFAULT_FIELDS = ["expression_logits", "au_logits", "attributes_logits", "age_distribution", "age", "head_pose"]
@@ -112,8 +112,11 @@ def flatten(value, prefix="") -> dict:
 def test_export_folder_is_laid_out_as_optimum_exports(export, torch_folder):
     folder, printed = export
     assert sorted(p.name for p in folder.iterdir()) == [
-        "README.md", "config.json", "model.onnx", "preprocessor_config.json"
-    ]  # fmt: skip
+        "README.md",
+        "config.json",
+        "model.onnx",
+        "preprocessor_config.json",
+    ]
     assert "checked with onnxruntime at batch sizes [1, 3]" in printed
     config = json.loads((folder / "config.json").read_text())
     original = json.loads((torch_folder / "config.json").read_text())
@@ -140,7 +143,8 @@ def test_graph_has_a_dynamic_batch_axis_and_the_qface_output_names(export):
     assert [o.name for o in outputs] == OUTPUT_NAMES == onnx_output_names(QFaceConfig.from_pretrained(folder))
     assert all(name in QFaceOutput.__dataclass_fields__ for name in DEFAULT_FIELDS)
     assert QFaceOnnxModel.from_pretrained(folder)(pixel_values=torch.zeros(1, 3, 32, 32)).extra_task_outputs.keys() == {
-        "glasses_logits", "tilt"
+        "glasses_logits",
+        "tilt",
     }
     assert all(isinstance(o.shape[0], str) for o in outputs)
 
@@ -258,8 +262,10 @@ def test_analyze_cli_runs_an_onnx_export(export, torch_folder, sample_photos, tm
     folder, _ = export
     photo = str(sample_photos["multi_face.jpg"])
     for name, model in (("torch", torch_folder), ("onnx", folder)):
-        assert analyze_main([photo, "--model", str(model), "--output", str(tmp_path / f"{name}.jsonl"),
-                             "--no-progress"]) == 0  # fmt: skip
+        assert (
+            analyze_main([photo, "--model", str(model), "--output", str(tmp_path / f"{name}.jsonl"), "--no-progress"])
+            == 0
+        )
     on_torch, on_onnx = (json.loads((tmp_path / f"{name}.jsonl").read_text()) for name in ("torch", "onnx"))
     assert len(on_onnx["faces"]) == len(on_torch["faces"]) == 5
     for face_torch, face_onnx in zip(on_torch["faces"], on_onnx["faces"]):
@@ -306,8 +312,11 @@ def test_cpu_supports_bf16_reads_the_cpu_flags(tmp_path):
     from modeling_qface.model.pipeline_qface import cpu_supports_bf16
 
     flags = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n"
-    for text, expected in ((flags, True), (flags.replace("avx512_bf16", "avx512bw"), False),
-                           ("flags : fpu amx_bf16 amx_tile\n", True)):  # fmt: skip
+    for text, expected in (
+        (flags, True),
+        (flags.replace("avx512_bf16", "avx512bw"), False),
+        ("flags : fpu amx_bf16 amx_tile\n", True),
+    ):
         (tmp_path / "cpuinfo").write_text(text)
         assert cpu_supports_bf16(str(tmp_path / "cpuinfo")) is expected
 

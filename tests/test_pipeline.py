@@ -297,8 +297,9 @@ def test_detect_faces_false_takes_the_input_as_an_aligned_crop(pipe, multi_face)
     aligned = FaceCrop.from_config(pipe.model.config)(rgb, np.array(faces[1]["landmarks"]))
     (face,) = pipe(aligned.crop, detect_faces=False)
     assert face["box"] == [0.0, 0.0, 32.0, 32.0] and face["score"] is None and face["landmarks"] is None
-    answers = [{k: v for k, v in f.items() if k not in ("box", "score", "landmarks", "head_pose")}
-               for f in (face, faces[1])]  # fmt: skip
+    answers = [
+        {k: v for k, v in f.items() if k not in ("box", "score", "landmarks", "head_pose")} for f in (face, faces[1])
+    ]
     assert_same_faces([answers[0]], [answers[1]], tolerance=1e-5)  # a batch of 1 face vs 5: float32 rounding
     # The crop is upright, so its pose is the photo's pose turned by the alignment's in-plane rotation.
     in_crop = rotate_pose_in_plane([faces[1]["head_pose"][n] for n in HEAD_POSE_NAMES], aligned.angle)

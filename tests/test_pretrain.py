@@ -13,18 +13,32 @@ import yaml
 from PIL import Image, ImageDraw
 from transformers import ViTMAEForPreTraining
 
-from modeling_qface.configuration import PRESET_DIR
 from modeling_qface import QFaceModel, load_preset
+from modeling_qface.configuration import PRESET_DIR
+from modeling_qface.model.face_alignment_qface import FaceCrop
 from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.training.mae_data import (
-    BadImageError, DatasetImages, ImageFiles, MaeImageDataset, RandomResizedCropFlip, check_images, load_rgb,
-)  # fmt: skip
+    BadImageError,
+    DatasetImages,
+    ImageFiles,
+    MaeImageDataset,
+    RandomResizedCropFlip,
+    check_images,
+    load_rgb,
+)
 from modeling_qface.training.mae_figure import COLUMNS, GAP, HEADER, MASK_GREY, MIN_TILE, reconstruct
-from modeling_qface.model.face_alignment_qface import FaceCrop
 from modeling_qface.training.pretrain import (
-    PretrainOptions, build_mae_model, build_parser, encoder_config, main, open_image_source, options_from_args,
-    parameter_groups, pretrain, pretraining_config,
-)  # fmt: skip
+    PretrainOptions,
+    build_mae_model,
+    build_parser,
+    encoder_config,
+    main,
+    open_image_source,
+    options_from_args,
+    parameter_groups,
+    pretrain,
+    pretraining_config,
+)
 
 NUM_IMAGES = 16
 STEPS = 20
@@ -99,10 +113,26 @@ def run(tmp_path_factory):
     paths = make_faces(root / "faces", NUM_IMAGES)
     output_dir = root / "mae-tiny"
     argv = [
-        "--config", "pretrain-tiny", "--data", str(root / "faces"), "--output-dir", str(output_dir),
-        "--max-steps", str(STEPS), "--batch-size", str(NUM_IMAGES), "--learning-rate", "3e-3", "--warmup-steps", "0",
-        "--no-augment", "--log-every", "1", "--num-reconstructions", str(NUM_FIGURE_IMAGES),
-    ]  # fmt: skip
+        "--config",
+        "pretrain-tiny",
+        "--data",
+        str(root / "faces"),
+        "--output-dir",
+        str(output_dir),
+        "--max-steps",
+        str(STEPS),
+        "--batch-size",
+        str(NUM_IMAGES),
+        "--learning-rate",
+        "3e-3",
+        "--warmup-steps",
+        "0",
+        "--no-augment",
+        "--log-every",
+        "1",
+        "--num-reconstructions",
+        str(NUM_FIGURE_IMAGES),
+    ]
     assert main(argv) == 0
     return {"output_dir": output_dir, "paths": sorted(paths)}
 
@@ -114,8 +144,14 @@ def read_log(output_dir) -> list[dict]:
 def test_run_writes_the_checkpoint_processor_config_and_log(run):
     output_dir = run["output_dir"]
     names = {p.name for p in output_dir.iterdir()}
-    assert names == {"config.json", "model.safetensors", "preprocessor_config.json", "pretrain_config.json",
-                     "train_log.jsonl", "reconstruction.png"}  # fmt: skip
+    assert names == {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "pretrain_config.json",
+        "train_log.jsonl",
+        "reconstruction.png",
+    }
     assert not output_dir.with_name(output_dir.name + ".partial").exists()
 
     record = json.loads((output_dir / "pretrain_config.json").read_text())
@@ -250,10 +286,17 @@ def test_corrupt_image_is_an_error_naming_the_file(tmp_path):
 def test_skip_bad_images_trains_on_the_rest_and_counts_them(tmp_path):
     make_faces(tmp_path / "faces", 4)
     bad = write_bad_images(tmp_path / "faces")
-    output_dir = pretrain(PretrainOptions(
-        data=str(tmp_path / "faces"), preset="qface-tiny", output_dir=str(tmp_path / "out"), skip_bad_images=True,
-        max_steps=1, batch_size=4, num_reconstructions=0,
-    ))  # fmt: skip
+    output_dir = pretrain(
+        PretrainOptions(
+            data=str(tmp_path / "faces"),
+            preset="qface-tiny",
+            output_dir=str(tmp_path / "out"),
+            skip_bad_images=True,
+            max_steps=1,
+            batch_size=4,
+            num_reconstructions=0,
+        )
+    )
     resolved = json.loads((output_dir / "pretrain_config.json").read_text())["resolved"]
     assert resolved["num_images"] == 4 and resolved["unreadable_images"] == len(bad)
     assert all(any(name in example for example in resolved["unreadable_examples"]) for name in bad)
@@ -321,8 +364,11 @@ def test_recipe_values_are_overridden_by_flags(tmp_path):
     options = options_from_args(build_parser().parse_args(args))
     assert (options.preset, options.learning_rate, options.batch_size) == ("qface-small", 1e-3, 8)
     assert options.data == "folder"
-    options = options_from_args(build_parser().parse_args([*args, "--batch-size", "2", "--model-config", "c.json",
-                                                           "--source", "celeba", "--root", "r"]))  # fmt: skip
+    options = options_from_args(
+        build_parser().parse_args(
+            [*args, "--batch-size", "2", "--model-config", "c.json", "--source", "celeba", "--root", "r"]
+        )
+    )
     assert (options.batch_size, options.preset, options.model_config, options.data) == (2, None, "c.json", None)
 
     recipe.write_text("preset: qface-small\nlearning_rat: 1e-3\n")
@@ -392,8 +438,14 @@ def test_reconstruction_of_a_perfect_prediction_is_the_image(norm_pix_loss):
 
 def test_model_config_json_gives_the_same_encoder_as_the_preset(run):
     preset = load_preset("qface-tiny").backbone_config
-    geometry = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
-                "patch_size")  # fmt: skip
+    geometry = (
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "image_size",
+        "patch_size",
+    )
     for path in (PRESET_DIR / "qface-tiny.json", run["output_dir"] / "config.json"):  # a Q-Face and a ViTMAE config
         options = PretrainOptions(data="x", output_dir="y", model_config=str(path))
         config = pretraining_config(encoder_config(options), options)

@@ -17,18 +17,18 @@ import yaml
 from datasets import Dataset, Features, List, Value
 
 from modeling_qface import load_preset
-from modeling_qface.model.configuration_qface import AU_NAMES
-from modeling_qface.model.heads_qface import task_loss
-from tests.fixtures.train_runs import REPO, TINY_RECIPE, read_jsonl, run_in_process, train_args
-from tests.fixtures.training_data import write_training_data
-from modeling_qface.model.face_alignment_qface import FaceCrop
 from modeling_qface.hub.card import _evaluation_table, evaluation_results
-from tests.fixtures.benchmark_formats import coordinate_image, write_celeba
+from modeling_qface.model.configuration_qface import AU_NAMES
+from modeling_qface.model.face_alignment_qface import FaceCrop
+from modeling_qface.model.heads_qface import task_loss
 from modeling_qface.training import finetune, label_statistics
 from modeling_qface.training.data import holds_test_rows, prepare_source, read_rows
 from modeling_qface.training.mixing import epoch_balanced_shares, epochs_per_source, shares_to_counts
 from modeling_qface.training.protocols import protocol_name
 from modeling_qface.training.recipe import RecipeError, check_recipe_sources, load_recipe
+from tests.fixtures.benchmark_formats import coordinate_image, write_celeba
+from tests.fixtures.train_runs import REPO, TINY_RECIPE, read_jsonl, run_in_process, train_args
+from tests.fixtures.training_data import write_training_data
 
 PAPER_RECIPE = REPO / "configuration" / "train-paper.yaml"
 AU = {name: i for i, name in enumerate(AU_NAMES)}
@@ -107,8 +107,11 @@ def test_training_ages_outside_the_age_bins_are_refused_and_eval_ones_warned(cap
     config = load_preset("qface-tiny")  # age bins 0..100
     fine = {"utkface_train": age_rows([21.0, None, 60.0])}
     label_statistics.check_age_ranges(config, fine, {})
-    with pytest.raises(RecipeError, match=r"data\.train utkface_all: 1 age labels lie outside .* bins 0\.\.100 "
-                                          r"\(e\.g\. 116\).*protocol: coral"):  # fmt: skip
+    with pytest.raises(
+        RecipeError,
+        match=r"data\.train utkface_all: 1 age labels lie outside .* bins 0\.\.100 "
+        r"\(e\.g\. 116\).*protocol: coral",
+    ):
         label_statistics.check_age_ranges(config, {"utkface_all": age_rows([30.0, 116.0])}, {})
     with caplog.at_level(logging.WARNING, logger="modeling_qface.training.finetune"):
         label_statistics.check_age_ranges(config, fine, {"utkface_test": age_rows([101.0, 116.0, 5.0])})
@@ -124,8 +127,13 @@ def test_a_run_saves_and_logs_the_auto_pos_weight_it_counted(tmp_path):
 
     # The hand count: every training source's rows (DISFA is the tiny recipe's only AU source).
     recipe = load_recipe(TINY_RECIPE, [(["data", "root"], str(data))])
-    coded = np.array([row["au"] for s in recipe.data.train
-                      for row in read_rows(s.name, recipe.source_root(s), s.split, **s.options)[0]])  # fmt: skip
+    coded = np.array(
+        [
+            row["au"]
+            for s in recipe.data.train
+            for row in read_rows(s.name, recipe.source_root(s), s.split, **s.options)[0]
+        ]
+    )
     positives, negatives = (coded == 1).sum(0), (coded == 0).sum(0)
     assert (positives + negatives).any() and not (positives + negatives).all()  # some AUs coded, some never
     expected = [1.0 if p + n == 0 else min(10.0, max(0.1, n / p if p else 10.0)) for p, n in zip(positives, negatives)]
@@ -158,18 +166,31 @@ def test_paper_recipe_selects_on_validation_splits_and_lists_the_test_splits_apa
     assert not recipe.data.allow_test_splits
     pairs = [(s.name, s.split, s.options) for s in (*recipe.data.train, *recipe.data.eval)]
     assert not [p for p in pairs if holds_test_rows(*p)]
-    assert [s.display_name for s in recipe.data.eval] == ["raf_db_val", "bp4d_val", "disfa_val", "celeba_val",
-                                                          "300w_lp_val"]  # fmt: skip
+    assert [s.display_name for s in recipe.data.eval] == [
+        "raf_db_val",
+        "bp4d_val",
+        "disfa_val",
+        "celeba_val",
+        "300w_lp_val",
+    ]
     assert recipe.eval.best_metric == "raf_db_val/expression/accuracy"
     assert [s.split for s in recipe.data.train if s.name == "raf_db"] == ["train"]  # not trainval: val is held out
     # The training and validation sources of BP4D / DISFA / 300W-LP carve with the same options (disjoint rows).
     for name in ("bp4d", "disfa", "300w_lp"):
-        (train,), (val,) = ([s.options for s in section if s.name == name]
-                            for section in (recipe.data.train, recipe.data.eval))  # fmt: skip
+        (train,), (val,) = (
+            [s.options for s in section if s.name == name] for section in (recipe.data.train, recipe.data.eval)
+        )
         assert train == val and train["val_fraction"] > 0
     tests = {s.display_name: (s.name, s.options) for s in recipe.data.test}
-    assert set(tests) == {"raf_db_test", "bp4d_test", "disfa_test", "celeba_test", "utkface_test", "aflw2000_test",
-                          "aflw2000_test_qface_crop"}  # fmt: skip
+    assert set(tests) == {
+        "raf_db_test",
+        "bp4d_test",
+        "disfa_test",
+        "celeba_test",
+        "utkface_test",
+        "aflw2000_test",
+        "aflw2000_test_qface_crop",
+    }
     assert tests["aflw2000_test"] == ("aflw2000", {"crop": "loose"})  # 6DRepNet's protocol crop
     assert tests["utkface_test"] == ("utkface", {"protocol": "coral"})
     assert protocol_name("aflw2000", "test", {"crop": "loose"}) == "AFLW2000 (angles within +-99 deg), loose crop"
@@ -201,8 +222,13 @@ def aligned_celeba(tmp_path_factory):
     """Two CelebA images in the aligned release's 178 x 218 size, whose pixels give their coordinates."""
     tmp = tmp_path_factory.mktemp("celeba-aligned")
     names = ["000001.jpg", "000002.jpg"]
-    root = write_celeba(tmp, {n: [1, -1] * 20 for n in names}, {n: 2 for n in names}, image_size=(178, 218),
-                        landmarks={n: [69, 109, 106, 113, 77, 142, 73, 152, 108, 154] for n in names})  # fmt: skip
+    root = write_celeba(
+        tmp,
+        {n: [1, -1] * 20 for n in names},
+        dict.fromkeys(names, 2),
+        image_size=(178, 218),
+        landmarks={n: [69, 109, 106, 113, 77, 142, 73, 152, 108, 154] for n in names},
+    )
     return root, tmp
 
 
@@ -243,15 +269,26 @@ def test_celeba_resize_crop_squashes_the_whole_image_and_qface_crop_aligns(align
 
 # ------------------------------------------------------------------------------------------------ the model card
 def test_card_evaluation_table_names_each_sets_protocol():
-    report = {"data": [{"label": "bp4d_test", "name": "bp4d", "split": "test",
-                        "protocol": "BP4D 3-fold subject-exclusive, mean of folds 1-3"},
-                       {"label": "celeba_test", "name": "celeba", "split": "test"}],
-              "metrics": {"bp4d_test": {"au/f1_mean": 0.61, "au/f1/AU1": 0.5},
-                          "celeba_test": {"attributes/accuracy_mean": 0.9}}}  # fmt: skip
+    report = {
+        "data": [
+            {
+                "label": "bp4d_test",
+                "name": "bp4d",
+                "split": "test",
+                "protocol": "BP4D 3-fold subject-exclusive, mean of folds 1-3",
+            },
+            {"label": "celeba_test", "name": "celeba", "split": "test"},
+        ],
+        "metrics": {
+            "bp4d_test": {"au/f1_mean": 0.61, "au/f1/AU1": 0.5},
+            "celeba_test": {"attributes/accuracy_mean": 0.9},
+        },
+    }
     rows = evaluation_results(report)
     assert [(r["set"], r["metric"], r.get("protocol")) for r in rows] == [
         ("bp4d_test", "f1_mean", "BP4D 3-fold subject-exclusive, mean of folds 1-3"),
-        ("celeba_test", "accuracy_mean", None)]
+        ("celeba_test", "accuracy_mean", None),
+    ]
     table = _evaluation_table(rows)
     protocol = "BP4D 3-fold subject-exclusive, mean of folds 1-3"
     assert f"| au | BP4D-Spontaneous | test | {protocol} | f1_mean | 0.6100 |" in table

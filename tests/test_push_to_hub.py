@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 import yaml
 
@@ -18,30 +18,55 @@ from modeling_qface.model.image_processing_qface import build_image_processor
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALUATION = {  # `qface evaluate`'s JSON report (modeling_qface.training.evaluation.main), two sets
-    "model": "runs/qface/final", "head_pose_frame": "photo",
+    "model": "runs/qface/final",
+    "head_pose_frame": "photo",
     "face_crop": {"size": 32, "margin": 0.1},
     "data": [
-        {"name": "raf_db", "root": "/data/RAF-DB/basic", "split": "test", "options": {}, "label": "raf_db_test",
-         "num_samples": 3068, "crop": "q-face"},
-        {"name": "aflw2000", "root": "/data/AFLW2000", "split": "test", "options": {}, "label": "aflw2000_test",
-         "num_samples": 1969, "crop": "q-face"},
+        {
+            "name": "raf_db",
+            "root": "/data/RAF-DB/basic",
+            "split": "test",
+            "options": {},
+            "label": "raf_db_test",
+            "num_samples": 3068,
+            "crop": "q-face",
+        },
+        {
+            "name": "aflw2000",
+            "root": "/data/AFLW2000",
+            "split": "test",
+            "options": {},
+            "label": "aflw2000_test",
+            "num_samples": 1969,
+            "crop": "q-face",
+        },
     ],
     "metrics": {
-        "raf_db_test": {"expression/accuracy": 0.8813, "expression/mean_class_accuracy": 0.7942,
-                        "expression/class_accuracy/happiness": 0.95, "age/mae": None},
+        "raf_db_test": {
+            "expression/accuracy": 0.8813,
+            "expression/mean_class_accuracy": 0.7942,
+            "expression/class_accuracy/happiness": 0.95,
+            "age/mae": None,
+        },
         "aflw2000_test": {"head_pose/mae_mean": 4.125, "head_pose/mae/yaw": 3.5},
     },
-    "aliases": {"expression/accuracy": 0.8813}, "labelled": {"raf_db_test": {"expression": 3068}},
-}  # fmt: skip
+    "aliases": {"expression/accuracy": 0.8813},
+    "labelled": {"raf_db_test": {"expression": 3068}},
+}
 RECIPE = {
-    "output_dir": "runs/qface", "seed": 3,
+    "output_dir": "runs/qface",
+    "seed": 3,
     "model": {"preset": "qface-tiny", "backbone": "facebook/vit-mae-base", "loss_weights": {"au": 2.0}},
-    "data": {"train": [{"name": "raf_db", "root": "RAF-DB", "split": "trainval", "share": 0.5},
-                       {"name": "celeba", "root": "CelebA", "split": "train", "share": 0.5}],
-             "eval": [{"name": "raf_db", "root": "RAF-DB", "split": "test"}]},
+    "data": {
+        "train": [
+            {"name": "raf_db", "root": "RAF-DB", "split": "trainval", "share": 0.5},
+            {"name": "celeba", "root": "CelebA", "split": "train", "share": 0.5},
+        ],
+        "eval": [{"name": "raf_db", "root": "RAF-DB", "split": "test"}],
+    },
     "train": {"batch_size": 256, "max_steps": 20000, "mixed_precision": "bf16"},
     "optimizer": {"lr": 5e-4, "weight_decay": 0.05, "layer_decay": 0.65, "warmup_steps": 1000},
-}  # fmt: skip
+}
 
 
 def card_metadata(card: str) -> dict:
@@ -78,13 +103,25 @@ def test_save_pretrained_is_transformers_own_the_model_and_its_code(tmp_path, ti
     entry come with the export (`export_model`, `qface push`, training's folders) or `pipe.save_pretrained`."""
     tiny_model.save_pretrained(tmp_path)
     files = {p.name for p in tmp_path.iterdir()}
-    assert files == {"config.json", "model.safetensors", "configuration_qface.py", "modeling_qface.py", "heads_qface.py"}
+    assert files == {
+        "config.json",
+        "model.safetensors",
+        "configuration_qface.py",
+        "modeling_qface.py",
+        "heads_qface.py",
+    }
     assert "custom_pipelines" not in json.loads((tmp_path / "config.json").read_text())
 
 
 def test_card_model_index_equals_the_evaluation_json(tmp_path, tiny_model):
-    export_model(tiny_model, tmp_path, build_image_processor(tiny_model.config), evaluation=EVALUATION,
-                 training_config=RECIPE, repo_id="me/qface-tiny")  # fmt: skip
+    export_model(
+        tiny_model,
+        tmp_path,
+        build_image_processor(tiny_model.config),
+        evaluation=EVALUATION,
+        training_config=RECIPE,
+        repo_id="me/qface-tiny",
+    )
     card = (tmp_path / "README.md").read_text()
     meta = card_metadata(card)
     assert meta["library_name"] == "transformers" and meta["license"] == "apache-2.0"
@@ -106,23 +143,56 @@ def test_card_model_index_equals_the_evaluation_json(tmp_path, tiny_model):
                 expected[(source["name"], source["split"], metric)] = (task, value)
     assert found == expected and len(found) == 3
     # The card's sections, from the model's own files.
-    for text in ("## How to use", "trust_remote_code=True", 'pipeline(model="me/qface-tiny"', "qface analyze",
-                 "## Tasks and outputs", "| head_pose | regression | `head_pose` |", "degrees",
-                 "yaw > 0 turns", "AU1, AU2, AU4", "happiness", "## Training", "| RAF-DB (`raf_db`) | trainval | 0.5 |",
-                 "20000 steps, global batch 256", "peak lr 0.0005", "| expression | RAF-DB | test | accuracy | 0.8813 |",
-                 "## Limitations and bias", "Children", "Pose extremes", "Demographic coverage", "Sensitive attributes",
-                 "## Data licences", "CelebA: non-commercial", "## Citation", "arXiv:2405.09059"):  # fmt: skip
+    for text in (
+        "## How to use",
+        "trust_remote_code=True",
+        'pipeline(model="me/qface-tiny"',
+        "qface analyze",
+        "## Tasks and outputs",
+        "| head_pose | regression | `head_pose` |",
+        "degrees",
+        "yaw > 0 turns",
+        "AU1, AU2, AU4",
+        "happiness",
+        "## Training",
+        "| RAF-DB (`raf_db`) | trainval | 0.5 |",
+        "20000 steps, global batch 256",
+        "peak lr 0.0005",
+        "| expression | RAF-DB | test | accuracy | 0.8813 |",
+        "## Limitations and bias",
+        "Children",
+        "Pose extremes",
+        "Demographic coverage",
+        "Sensitive attributes",
+        "## Data licences",
+        "CelebA: non-commercial",
+        "## Citation",
+        "arXiv:2405.09059",
+    ):
         assert text in card, text
     assert "{{" not in card and "{%" not in card
 
 
 def test_training_best_model_record_maps_sets_through_the_recipe():
-    record = {"step": 500, "metrics": {"raf_db_test/expression/accuracy": 0.75, "expression/accuracy": 0.75,
-                                       "raf_db_test/expression/class_accuracy/fear": 0.2}}  # fmt: skip
+    record = {
+        "step": 500,
+        "metrics": {
+            "raf_db_test/expression/accuracy": 0.75,
+            "expression/accuracy": 0.75,
+            "raf_db_test/expression/class_accuracy/fear": 0.2,
+        },
+    }
     assert evaluation_results(record, RECIPE) == [
-        {"set": "raf_db_test", "task": "expression", "dataset": "raf_db", "dataset_name": "RAF-DB", "split": "test",
-         "metric": "accuracy", "value": 0.75}
-    ]  # fmt: skip
+        {
+            "set": "raf_db_test",
+            "task": "expression",
+            "dataset": "raf_db",
+            "dataset_name": "RAF-DB",
+            "split": "test",
+            "metric": "accuracy",
+            "value": 0.75,
+        }
+    ]
     assert evaluation_results({"eval_loss": 0.3}) == []  # Trainer's own eval_results.json: no model-index
 
 
@@ -144,12 +214,19 @@ def test_qface_push_rejects_a_folder_that_is_not_a_model(tmp_path, capsys):
     from modeling_qface.cli import main
 
     assert main(["push", str(tmp_path), "me/x"]) == 2
-    assert capsys.readouterr().err.strip() == f"qface push: error: {tmp_path}: not a saved model folder (no config.json)"
+    assert (
+        capsys.readouterr().err.strip() == f"qface push: error: {tmp_path}: not a saved model folder (no config.json)"
+    )
 
 
-@pytest.mark.parametrize("recipe,expected", [({"model": {"backbone": "runs/demo/mae"}}, None),
-                                             ({"model": {"backbone": "/abs/mae"}}, None),
-                                             ({"model": {"init_from": "me/qface-base"}}, "me/qface-base")])  # fmt: skip
+@pytest.mark.parametrize(
+    "recipe,expected",
+    [
+        ({"model": {"backbone": "runs/demo/mae"}}, None),
+        ({"model": {"backbone": "/abs/mae"}}, None),
+        ({"model": {"init_from": "me/qface-base"}}, "me/qface-base"),
+    ],
+)
 def test_base_model_only_for_hub_ids(recipe, expected):
     from modeling_qface.hub.card import base_model_of
 
@@ -164,13 +241,29 @@ def test_training_exports_best_and_final_as_the_same_export(tmp_path, tiny_model
     from modeling_qface.training.checkpointing import export_model as training_export
 
     recipe_yaml = yaml.safe_dump(RECIPE)
-    record = {"step": 4, "metrics": {"raf_db_test/expression/accuracy": 0.625, "raf_db_test/age/mae": float("nan")},
-              "labelled": {"raf_db_test": {"expression": 8}}}  # fmt: skip
-    folder = training_export(Accelerator(cpu=True), tiny_model, build_image_processor(tiny_model.config),
-                             tmp_path / "run" / "best", recipe_yaml, record)  # fmt: skip
+    record = {
+        "step": 4,
+        "metrics": {"raf_db_test/expression/accuracy": 0.625, "raf_db_test/age/mae": float("nan")},
+        "labelled": {"raf_db_test": {"expression": 8}},
+    }
+    folder = training_export(
+        Accelerator(cpu=True),
+        tiny_model,
+        build_image_processor(tiny_model.config),
+        tmp_path / "run" / "best",
+        recipe_yaml,
+        record,
+    )
     files = {p.name for p in folder.iterdir()}
-    assert {"pipeline_qface.py", "preprocessor_config.json", "README.md", "recipe.yaml", "versions.json",
-            "eval_results.json", "model.safetensors"} <= files  # fmt: skip
+    assert {
+        "pipeline_qface.py",
+        "preprocessor_config.json",
+        "README.md",
+        "recipe.yaml",
+        "versions.json",
+        "eval_results.json",
+        "model.safetensors",
+    } <= files
     assert "custom_pipelines" in json.loads((folder / "config.json").read_text())
     meta = card_metadata((folder / "README.md").read_text())
     assert meta["model-index"][0]["name"] == "run" and meta["base_model"] == "facebook/vit-mae-base"

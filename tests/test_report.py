@@ -6,17 +6,19 @@ import json
 
 from PIL import Image
 
-from modeling_qface.samples import demo
 from modeling_qface.figures.report import summarise, write_report
+from modeling_qface.samples import demo
 
 FACE = {
-    "box": [10.0, 20.0, 110.0, 140.0], "score": 0.98, "landmarks": [[0.0, 0.0]] * 5,
+    "box": [10.0, 20.0, 110.0, 140.0],
+    "score": 0.98,
+    "landmarks": [[0.0, 0.0]] * 5,
     "expression": {"label": "happiness", "scores": {"happiness": 0.81, "neutral": 0.19}},
     "age": {"years": 31.4, "std": 4.2},
     "head_pose": {"yaw": 12.0, "pitch": -3.1, "roll": 1.5},
     "gender": {"label": "female", "scores": {"female": 0.9, "male": 0.1}},  # a task added to the model
     "attributes": {"Smiling": 0.9, "Male": 0.2, "Eyeglasses": 0.7, "Young": 0.6},
-}  # fmt: skip
+}
 
 
 def test_every_task_is_summarised():
@@ -29,17 +31,20 @@ def test_every_task_is_summarised():
 
 def test_report_lists_faces_failures_and_links_the_pictures(tmp_path):
     results = tmp_path / "results.jsonl"
-    records = [{"input": "/photos/group.jpg", "faces": [FACE, {**FACE, "score": 0.91}]},
-               {"input": "/photos/empty.jpg", "faces": []},
-               {"input": "/photos/broken.jpg", "error": "/photos/broken.jpg: cannot identify image file"}]  # fmt: skip
+    records = [
+        {"input": "/photos/group.jpg", "faces": [FACE, {**FACE, "score": 0.91}]},
+        {"input": "/photos/empty.jpg", "faces": []},
+        {"input": "/photos/broken.jpg", "error": "/photos/broken.jpg: cannot identify image file"},
+    ]
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "rendered").mkdir()
     (tmp_path / "attention").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "rendered" / "group.jpg")
     Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "group_face0_attention.png")
     Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "stage_usage.png")
-    index = write_report(tmp_path, results, tmp_path / "rendered", tmp_path / "attention", title="T",
-                         notice="A demonstration model.")  # fmt: skip
+    index = write_report(
+        tmp_path, results, tmp_path / "rendered", tmp_path / "attention", title="T", notice="A demonstration model."
+    )
     page = index.read_text()
     assert page.count("<tr><td>group.jpg</td>") == 2 and "happiness 0.81" in page and "female 0.90" in page
     assert "<th>gender</th>" in page and "<th>box</th>" not in page

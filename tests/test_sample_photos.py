@@ -29,8 +29,12 @@ def _zip(path: Path, member: str, data: bytes) -> Path:
 
 
 def test_members_of_zip_tar_and_debian_archives(tmp_path):
-    assert sample_photos._read_member(_zip(tmp_path / "pkg-1.0.zip", "pkg-1.0/data/face.jpg", PHOTO),
-                                      "pkg-1.0/data/face.jpg") == PHOTO  # fmt: skip
+    assert (
+        sample_photos._read_member(
+            _zip(tmp_path / "pkg-1.0.zip", "pkg-1.0/data/face.jpg", PHOTO), "pkg-1.0/data/face.jpg"
+        )
+        == PHOTO
+    )
     with tarfile.open(tmp_path / "pkg-1.0.tar.gz", "w:gz") as archive:
         info = tarfile.TarInfo("pkg-1.0/face.jpg")
         info.size = len(PHOTO)
@@ -40,12 +44,14 @@ def test_members_of_zip_tar_and_debian_archives(tmp_path):
         pytest.skip("dpkg-deb is not installed (Debian's package tool; the .deb sources need it)")
     tree = tmp_path / "deb"
     (tree / "DEBIAN").mkdir(parents=True)
-    (tree / "DEBIAN" / "control").write_text("Package: faces\nVersion: 1.0\nArchitecture: all\n"
-                                             "Maintainer: test <t@example.org>\nDescription: test\n")  # fmt: skip
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: faces\nVersion: 1.0\nArchitecture: all\nMaintainer: test <t@example.org>\nDescription: test\n"
+    )
     (tree / "usr/share/faces").mkdir(parents=True)
     (tree / "usr/share/faces/face.jpg").write_bytes(PHOTO)
-    subprocess.run(["dpkg-deb", "--build", str(tree), str(tmp_path / "faces_1.0_all.deb")], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["dpkg-deb", "--build", str(tree), str(tmp_path / "faces_1.0_all.deb")], check=True, capture_output=True
+    )
     assert sample_photos._read_member(tmp_path / "faces_1.0_all.deb", "./usr/share/faces/face.jpg") == PHOTO
 
 
@@ -55,8 +61,17 @@ class _Index(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         host = f"http://127.0.0.1:{self.server.server_address[1]}"
         if self.path == "/simple/bob-faces/":
-            body = json.dumps({"files": [{"filename": "bob.faces-1.0.zip", "url": f"{host}/files/bob.faces-1.0.zip",
-                                          "hashes": {"sha256": self.server.sha256}}]}).encode()  # fmt: skip
+            body = json.dumps(
+                {
+                    "files": [
+                        {
+                            "filename": "bob.faces-1.0.zip",
+                            "url": f"{host}/files/bob.faces-1.0.zip",
+                            "hashes": {"sha256": self.server.sha256},
+                        }
+                    ]
+                }
+            ).encode()
         elif self.path == "/files/bob.faces-1.0.zip":
             body = self.server.archive
         else:

@@ -19,15 +19,29 @@ from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, 
 from modeling_qface.model.head_pose_qface import pose_to_matrix
 from modeling_qface.training.teachers import TeacherUnavailable
 from modeling_qface.training.teachers.expression import (
-    FACEX_CLASSES, FER_CLASSES, ExpressionPrediction, decide_expression, decide_smiling, to_qface_order,
-)  # fmt: skip
+    FACEX_CLASSES,
+    FER_CLASSES,
+    ExpressionPrediction,
+    decide_expression,
+    decide_smiling,
+    to_qface_order,
+)
 from modeling_qface.training.teachers.labeling import LabelPolicy, LabelSummary, TeacherSet, label_crop, label_photos
 from modeling_qface.training.teachers.mesh import (
-    GEOMETRIC_PROXIES, CanonicalFit, MeshPrediction, fit_canonical, mesh_to_camera_frame, pose_from_fit,
-)  # fmt: skip
+    GEOMETRIC_PROXIES,
+    CanonicalFit,
+    MeshPrediction,
+    fit_canonical,
+    mesh_to_camera_frame,
+    pose_from_fit,
+)
 
-PORTRAITS = {"surprise": "0-f1-su-ph.jpg", "happy": "0-f15-hao-ph.jpg", "anger": "15-f13-anc-ph.jpg",
-             "disgust_yaw45": "45-m7-di-ph.jpg"}  # fmt: skip
+PORTRAITS = {
+    "surprise": "0-f1-su-ph.jpg",
+    "happy": "0-f15-hao-ph.jpg",
+    "anger": "15-f13-anc-ph.jpg",
+    "disgust_yaw45": "45-m7-di-ph.jpg",
+}
 REQUIRE_TEACHERS = os.environ.get("QFACE_REQUIRE_TEACHERS", "") not in ("", "0")
 E = EXPRESSION_NAMES.index
 
@@ -89,9 +103,18 @@ def face_api_teacher():
 
 
 def test_fer2013_orders_map_onto_qface_classes():
-    expected = {"angry": "anger", "anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-                "sad": "sadness", "sadness": "sadness", "surprise": "surprise", "surprised": "surprise",
-                "neutral": "neutral"}  # fmt: skip
+    expected = {
+        "angry": "anger",
+        "anger": "anger",
+        "disgust": "disgust",
+        "fear": "fear",
+        "happy": "happiness",
+        "sad": "sadness",
+        "sadness": "sadness",
+        "surprise": "surprise",
+        "surprised": "surprise",
+        "neutral": "neutral",
+    }
     for classes in (FER_CLASSES, FACEX_CLASSES):
         for i, name in enumerate(classes):
             one_hot = np.eye(len(classes))[i]
@@ -107,7 +130,7 @@ def test_class_orders_match_the_installed_packages():
     from modeling_qface.training.teachers.base import package_file
 
     fer = Path(need(lambda: package_file("fer", "fer.py", "fer"), "the fer package")).read_text()
-    body = fer[fer.index("def _get_labels"):][:400]
+    body = fer[fer.index("def _get_labels") :][:400]
     assert tuple(re.findall(r'\d+: "(\w+)"', body)) == FER_CLASSES
     facex = Path(need(lambda: package_file("facex", "core.py", "facex"), "the facex package")).read_text()
     default = re.search(r"else \[([^\]]+)\]", facex).group(1)
@@ -176,8 +199,11 @@ def test_label_crop_keeps_confident_labels_and_drops_the_rest():
     crop = np.zeros((224, 224, 3), np.uint8)
     policy = LabelPolicy()
     happy = np.eye(7)[E("happiness")] * 0.95 + 0.05 / 7
-    sure = TeacherSet(expression=_StubExpression(_prediction(happy, happy)), mesh=_StubMesh(0.5),
-                      face_api=_StubFaceApi((30.0, 32.0), (0.95, 0.97)))  # fmt: skip
+    sure = TeacherSet(
+        expression=_StubExpression(_prediction(happy, happy)),
+        mesh=_StubMesh(0.5),
+        face_api=_StubFaceApi((30.0, 32.0), (0.95, 0.97)),
+    )
     summary = LabelSummary()
     row = label_crop(crop, sure, policy, summary)
     assert row["expression"] == E("happiness") and row["expression_teacher"] == "fer+facex"
@@ -191,8 +217,11 @@ def test_label_crop_keeps_confident_labels_and_drops_the_rest():
     assert summary.agreement == 1.0
 
     weak = np.full(7, 0.1) + np.eye(7)[E("happiness")] * 0.3  # happiness 0.4: neither smiling nor not, surely
-    unsure = TeacherSet(expression=_StubExpression(_prediction(weak, weak)), mesh=_StubMesh(3.0),
-                        face_api=_StubFaceApi((20.0, 40.0), (0.6, 0.5)))  # fmt: skip
+    unsure = TeacherSet(
+        expression=_StubExpression(_prediction(weak, weak)),
+        mesh=_StubMesh(3.0),
+        face_api=_StubFaceApi((20.0, 40.0), (0.6, 0.5)),
+    )
     row = label_crop(crop, unsure, policy, summary)
     assert row["expression"] == -1 and row["expression_confidence"] == pytest.approx(0.4)
     assert row["attributes"] == [-1] * len(ATTRIBUTE_NAMES)
@@ -205,8 +234,15 @@ def test_label_crop_keeps_confident_labels_and_drops_the_rest():
 def test_small_faces_get_no_label(sample_photos):
     teachers = TeacherSet(expression=_StubExpression(_prediction(np.eye(7)[3], np.eye(7)[3])))
     summary = LabelSummary()
-    rows = list(label_photos([sample_photos[PORTRAITS["happy"]]], teachers, LabelPolicy(min_face_size=10_000),
-                             summary=summary, progress=False))  # fmt: skip
+    rows = list(
+        label_photos(
+            [sample_photos[PORTRAITS["happy"]]],
+            teachers,
+            LabelPolicy(min_face_size=10_000),
+            summary=summary,
+            progress=False,
+        )
+    )
     assert len(rows) == 1 and summary.faces_too_small == 1
     assert rows[0]["expression"] == -1 and rows[0]["expression_teacher"] == ""
     assert "not labelled" in rows[0]["label_notes"]

@@ -22,11 +22,10 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_qface.analysis import workers as analyze_workers
-from modeling_qface.model import face_alignment_qface, threads_qface
 from modeling_qface.analysis.analyze import build_parser as analyze_parser
 from modeling_qface.analysis.analyze import main as analyze_main
 from modeling_qface.cli import main as cli_main
-from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.model import face_alignment_qface, threads_qface
 from modeling_qface.model.threads_qface import (
     MAX_DEFAULT_THREADS,
     configure_threads,
@@ -34,6 +33,7 @@ from modeling_qface.model.threads_qface import (
     onnxruntime_session_options,
     resolve_num_threads,
 )
+from modeling_qface.registry import register_face_analysis_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,19 +73,24 @@ def test_default_is_the_usable_cpus_capped(monkeypatch):
     assert resolve_num_threads(32) == 32  # an explicit number is not capped
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"cpu.max": "250000 100000\n"}, 3),  # cgroup v2: 2.5 CPUs, rounded up
-    ({"cpu.max": "max 100000\n"}, None),  # no quota
-    ({"quota": "200000\n", "period": "100000\n"}, 2),  # cgroup v1
-    ({"quota": "-1\n", "period": "100000\n"}, None),
-    ({}, None),  # no cgroup files (macOS, a bare host)
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"cpu.max": "250000 100000\n"}, 3),  # cgroup v2: 2.5 CPUs, rounded up
+        ({"cpu.max": "max 100000\n"}, None),  # no quota
+        ({"quota": "200000\n", "period": "100000\n"}, 2),  # cgroup v1
+        ({"quota": "-1\n", "period": "100000\n"}, None),
+        ({}, None),  # no cgroup files (macOS, a bare host)
+    ],
+)
 def test_cgroup_cpu_quota_is_read_from_v2_or_v1_files(tmp_path, monkeypatch, files, expected):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    monkeypatch.setattr(threads_qface, "CGROUP_CPU_FILES", (
-        (str(tmp_path / "cpu.max"), None), (str(tmp_path / "quota"), str(tmp_path / "period"))
-    ))  # fmt: skip
+    monkeypatch.setattr(
+        threads_qface,
+        "CGROUP_CPU_FILES",
+        ((str(tmp_path / "cpu.max"), None), (str(tmp_path / "quota"), str(tmp_path / "period"))),
+    )
     assert threads_qface._cgroup_cpu_quota() == expected
 
 
@@ -147,12 +152,17 @@ def test_building_a_pipeline_applies_the_variable_to_torch(monkeypatch, tiny_mod
 # ---------------------------------------------------------------------------------------------------- the CLI
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--threads", "0"], "qface analyze: error: argument --threads: must be >= 1, got '0'"),
-    (["--threads", "two"], "qface analyze: error: argument --threads: must be a whole number of threads >= 1, "
-                           "got 'two'"),
-    (["--workers", "0"], "qface analyze: error: --workers must be >= 1, got 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "0"], "qface analyze: error: argument --threads: must be >= 1, got '0'"),
+        (
+            ["--threads", "two"],
+            "qface analyze: error: argument --threads: must be a whole number of threads >= 1, got 'two'",
+        ),
+        (["--workers", "0"], "qface analyze: error: --workers must be >= 1, got 0"),
+    ],
+)
 def test_bad_threads_or_workers_flags_are_one_line(tmp_path, capsys, argv, message):
     try:
         code = cli_main(["analyze", str(tmp_path), "--output", str(tmp_path / "out.jsonl"), *argv])
@@ -181,8 +191,18 @@ def test_every_command_that_runs_the_pipeline_takes_threads():
 
 def test_analyze_threads_flag_sets_torch(tmp_path, saved_model, capsys):
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(tmp_path / "blank.png")
-    code = analyze_main([str(tmp_path / "blank.png"), "--output", str(tmp_path / "out.jsonl"), "--model",
-                         str(saved_model), "--threads", "1", "--no-progress"])  # fmt: skip
+    code = analyze_main(
+        [
+            str(tmp_path / "blank.png"),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--model",
+            str(saved_model),
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0 and torch.get_num_threads() == 1 and configured_num_threads() == 1
 
 
@@ -204,8 +224,19 @@ def many_photos(tmp_path, sample_photos) -> Path:
 
 def test_workers_write_the_same_file_as_one_process_and_resume(many_photos, tmp_path, saved_model, capsys):
     def analyze(output: Path, *extra) -> tuple[int, str]:
-        code = analyze_main([str(many_photos), "--output", str(output), "--model", str(saved_model),
-                             "--batch-size", "4", "--no-progress", *extra])  # fmt: skip
+        code = analyze_main(
+            [
+                str(many_photos),
+                "--output",
+                str(output),
+                "--model",
+                str(saved_model),
+                "--batch-size",
+                "4",
+                "--no-progress",
+                *extra,
+            ]
+        )
         return code, capsys.readouterr().out
 
     code, single_summary = analyze(tmp_path / "one.jsonl")
@@ -252,14 +283,32 @@ def start_workers_run(many_photos: Path, tmp_path: Path, saved_model: Path) -> s
     """`qface analyze --workers 2` on enough images that it is still going when a test stops it."""
     for index in range(30):
         shutil.copy(many_photos / "0_multi_face.jpg", many_photos / f"9_{index}.jpg")
-    command = [sys.executable, "-m", "modeling_qface.cli", "analyze", str(many_photos), "--model", str(saved_model),
-               "--output", str(tmp_path / "faces.jsonl"), "--workers", "2", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeling_qface.cli",
+        "analyze",
+        str(many_photos),
+        "--model",
+        str(saved_model),
+        "--output",
+        str(tmp_path / "faces.jsonl"),
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     # Its own process group, as a shell gives a job: Ctrl-C in a terminal signals the whole group.
     with (tmp_path / "log.txt").open("w") as log:
         # SIGINT at its default: a test session started in the background (`cmd &` in a script) ignores SIGINT,
         # and its children would inherit that; a terminal's foreground job never does.
-        return subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+        return subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def images_written(tmp_path: Path) -> int:

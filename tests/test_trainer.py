@@ -63,16 +63,30 @@ def run_trainer(tmp_path, config, dataset, activation_checkpointing: bool):
     processor = build_image_processor(config)
     args = TrainingArguments(
         output_dir=str(tmp_path / f"run-{activation_checkpointing}"),
-        per_device_train_batch_size=4, per_device_eval_batch_size=8, num_train_epochs=2, learning_rate=1e-3,
-        eval_strategy="epoch", save_strategy="epoch", logging_steps=1, report_to="none", use_cpu=True, seed=0,
-        remove_unused_columns=False, label_names=label_names(config), activation_checkpointing=activation_checkpointing,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=8,
+        num_train_epochs=2,
+        learning_rate=1e-3,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        remove_unused_columns=False,
+        label_names=label_names(config),
+        activation_checkpointing=activation_checkpointing,
         dataloader_num_workers=0,
-    )  # fmt: skip
+    )
     data = dataset.with_transform(QFaceBatchTransform(config, processor))
     trainer = Trainer(
-        model=model, args=args, train_dataset=data, eval_dataset=data, processing_class=processor,
+        model=model,
+        args=args,
+        train_dataset=data,
+        eval_dataset=data,
+        processing_class=processor,
         compute_metrics=make_compute_metrics(config),
-    )  # fmt: skip
+    )
     result = trainer.train()
     return trainer, result, trainer.evaluate()
 
@@ -82,8 +96,15 @@ def test_trainer_trains_and_evaluates_with_partial_labels(tmp_path, tiny_config,
     trainer, result, metrics = runs[False]
     assert result.global_step == 8 and math.isfinite(result.training_loss)
     assert trainer.model.is_activation_checkpointing is False and runs[True][0].model.is_activation_checkpointing
-    for key in ("eval_loss", "eval_expression/accuracy", "eval_au/f1_mean", "eval_attributes/accuracy_mean",
-                "eval_age/mae", "eval_head_pose/mae_mean", "eval_head_pose/mae/yaw"):  # fmt: skip
+    for key in (
+        "eval_loss",
+        "eval_expression/accuracy",
+        "eval_au/f1_mean",
+        "eval_attributes/accuracy_mean",
+        "eval_age/mae",
+        "eval_head_pose/mae_mean",
+        "eval_head_pose/mae/yaw",
+    ):
         assert key in metrics and math.isfinite(metrics[key]), key
     assert 0.0 <= metrics["eval_expression/accuracy"] <= 1.0 and metrics["eval_age/mae"] > 0
 
@@ -112,13 +133,23 @@ def test_a_task_with_some_of_a_schema_columns_labels_reads_those_positions():
         {"name": "attributes", "kind": "multilabel", "labels": ["Smiling", "Male"]},
         {"name": "head_pose", "kind": "regression", "labels": ["yaw", "pitch", "roll"]},
     ]
-    config = QFaceConfig(backbone_config=load_preset("qface-tiny").backbone_config, tasks=tasks,
-                         fusion_layers=load_preset("qface-tiny").fusion_layers, d_model=32, decoder_layers=1,
-                         decoder_attention_heads=2, decoder_ffn_dim=32)  # fmt: skip
+    config = QFaceConfig(
+        backbone_config=load_preset("qface-tiny").backbone_config,
+        tasks=tasks,
+        fusion_layers=load_preset("qface-tiny").fusion_layers,
+        d_model=32,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=32,
+    )
     attributes = [[0] * 40, [1] * 40]
     attributes[0][ATTRIBUTE_NAMES.index("Smiling")] = 1
-    batch = {"image": [Image.new("RGB", (32, 32))] * 2, "expression": [3, 5], "attributes": attributes,
-             "head_pose": [[1.0, 2.0, 3.0], None]}  # fmt: skip
+    batch = {
+        "image": [Image.new("RGB", (32, 32))] * 2,
+        "expression": [3, 5],
+        "attributes": attributes,
+        "head_pose": [[1.0, 2.0, 3.0], None],
+    }
     out = QFaceBatchTransform(config, build_image_processor(config))(batch)
     assert out["expression_labels"].tolist() == [0, -1]  # happiness -> class 0; anger is not one of the task's
     assert out["attributes_labels"].tolist() == [[1, 0], [1, 1]]

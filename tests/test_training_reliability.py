@@ -17,18 +17,32 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.fixtures.train_runs import TINY_RECIPE, kill_once_written, single_thread
-from tests.test_pretrain import make_faces
 from modeling_qface.training import evaluation, finetune
 from modeling_qface.training import pretrain as pretraining
 from modeling_qface.training.checkpointing import list_checkpoints
 from modeling_qface.training.mae_data import BadImageError, ImageFiles, check_images
 from modeling_qface.training.recipe import RecipeError, load_recipe
+from tests.fixtures.train_runs import TINY_RECIPE, kill_once_written, single_thread
+from tests.test_pretrain import make_faces
 
 # 10 images in batches of 4: 3 batches an epoch (the last one short), so checkpoints every 4 steps fall inside epochs,
 # and 60 steps leave the SIGKILL plenty of time to land before the end. Augmentation on: it must resume exactly too.
-PRETRAIN_ARGS = ["--config", "pretrain-tiny", "--max-steps", "60", "--batch-size", "4", "--save-every", "4",
-                 "--log-every", "1", "--num-reconstructions", "0", "--learning-rate", "3e-3"]  # fmt: skip
+PRETRAIN_ARGS = [
+    "--config",
+    "pretrain-tiny",
+    "--max-steps",
+    "60",
+    "--batch-size",
+    "4",
+    "--save-every",
+    "4",
+    "--log-every",
+    "1",
+    "--num-reconstructions",
+    "0",
+    "--learning-rate",
+    "3e-3",
+]
 LOG_FIELDS = ("step", "epoch", "loss", "lr", "grad_norm")
 
 
@@ -72,8 +86,14 @@ def test_a_killed_pretraining_run_resumes_to_bit_identical_weights(tmp_path, fac
     checkpoint = list_checkpoints(partial)[-1][1]
     files = {path.name for path in checkpoint.iterdir()}
     # model, optimizer, scheduler (a registered object), RNG states, step, data position: all there
-    assert {"model.safetensors", "optimizer.bin", "custom_checkpoint_0.pkl", "random_states_0.pkl",
-            "trainer_state.json", "sampler_state.pt"} <= files  # fmt: skip
+    assert {
+        "model.safetensors",
+        "optimizer.bin",
+        "custom_checkpoint_0.pkl",
+        "random_states_0.pkl",
+        "trainer_state.json",
+        "sampler_state.pt",
+    } <= files
     position = torch.load(checkpoint / "sampler_state.pt", weights_only=True)
     assert position == {"epoch": (resume_step - 1) // 3, "batches": (resume_step - 1) % 3 + 1}
 
@@ -99,9 +119,24 @@ def test_a_killed_pretraining_run_resumes_to_bit_identical_weights(tmp_path, fac
 
 def test_resume_at_an_epoch_end_with_gradient_accumulation(tmp_path, faces, monkeypatch):
     """A crash right after a checkpoint that ends an epoch; accumulation windows cut short at each epoch's end."""
-    argv = ["--config", "pretrain-tiny", "--data", str(faces), "--max-steps", "9", "--batch-size", "2",
-            "--gradient-accumulation-steps", "2", "--save-every", "6", "--log-every", "1", "--num-reconstructions",
-            "0"]  # fmt: skip  (5 batches an epoch: steps of 2, 2 and 1 batches; step 6 ends epoch 2)
+    argv = [
+        "--config",
+        "pretrain-tiny",
+        "--data",
+        str(faces),
+        "--max-steps",
+        "9",
+        "--batch-size",
+        "2",
+        "--gradient-accumulation-steps",
+        "2",
+        "--save-every",
+        "6",
+        "--log-every",
+        "1",
+        "--num-reconstructions",
+        "0",
+    ]  # fmt: skip  (5 batches an epoch: steps of 2, 2 and 1 batches; step 6 ends epoch 2)
     reference = tmp_path / "reference"
     assert run_pretrain([*argv, "--output-dir", str(reference)]) == 0
 
@@ -140,9 +175,26 @@ def test_resume_refuses_other_options_and_a_missing_checkpoint(tmp_path, faces, 
     # --resume auto starts a new run when there is nothing to resume (and an old partial folder only holds a log)
     (tmp_path / "new.partial").mkdir()
     (tmp_path / "new.partial" / pretraining.LOG_FILE).write_text('{"step": 1}\n{"step": 2, "lo')
-    options = pretraining.options_from_args(pretraining.build_parser().parse_args(
-        ["--config", "pretrain-tiny", "--data", str(faces), "--output-dir", str(tmp_path / "new"), "--resume", "auto",
-         "--max-steps", "1", "--batch-size", "10", "--num-reconstructions", "0"]))  # fmt: skip
+    options = pretraining.options_from_args(
+        pretraining.build_parser().parse_args(
+            [
+                "--config",
+                "pretrain-tiny",
+                "--data",
+                str(faces),
+                "--output-dir",
+                str(tmp_path / "new"),
+                "--resume",
+                "auto",
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "10",
+                "--num-reconstructions",
+                "0",
+            ]
+        )
+    )
     assert pretraining.resolve_resume(tmp_path / "new.partial", options.resume) is None
     with single_thread():
         assert pretraining.pretrain(options) == tmp_path / "new"
@@ -183,13 +235,19 @@ def faces_with_a_corrupt_png(tmp_path):
     return tmp_path / "faces"
 
 
-def test_an_image_failing_when_drawn_is_skipped_warned_about_and_counted_once(tmp_path, faces_with_a_corrupt_png,
-                                                                              caplog):  # fmt: skip
+def test_an_image_failing_when_drawn_is_skipped_warned_about_and_counted_once(
+    tmp_path, faces_with_a_corrupt_png, caplog
+):
     folder = faces_with_a_corrupt_png
     assert len(check_images(ImageFiles(sorted(folder.rglob("*.png"))))[0]) == 8  # it passes the header check
     options = pretraining.PretrainOptions(
-        data=str(folder), preset="qface-tiny", output_dir=str(tmp_path / "out"), skip_bad_images=True,
-        max_steps=6, batch_size=4, num_reconstructions=8,
+        data=str(folder),
+        preset="qface-tiny",
+        output_dir=str(tmp_path / "out"),
+        skip_bad_images=True,
+        max_steps=6,
+        batch_size=4,
+        num_reconstructions=8,
     )  # fmt: skip  (2 batches an epoch: every image, the corrupt one too, is drawn 3 times)
     with caplog.at_level(logging.WARNING), single_thread():
         output_dir = pretraining.pretrain(options)
@@ -202,10 +260,23 @@ def test_an_image_failing_when_drawn_is_skipped_warned_about_and_counted_once(tm
     assert (output_dir / pretraining.FIGURE_FILE).is_file()  # drawn from the 7 images that decode
 
 
-def test_without_skip_an_image_failing_in_a_worker_is_a_one_line_error_naming_it(tmp_path, faces_with_a_corrupt_png,
-                                                                                  capsys):  # fmt: skip
-    argv = ["--data", str(faces_with_a_corrupt_png), "--preset", "qface-tiny", "--output-dir", str(tmp_path / "out"),
-            "--max-steps", "2", "--batch-size", "8", "--num-workers", "1"]  # fmt: skip
+def test_without_skip_an_image_failing_in_a_worker_is_a_one_line_error_naming_it(
+    tmp_path, faces_with_a_corrupt_png, capsys
+):
+    argv = [
+        "--data",
+        str(faces_with_a_corrupt_png),
+        "--preset",
+        "qface-tiny",
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "1",
+    ]
     assert run_pretrain(argv) == 2
     error = capsys.readouterr().err.splitlines()[-1]
     corrupt = faces_with_a_corrupt_png / "corrupt.png"
@@ -231,22 +302,36 @@ def tiny_recipe(**changes) -> dict:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"data__train__0__split": "tset"},
-         "data.train[0].split: unknown split 'tset' of raf_db (expected one of train, val, trainval, test)"),
-        ({"data__eval__2__split": "train"},
-         "data.eval[2].split: unknown split 'train' of aflw2000 (expected one of test)"),
-        ({"data__train__2__options": {"fold": 4}},
-         "data.train[2].options.fold: unknown fold 4 (expected one of 1, 2, 3)"),
-        ({"data__train__2__options": {"fold": 1, "flod": 2}},
-         "data.train[2].options.flod: unknown option 'flod' of disfa (expected one of fold, label_dir, "
-         "frame_pattern, threshold, val_fraction, seed)"),
-        ({"data__train__3__split": "dev"},
-         "data.train[3].split: unknown split 'dev' of utkface (expected one of all, train, val, test)"),
-        ({"data__eval__2__options": {"crop": "tight"}},
-         "data.eval[2].options.crop: expected one of qface, loose, got 'tight'"),
-        ({"model__preset": "qface-tinny"},
-         "model.preset: unknown preset 'qface-tinny' (expected one of qface-base, qface-demo, qface-small, "
-         "qface-tiny)"),
+        (
+            {"data__train__0__split": "tset"},
+            "data.train[0].split: unknown split 'tset' of raf_db (expected one of train, val, trainval, test)",
+        ),
+        (
+            {"data__eval__2__split": "train"},
+            "data.eval[2].split: unknown split 'train' of aflw2000 (expected one of test)",
+        ),
+        (
+            {"data__train__2__options": {"fold": 4}},
+            "data.train[2].options.fold: unknown fold 4 (expected one of 1, 2, 3)",
+        ),
+        (
+            {"data__train__2__options": {"fold": 1, "flod": 2}},
+            "data.train[2].options.flod: unknown option 'flod' of disfa (expected one of fold, label_dir, "
+            "frame_pattern, threshold, val_fraction, seed)",
+        ),
+        (
+            {"data__train__3__split": "dev"},
+            "data.train[3].split: unknown split 'dev' of utkface (expected one of all, train, val, test)",
+        ),
+        (
+            {"data__eval__2__options": {"crop": "tight"}},
+            "data.eval[2].options.crop: expected one of qface, loose, got 'tight'",
+        ),
+        (
+            {"model__preset": "qface-tinny"},
+            "model.preset: unknown preset 'qface-tinny' (expected one of qface-base, qface-demo, qface-small, "
+            "qface-tiny)",
+        ),
     ],
 )
 def test_recipe_names_an_unknown_split_option_fold_or_preset_on_one_line(tmp_path, change, message):
@@ -269,8 +354,9 @@ def test_train_and_evaluate_stop_on_a_bad_recipe_before_any_work(tmp_path, monke
     assert finetune.main(["--config", str(path), "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "data.train[0].split: unknown split 'tset' of raf_db" in err
-    assert ("data.eval[0].options.fold: unknown option 'fold' of raf_db (expected one of aligned, val_fraction, "
-            "seed)") in err
+    assert (
+        "data.eval[0].options.fold: unknown option 'fold' of raf_db (expected one of aligned, val_fraction, seed)"
+    ) in err
     with pytest.raises(RecipeError, match=r"data\.train\[0\]\.split: unknown split 'tset'"):
         evaluation.main(["--model", str(tmp_path), "--config", str(path)])
     # `qface evaluate --source NAME:ROOT:SPLIT[:OPTIONS]` is checked as it is parsed, before the model is loaded.

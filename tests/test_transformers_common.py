@@ -72,9 +72,13 @@ if _UNAVAILABLE is None:
         def setUp(self):
             self.model_tester = QFaceModelTester(self)
             self.config_tester = _configuration_common.ConfigTester(
-                self, config_class=QFaceConfig, has_text_modality=False, d_model=64, decoder_layers=3,
+                self,
+                config_class=QFaceConfig,
+                has_text_modality=False,
+                d_model=64,
+                decoder_layers=3,
                 common_properties=["backbone_config", "fusion_layers", "d_model", "decoder_layers", "tasks"],
-            )  # fmt: skip
+            )
 
         def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
             inputs = super()._prepare_for_class(inputs_dict, model_class, return_labels=return_labels)

@@ -17,7 +17,6 @@ from PIL import Image
 from transformers import pipeline
 
 from modeling_qface import QFaceModel, load_preset
-from modeling_qface.registry import register_face_analysis_pipeline
 from modeling_qface.figures.drawing import (
     AXIS_COLOURS,
     FACE_COLOURS,
@@ -28,6 +27,7 @@ from modeling_qface.figures.drawing import (
     render,
     stage_usage_chart,
 )
+from modeling_qface.registry import register_face_analysis_pipeline
 
 
 @pytest.fixture
@@ -73,10 +73,13 @@ def test_pose_axes_follow_the_documented_sign_convention():
 
 def synthetic_face(box, landmarks, yaw=0.0, pitch=0.0, roll=0.0) -> dict:
     return {
-        "box": list(box), "score": 0.99, "landmarks": landmarks,
+        "box": list(box),
+        "score": 0.99,
+        "landmarks": landmarks,
         "expression": {"label": "happiness", "scores": {"happiness": 0.8, "neutral": 0.2}},
-        "age": {"years": 31.6, "std": 4.0}, "head_pose": {"yaw": yaw, "pitch": pitch, "roll": roll},
-    }  # fmt: skip
+        "age": {"years": 31.6, "std": 4.0},
+        "head_pose": {"yaw": yaw, "pitch": pitch, "roll": roll},
+    }
 
 
 def test_render_draws_boxes_landmarks_and_pose_axes_where_the_results_say(tmp_path, figure_dir):

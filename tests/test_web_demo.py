@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from modeling_qface.registry import DEFAULT_MODEL_DIR
+from modeling_qface.samples.photos import SAMPLE_PHOTOS
 from modeling_qface.webdemo import serve
 from modeling_qface.webdemo.serve import TABLE_COLUMNS, build_demo, build_parser, load_model
 from tests.browser import chromium
 from tests.browser.server import free_loopback_port, running_server
-from modeling_qface.registry import DEFAULT_MODEL_DIR
-from modeling_qface.samples.photos import SAMPLE_PHOTOS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PRESET = "qface-tiny"
@@ -211,16 +211,21 @@ def test_missing_browser_skips_the_browser_test_by_default(monkeypatch, value):
         monkeypatch.delenv(chromium.REQUIRE_BROWSER_VARIABLE, raising=False)
     else:
         monkeypatch.setenv(chromium.REQUIRE_BROWSER_VARIABLE, value)
-    with pytest.raises(pytest.skip.Exception,
-                       match=r"needs chromium: install them .*\(set QFACE_REQUIRE_BROWSER=1 to make this a failure\)"):
+    with pytest.raises(
+        pytest.skip.Exception,
+        match=r"needs chromium: install them .*\(set QFACE_REQUIRE_BROWSER=1 to make this a failure\)",
+    ):
         chromium.require_browser()
 
 
 def test_missing_browser_fails_the_browser_test_when_required(monkeypatch):
     make_browser(monkeypatch, chromium_present=False, driver_present=False, selenium_present=True)
     monkeypatch.setenv(chromium.REQUIRE_BROWSER_VARIABLE, "1")
-    with pytest.raises(pytest.fail.Exception, match=r"needs chromium, chromedriver \(chromium-driver\): install "
-                       r"them with `apt-get install .*\(QFACE_REQUIRE_BROWSER=1: the browser test must run\)"):
+    with pytest.raises(
+        pytest.fail.Exception,
+        match=r"needs chromium, chromedriver \(chromium-driver\): install "
+        r"them with `apt-get install .*\(QFACE_REQUIRE_BROWSER=1: the browser test must run\)",
+    ):
         chromium.require_browser()
     make_browser(monkeypatch, chromium_present=True, driver_present=True, selenium_present=True)
     assert chromium.require_browser() == (sys.executable, sys.executable)  # present: neither skips nor fails
@@ -262,8 +267,10 @@ def wait_until(driver, condition, what: str, log_path: Path, timeout: float = BR
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
     except TimeoutException:
-        pytest.fail(f"browser: waited {timeout} s for {what}; page status {status_text(driver)!r}; server log:\n"
-                    f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
+        pytest.fail(
+            f"browser: waited {timeout} s for {what}; page status {status_text(driver)!r}; server log:\n"
+            f"{log_path.read_text(errors='replace')[-3000:]}"
+        )
 
 
 def labelled_options(driver) -> list:
@@ -295,8 +302,12 @@ def check_results(driver, app, photo: Path, log_path: Path) -> None:
     """The page shows the pipeline's faces for `photo`: status, one row per face in order, the annotated image."""
     expected = expected_rows(app, photo)
     count = len(expected)
-    wait_until(driver, lambda d: status_text(d) == f"Found {count} face{'s' if count != 1 else ''}.",
-               f"the result of {photo.name} ({count} faces)", log_path)  # fmt: skip
+    wait_until(
+        driver,
+        lambda d: status_text(d) == f"Found {count} face{'s' if count != 1 else ''}.",
+        f"the result of {photo.name} ({count} faces)",
+        log_path,
+    )
     wait_until(driver, page_idle, f"every output of {photo.name}", log_path)
     wait_until(driver, lambda d: len(table_rows(d)) == count, f"{count} table rows", log_path)
     rows = table_rows(driver)
@@ -321,16 +332,31 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = tmp_path / "server.log"
-    command = [sys.executable, "-m", "modeling_qface.webdemo.serve", "--model", PRESET, "--host", "127.0.0.1",
-               "--port", str(port), "--sample-photos", str(sample_photos[CLICKED_PHOTO].parent)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeling_qface.webdemo.serve",
+        "--model",
+        PRESET,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--sample-photos",
+        str(sample_photos[CLICKED_PHOTO].parent),
+    ]
     env = {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     screenshots = Path(os.environ.get("QFACE_SCREENSHOT_DIR") or tmp_path)
     screenshots.mkdir(parents=True, exist_ok=True)
 
     with running_server(command, url, log_path, env=env, cwd=REPO_ROOT), chromium.headless_chromium() as driver:
         driver.get(url)
-        file_input = wait_until(driver, lambda d: d.find_element(By.CSS_SELECTOR, "#qface-photo input[type=file]"),
-                                "the photo upload input", log_path)  # fmt: skip
+        file_input = wait_until(
+            driver,
+            lambda d: d.find_element(By.CSS_SELECTOR, "#qface-photo input[type=file]"),
+            "the photo upload input",
+            log_path,
+        )
         banner = driver.find_element(By.ID, "qface-untrained-warning")
         assert banner.is_displayed() and "Untrained model" in banner.text and PRESET in banner.text
 
@@ -342,8 +368,10 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
         assert driver.find_element(By.ID, "qface-csv").is_enabled()
 
         # 2. Choose another face for the figures: both figures are redrawn.
-        before = {plot: driver.find_element(By.CSS_SELECTOR, f"{plot} img").get_attribute("src")
-                  for plot in ("#qface-attention", "#qface-stages")}  # fmt: skip
+        before = {
+            plot: driver.find_element(By.CSS_SELECTOR, f"{plot} img").get_attribute("src")
+            for plot in ("#qface-attention", "#qface-stages")
+        }
         driver.find_element(By.CSS_SELECTOR, "#qface-face input").click()
         # The options' text is filled in after the elements appear: wait for the labels, not just the elements.
         options = wait_until(driver, labelled_options, "face options with their labels", log_path)
@@ -351,8 +379,15 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
         options[2].click()
         wait_until(driver, page_idle, "the figures of Face 3", log_path)
         for plot, source in before.items():
-            wait_until(driver, lambda d, plot=plot, source=source: image_loaded(d, f"{plot} img") and d.find_element(
-                By.CSS_SELECTOR, f"{plot} img").get_attribute("src") != source, f"{plot} redrawn for Face 3", log_path)
+            wait_until(
+                driver,
+                lambda d, plot=plot, source=source: (
+                    image_loaded(d, f"{plot} img")
+                    and d.find_element(By.CSS_SELECTOR, f"{plot} img").get_attribute("src") != source
+                ),
+                f"{plot} redrawn for Face 3",
+                log_path,
+            )
         assert driver.find_element(By.CSS_SELECTOR, "#qface-face input").get_attribute("value") == "Face 3"
         chromium.save_screenshot(driver, screenshots / "web-demo-upload.png")
 
@@ -368,8 +403,12 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
         not_a_photo.write_bytes(b"this is not a photo")
         driver.find_element(By.CSS_SELECTOR, "#qface-photo input[type=file]").send_keys(str(not_a_photo))
         driver.find_element(By.ID, "qface-analyze").click()
-        wait_until(driver, lambda d: status_text(d).startswith("Could not read the photo. notes.jpg"),
-                   "the unreadable-upload message", log_path)  # fmt: skip
+        wait_until(
+            driver,
+            lambda d: status_text(d).startswith("Could not read the photo. notes.jpg"),
+            "the unreadable-upload message",
+            log_path,
+        )
         wait_until(driver, lambda d: table_rows(d) == [], "an empty table", log_path)
         assert not driver.find_element(By.ID, "qface-csv").is_enabled()
         chromium.save_screenshot(driver, screenshots / "web-demo-unreadable.png")
@@ -381,9 +420,13 @@ def test_page_in_headless_chromium(app, sample_photos, tmp_path):
 
 
 def test_table_shows_a_dash_for_tasks_the_model_does_not_have():
-    face = {"box": [1.0, 2.0, 30.0, 40.0], "expression": {"label": "neutral", "scores": {"neutral": 0.8}},
-            "attributes": {"Male": 0.9, "Smiling": 0.1}, "age": {"years": 30.0, "std": 4.0},
-            "head_pose": {"yaw": 1.0, "pitch": -2.0, "roll": 3.0}}  # the demo model's tasks: no AUs
+    face = {
+        "box": [1.0, 2.0, 30.0, 40.0],
+        "expression": {"label": "neutral", "scores": {"neutral": 0.8}},
+        "attributes": {"Male": 0.9, "Smiling": 0.1},
+        "age": {"years": 30.0, "std": 4.0},
+        "head_pose": {"yaw": 1.0, "pitch": -2.0, "roll": 3.0},
+    }  # the demo model's tasks: no AUs
     (row,) = serve.summary_table([face]).to_dict("records")
     assert row["active AUs"] == "-" and row["top attributes"] == "Male (0.90), Smiling (0.10)"
     assert row["expression"] == "neutral (0.80)" and row["yaw / pitch / roll"] == "+1.0° / -2.0° / +3.0°"
@@ -458,8 +501,19 @@ def test_stopping_the_server_removes_its_results_folder(tmp_path):
     temp.mkdir()
     port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/"
-    command = [sys.executable, "-m", "modeling_qface.webdemo.serve", "--model", PRESET, "--host", "127.0.0.1",
-               "--port", str(port), "--sample-photos", str(tmp_path / "no-photos")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "modeling_qface.webdemo.serve",
+        "--model",
+        PRESET,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--sample-photos",
+        str(tmp_path / "no-photos"),
+    ]
     env = {"TMPDIR": str(temp), "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}
     with running_server(command, url, tmp_path / "server.log", env=env, cwd=REPO_ROOT) as process:
         folders = list(temp.glob("qface-results-*"))

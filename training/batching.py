@@ -13,10 +13,13 @@ from modeling_qface.model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES, 
 from modeling_qface.model.heads_qface import output_fields
 from modeling_qface.model.modeling_qface import QFaceOutput
 
-
 # The label names of each schema column (`modeling_qface.training.data.schema`), in column order.
-SCHEMA_LABELS = {"expression": EXPRESSION_NAMES, "au": AU_NAMES, "attributes": ATTRIBUTE_NAMES,
-                 "head_pose": HEAD_POSE_NAMES}  # fmt: skip
+SCHEMA_LABELS = {
+    "expression": EXPRESSION_NAMES,
+    "au": AU_NAMES,
+    "attributes": ATTRIBUTE_NAMES,
+    "head_pose": HEAD_POSE_NAMES,
+}
 
 
 def schema_positions(task: dict) -> list[int] | None:
@@ -28,8 +31,10 @@ def schema_positions(task: dict) -> list[int] | None:
         return None
     unknown = [label for label in task["labels"] if label not in names]
     if unknown:
-        raise ValueError(f"task {task['name']!r}: labels {unknown} are not in the schema's {task['name']} column "
-                         f"{list(names)}; name the task differently to train it from its own column")  # fmt: skip
+        raise ValueError(
+            f"task {task['name']!r}: labels {unknown} are not in the schema's {task['name']} column "
+            f"{list(names)}; name the task differently to train it from its own column"
+        )
     return [names.index(label) for label in task["labels"]]
 
 

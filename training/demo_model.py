@@ -31,8 +31,8 @@ from modeling_qface import QFaceConfig
 from modeling_qface.model.face_alignment_qface import FaceCrop
 from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.model.model_loading_qface import load_qface_model
-from modeling_qface.registry import DEFAULT_MODEL_DIR
 from modeling_qface.outputs.writers import strict_json
+from modeling_qface.registry import DEFAULT_MODEL_DIR
 
 PRETRAIN_RECIPE = "configuration/pretrain-demo.yaml"
 TRAIN_RECIPE = "configuration/train-demo.yaml"
@@ -50,8 +50,21 @@ def pretrain(work: Path) -> Path:
     from modeling_qface.training import pretrain as mae
 
     output = work / "mae"
-    code = mae.main(["--config", PRETRAIN_RECIPE, "--source", "image_folder", "--root", str(work / "faces"),
-                     "--split", "train", "--output-dir", str(output), "--overwrite-output-dir"])  # fmt: skip
+    code = mae.main(
+        [
+            "--config",
+            PRETRAIN_RECIPE,
+            "--source",
+            "image_folder",
+            "--root",
+            str(work / "faces"),
+            "--split",
+            "train",
+            "--output-dir",
+            str(output),
+            "--overwrite-output-dir",
+        ]
+    )
     if code:
         raise RuntimeError(f"MAE pretraining failed with exit code {code}")
     return output
@@ -62,8 +75,18 @@ def finetune(work: Path, name: str, backbone: Path | None, config: str = MODEL_C
 
     output = work / name
     overrides = [f"model.backbone={backbone if backbone else 'null'}", f"model.config={config}"]
-    code = train.main(["--config", TRAIN_RECIPE, "--data-root", str(work / "faces"), "--output-dir", str(output),
-                       "--overwrite", *[item for o in overrides for item in ("--set", o)]])  # fmt: skip
+    code = train.main(
+        [
+            "--config",
+            TRAIN_RECIPE,
+            "--data-root",
+            str(work / "faces"),
+            "--output-dir",
+            str(output),
+            "--overwrite",
+            *[item for o in overrides for item in ("--set", o)],
+        ]
+    )
     if code:
         raise RuntimeError(f"fine-tuning {name} failed with exit code {code}")
     return output / "final"
@@ -92,31 +115,43 @@ def evaluate(model_dir: Path, faces: Path) -> dict:
         if task["kind"] == "multiclass":
             known, seen = ref >= 0, seen[seen >= 0]
             majority = int(np.bincount(seen, minlength=len(task["labels"])).argmax())
-            results[name] = {"labelled": int(known.sum()), "model": float((pred.argmax(1)[known] == ref[known]).mean()),
-                             "baseline": float((ref[known] == majority).mean()),
-                             "baseline_is": f"majority class {task['labels'][majority]}"}  # fmt: skip
+            results[name] = {
+                "labelled": int(known.sum()),
+                "model": float((pred.argmax(1)[known] == ref[known]).mean()),
+                "baseline": float((ref[known] == majority).mean()),
+                "baseline_is": f"majority class {task['labels'][majority]}",
+            }
         elif task["kind"] == "multilabel":
             results[name] = {}
             for i, label in enumerate(task["labels"]):
                 known = ref[:, i] >= 0
                 majority = int(seen[seen[:, i] >= 0, i].mean() >= 0.5)
-                results[name][label] = {"labelled": int(known.sum()),
-                                        "model": float(((pred[known, i] > 0) == ref[known, i]).mean()),
-                                        "baseline": float((ref[known, i] == majority).mean()),
-                                        "baseline_is": f"majority {'present' if majority else 'absent'}"}  # fmt: skip
+                results[name][label] = {
+                    "labelled": int(known.sum()),
+                    "model": float(((pred[known, i] > 0) == ref[known, i]).mean()),
+                    "baseline": float((ref[known, i] == majority).mean()),
+                    "baseline_is": f"majority {'present' if majority else 'absent'}",
+                }
         elif task["kind"] == "distribution":
             known = ~np.isnan(ref)
             mean = float(np.nanmean(seen))
-            results[name] = {"labelled": int(known.sum()), "model_mae": float(np.abs(pred[known] - ref[known]).mean()),
-                             "baseline_mae": float(np.abs(mean - ref[known]).mean()),
-                             "baseline_is": f"training mean {mean:.1f}"}  # fmt: skip
+            results[name] = {
+                "labelled": int(known.sum()),
+                "model_mae": float(np.abs(pred[known] - ref[known]).mean()),
+                "baseline_mae": float(np.abs(mean - ref[known]).mean()),
+                "baseline_is": f"training mean {mean:.1f}",
+            }
         else:
             known = ~np.isnan(ref).any(axis=1)
             mean = np.nanmean(seen, axis=0)
-            results[name] = {label: {"model_mae": float(np.abs(pred[known, i] - ref[known, i]).mean()),
-                                     "baseline_mae": float(np.abs(mean[i] - ref[known, i]).mean()),
-                                     "baseline_is": f"training mean {mean[i]:+.1f}"}
-                             for i, label in enumerate(task["labels"])}  # fmt: skip
+            results[name] = {
+                label: {
+                    "model_mae": float(np.abs(pred[known, i] - ref[known, i]).mean()),
+                    "baseline_mae": float(np.abs(mean[i] - ref[known, i]).mean()),
+                    "baseline_is": f"training mean {mean[i]:+.1f}",
+                }
+                for i, label in enumerate(task["labels"])
+            }
             results[name]["labelled"] = int(known.sum())
     results["portraits"] = _portraits(model, faces, predictions, test)
     results["mirror"] = _mirror_check(model, test, processor)
@@ -138,9 +173,13 @@ def _mirror_check(model, test, processor) -> dict:
     result = {}
     if "head_pose" in original:
         pose, pose_flipped = original["head_pose"], flipped["head_pose"]
-        result.update({"yaw_sum_mae": float(np.abs(pose[:, 0] + pose_flipped[:, 0]).mean()),
-                       "pitch_difference_mae": float(np.abs(pose[:, 1] - pose_flipped[:, 1]).mean()),
-                       "roll_sum_mae": float(np.abs(pose[:, 2] + pose_flipped[:, 2]).mean())})  # fmt: skip
+        result.update(
+            {
+                "yaw_sum_mae": float(np.abs(pose[:, 0] + pose_flipped[:, 0]).mean()),
+                "pitch_difference_mae": float(np.abs(pose[:, 1] - pose_flipped[:, 1]).mean()),
+                "roll_sum_mae": float(np.abs(pose[:, 2] + pose_flipped[:, 2]).mean()),
+            }
+        )
     if "expression" in original:
         same = original["expression"].argmax(1) == flipped["expression"].argmax(1)
         result["expression_same_class"] = float(same.mean())
@@ -154,8 +193,11 @@ def _portraits(model, faces: Path, predictions: dict, test) -> list[dict]:
     rows = []
     for truth in truths:
         index = photos.index(Path(truth["file_name"]).name)
-        row = {"file_name": Path(truth["file_name"]).name, "true_expression": truth["expression"],
-               "true_yaw": truth["yaw"]}  # fmt: skip
+        row = {
+            "file_name": Path(truth["file_name"]).name,
+            "true_expression": truth["expression"],
+            "true_yaw": truth["yaw"],
+        }
         if "expression" in predictions:
             labels = model.config.get_task("expression")["labels"]
             row["expression"] = labels[int(predictions["expression"][index].argmax())]
@@ -205,29 +247,39 @@ def hub_export(target: Path, source: Path = DEFAULT_MODEL_DIR) -> Path:
 def card_texts(report: dict) -> tuple[str, str]:
     """The demo model card's summary and training paragraphs, from its build report."""
     times = ", ".join(f"{step} {seconds / 60:.1f} min" for step, seconds in report.get("wall_seconds", {}).items())
-    summary = ("A demonstration of the Q-Face recipe on the few hundred real faces that public packages ship, "
-               "labelled by offline teacher models (fer + facex expression, MediaPipe mesh head pose, face-api age "
-               "and gender), trained on a 2-core CPU by `make demo-model`. **Not a model for real use**: under a "
-               "hundred people, teacher labels, no benchmark data. The model-index holds its numbers on held-out "
-               "people (other identities than the training ones), each against a trivial baseline in "
-               "docs/demo-model.md, where it often loses.")  # fmt: skip
-    training = (f"Built by `make demo-model` (`python -m modeling_qface.training.demo_model`): the demo face set "
-                f"({report['test']['train_faces']} training faces), MAE pretraining "
-                f"(`configuration/pretrain-demo.yaml`), multi-task fine-tuning (`configuration/train-demo.yaml`). "
-                f"Wall time on 2 CPU cores: {times}.")  # fmt: skip
+    summary = (
+        "A demonstration of the Q-Face recipe on the few hundred real faces that public packages ship, "
+        "labelled by offline teacher models (fer + facex expression, MediaPipe mesh head pose, face-api age "
+        "and gender), trained on a 2-core CPU by `make demo-model`. **Not a model for real use**: under a "
+        "hundred people, teacher labels, no benchmark data. The model-index holds its numbers on held-out "
+        "people (other identities than the training ones), each against a trivial baseline in "
+        "docs/demo-model.md, where it often loses."
+    )
+    training = (
+        f"Built by `make demo-model` (`python -m modeling_qface.training.demo_model`): the demo face set "
+        f"({report['test']['train_faces']} training faces), MAE pretraining "
+        f"(`configuration/pretrain-demo.yaml`), multi-task fine-tuning (`configuration/train-demo.yaml`). "
+        f"Wall time on 2 CPU cores: {times}."
+    )
     return summary, training
 
 
 def held_out_evaluation(report: dict) -> dict:
     """The held-out numbers of a build report in `qface evaluate`'s format (what the card's model-index reads)."""
     test = report["test"]
-    metrics = {"expression/accuracy_vs_teachers": test["expression"]["model"],
-               **{f"attributes/accuracy_{label}": v["model"] for label, v in test.get("attributes", {}).items()},
-               "age/mae_vs_face_api": test["age"]["model_mae"],
-               **{f"head_pose/mae_{angle}_vs_mesh": test["head_pose"][angle]["model_mae"]
-                  for angle in ("yaw", "pitch", "roll")}}  # fmt: skip
-    return {"data": [{"label": "demo_test", "name": "qface-demo-face-set", "split": "test (held-out identities)"}],
-            "metrics": {"demo_test": metrics}}
+    metrics = {
+        "expression/accuracy_vs_teachers": test["expression"]["model"],
+        **{f"attributes/accuracy_{label}": v["model"] for label, v in test.get("attributes", {}).items()},
+        "age/mae_vs_face_api": test["age"]["model_mae"],
+        **{
+            f"head_pose/mae_{angle}_vs_mesh": test["head_pose"][angle]["model_mae"]
+            for angle in ("yaw", "pitch", "roll")
+        },
+    }
+    return {
+        "data": [{"label": "demo_test", "name": "qface-demo-face-set", "split": "test (held-out identities)"}],
+        "metrics": {"demo_test": metrics},
+    }
 
 
 def build(work: Path, experiments: bool, skip_set: bool) -> dict:
@@ -236,8 +288,9 @@ def build(work: Path, experiments: bool, skip_set: bool) -> dict:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     times, report = {}, {}
     if not skip_set:
-        report["face_set"] = _timed(times, "face set (photos, detection, teacher labels)", build_demo_set,
-                                    work / "faces")  # fmt: skip
+        report["face_set"] = _timed(
+            times, "face set (photos, detection, teacher labels)", build_demo_set, work / "faces"
+        )
     mae = _timed(times, "MAE pretraining", pretrain, work)
     final = _timed(times, "fine-tuning", finetune, work, "qface", mae)
     report["model"] = str(final)
@@ -259,13 +312,18 @@ def build(work: Path, experiments: bool, skip_set: bool) -> dict:
 def markdown_tables(report: dict) -> str:
     """The held-out numbers of a build report as markdown: each task against its baseline, the portraits, and the
     experiments (when run)."""
-    runs = [("demo model", report["test"])] + [(name, report[key]) for key, name in
-                                                (("no_mae", "no MAE pretraining"),
-                                                 ("expression_only", "expression alone")) if key in report]  # fmt: skip
-    lines = [f"Held-out: {report['test']['test_faces']} faces of people never seen in training "
-             f"({report['test']['train_faces']} training faces).", "",
-             "| task (teacher) | metric | " + " | ".join(name for name, _ in runs) + " | trivial baseline |",
-             "|---|---|" + "---|" * len(runs) + "---|"]  # fmt: skip
+    runs = [("demo model", report["test"])] + [
+        (name, report[key])
+        for key, name in (("no_mae", "no MAE pretraining"), ("expression_only", "expression alone"))
+        if key in report
+    ]
+    lines = [
+        f"Held-out: {report['test']['test_faces']} faces of people never seen in training "
+        f"({report['test']['train_faces']} training faces).",
+        "",
+        "| task (teacher) | metric | " + " | ".join(name for name, _ in runs) + " | trivial baseline |",
+        "|---|---|" + "---|" * len(runs) + "---|",
+    ]
 
     def cell(result, *path, key):
         for part in path:
@@ -274,11 +332,15 @@ def markdown_tables(report: dict) -> str:
 
     test = report["test"]
     rows = [("expression (fer + facex)", "accuracy vs teachers", ("expression",), "model", "baseline")]
-    rows += [(f"{label} (teachers)", "accuracy", ("attributes", label), "model", "baseline")
-             for label in test.get("attributes", {})]  # fmt: skip
+    rows += [
+        (f"{label} (teachers)", "accuracy", ("attributes", label), "model", "baseline")
+        for label in test.get("attributes", {})
+    ]
     rows.append(("age (face-api)", "MAE years", ("age",), "model_mae", "baseline_mae"))
-    rows += [(f"{angle} (MediaPipe mesh)", "MAE degrees", ("head_pose", angle), "model_mae", "baseline_mae")
-             for angle in ("yaw", "pitch", "roll")]  # fmt: skip
+    rows += [
+        (f"{angle} (MediaPipe mesh)", "MAE degrees", ("head_pose", angle), "model_mae", "baseline_mae")
+        for angle in ("yaw", "pitch", "roll")
+    ]
     for name, metric, path, key, baseline in rows:
         values = " | ".join(cell(result, *path, key=key) for _, result in runs)
         base = test
@@ -288,16 +350,21 @@ def markdown_tables(report: dict) -> str:
         lines.append(f"| {name} | {metric} | {values} | {trivial} |")
     mirror = test.get("mirror", {})
     if mirror:
-        lines += ["", "Mirror symmetry on the held-out crops and their mirror images (0 and 1.000 for a perfectly "
-                  "symmetric model): mean abs(yaw + mirrored yaw) "
-                  f"{mirror.get('yaw_sum_mae', float('nan')):.1f} degrees, abs(roll + mirrored roll) "
-                  f"{mirror.get('roll_sum_mae', float('nan')):.1f}, abs(pitch - mirrored pitch) "
-                  f"{mirror.get('pitch_difference_mae', float('nan')):.1f}; same expression class "
-                  f"{mirror.get('expression_same_class', float('nan')):.3f}."]  # fmt: skip
+        lines += [
+            "",
+            "Mirror symmetry on the held-out crops and their mirror images (0 and 1.000 for a perfectly "
+            "symmetric model): mean abs(yaw + mirrored yaw) "
+            f"{mirror.get('yaw_sum_mae', float('nan')):.1f} degrees, abs(roll + mirrored roll) "
+            f"{mirror.get('roll_sum_mae', float('nan')):.1f}, abs(pitch - mirrored pitch) "
+            f"{mirror.get('pitch_difference_mae', float('nan')):.1f}; same expression class "
+            f"{mirror.get('expression_same_class', float('nan')):.3f}.",
+        ]
     lines += ["", "| portrait | true expression | model | true yaw | model yaw |", "|---|---|---|---|---|"]
-    lines += [f"| {p['file_name'].split('_', 1)[1].rsplit('_face', 1)[0]} | {p['true_expression']} | "
-              f"{p.get('expression', '-')} | {p['true_yaw']:+.0f} | {p.get('yaw', float('nan')):+.1f} |"
-              for p in test["portraits"]]  # fmt: skip
+    lines += [
+        f"| {p['file_name'].split('_', 1)[1].rsplit('_face', 1)[0]} | {p['true_expression']} | "
+        f"{p.get('expression', '-')} | {p['true_yaw']:+.0f} | {p.get('yaw', float('nan')):+.1f} |"
+        for p in test["portraits"]
+    ]
     return "\n".join(lines)
 
 
@@ -307,8 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiments", action="store_true", help="also: no MAE pretraining; expression alone")
     parser.add_argument("--skip-set", action="store_true", help="reuse <work-dir>/faces")
     parser.add_argument("--export", type=Path, help="save the final model here (the package's default model folder)")
-    parser.add_argument("--hub-export", type=Path,
-                        help="only write the complete Hub export (code, model card) of the shipped default model here")
+    parser.add_argument(
+        "--hub-export",
+        type=Path,
+        help="only write the complete Hub export (code, model card) of the shipped default model here",
+    )
     args = parser.parse_args(argv)
     if args.hub_export:
         print(f"Hub export of {DEFAULT_MODEL_DIR}: {hub_export(args.hub_export)}")

@@ -33,8 +33,12 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
-def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int = DEFAULT_CROP_SIZE,
-                   cache_dir: str | Path | None = None) -> dict:  # fmt: skip
+def build_demo_set(
+    output_dir: str | Path,
+    frame_stride: int = 4,
+    crop_size: int = DEFAULT_CROP_SIZE,
+    cache_dir: str | Path | None = None,
+) -> dict:
     """Collects, labels and writes the demo face set under `output_dir`; returns its summary (also
     `output_dir/summary.json`)."""
     output = Path(output_dir)
@@ -45,8 +49,10 @@ def build_demo_set(output_dir: str | Path, frame_stride: int = 4, crop_size: int
     teachers = load_teachers()
     if teachers.unavailable:
         problems = "; ".join(f"{name}: {why}" for name, why in teachers.unavailable.items())
-        raise RuntimeError(f"the demo set needs every teacher (pip install -e '.[teachers]'; see modeling_qface.training.teachers): "
-                           f"{problems}")  # fmt: skip
+        raise RuntimeError(
+            f"the demo set needs every teacher (pip install -e '.[teachers]'; see modeling_qface.training.teachers): "
+            f"{problems}"
+        )
     summary = LabelSummary()
     counts = {split: {"faces": 0, "identities": set()} for split in SPLITS}
     kinds, true_labels = {}, []

@@ -43,8 +43,9 @@ def _task_output(task: dict) -> str:
 
 
 @torch.no_grad()
-def predict(model, dataset, config, image_processor, batch_size: int, device, rank: int = 0, world_size: int = 1,
-            autocast=None) -> tuple[dict, dict]:  # fmt: skip
+def predict(
+    model, dataset, config, image_processor, batch_size: int, device, rank: int = 0, world_size: int = 1, autocast=None
+) -> tuple[dict, dict]:
     """Runs `model` over this process's share (`rank::world_size`) of `dataset` (schema rows).
 
     Returns `(predictions, references)`: per task name, numpy arrays over the rows, in row order of the share; the
@@ -75,8 +76,9 @@ def predict(model, dataset, config, image_processor, batch_size: int, device, ra
             predictions[task["name"]].append(predicted)
             references[task["name"]].append(labels)
     model.train(was_training)
-    return tuple({name: array[:real] for name, array in _concatenate(arrays).items()}
-                 for arrays in (predictions, references))  # fmt: skip
+    return tuple(
+        {name: array[:real] for name, array in _concatenate(arrays).items()} for arrays in (predictions, references)
+    )
 
 
 def to_photo_frame(poses: np.ndarray, crop_angles) -> np.ndarray:
@@ -93,10 +95,13 @@ def describe_crops(dataset) -> str:
     """How a prepared set's faces were cut, e.g. "Q-Face crop from the dataset's landmarks: 1969"."""
     if "crop_method" not in dataset.column_names:
         return "unknown crop"
-    names = {"landmarks": "Q-Face crop from the dataset's landmarks", "detector": "Q-Face crop by the detector",
-             "no face found": "no face found: central square as the Q-Face crop",
-             "protocol box": "protocol crop (the literature's loose box, no rotation)",
-             "protocol resize": "protocol crop (the literature's region resized, no alignment)"}  # fmt: skip
+    names = {
+        "landmarks": "Q-Face crop from the dataset's landmarks",
+        "detector": "Q-Face crop by the detector",
+        "no face found": "no face found: central square as the Q-Face crop",
+        "protocol box": "protocol crop (the literature's loose box, no rotation)",
+        "protocol resize": "protocol crop (the literature's region resized, no alignment)",
+    }
     methods = dataset["crop_method"]
     return ", ".join(f"{names.get(m, m)}: {methods.count(m)}" for m in sorted(set(methods)))
 
@@ -132,37 +137,62 @@ def score_sets(config, results: dict[str, tuple[dict, dict]], threshold: float =
         sets = [name for name, per_task in counts.items() if per_task[task] > 0]
         if len(sets) == 1:
             prefix = f"{sets[0]}{METRIC_SEPARATOR}{task}{METRIC_SEPARATOR}"
-            metrics.update({key.removeprefix(f"{sets[0]}{METRIC_SEPARATOR}"): value
-                            for key, value in list(metrics.items()) if key.startswith(prefix)})  # fmt: skip
+            metrics.update(
+                {
+                    key.removeprefix(f"{sets[0]}{METRIC_SEPARATOR}"): value
+                    for key, value in list(metrics.items())
+                    if key.startswith(prefix)
+                }
+            )
     return metrics, counts
 
 
-def evaluate_sets(model, eval_sets: dict, config, image_processor, batch_size: int, accelerator=None,
-                  threshold: float = 0.5) -> tuple[dict, dict]:  # fmt: skip
+def evaluate_sets(
+    model, eval_sets: dict, config, image_processor, batch_size: int, accelerator=None, threshold: float = 0.5
+) -> tuple[dict, dict]:
     """Scores `model` on every `{name: dataset}`; with an `accelerator`, each process predicts its share and the
     shares are gathered, so every process returns the same metrics."""
     if accelerator is None:
         device = next(model.parameters()).device
-        results = {name: predict(model, dataset, config, image_processor, batch_size, device)
-                   for name, dataset in eval_sets.items()}  # fmt: skip
+        results = {
+            name: predict(model, dataset, config, image_processor, batch_size, device)
+            for name, dataset in eval_sets.items()
+        }
         return score_sets(config, results, threshold)
     from accelerate.utils import gather_object
 
     results = {}
     for name, dataset in eval_sets.items():
-        mine = predict(model, dataset, config, image_processor, batch_size, accelerator.device,
-                       accelerator.process_index, accelerator.num_processes, accelerator.autocast)  # fmt: skip
+        mine = predict(
+            model,
+            dataset,
+            config,
+            image_processor,
+            batch_size,
+            accelerator.device,
+            accelerator.process_index,
+            accelerator.num_processes,
+            accelerator.autocast,
+        )
         shares = gather_object([mine])  # one (predictions, references) per process, in rank order
         results[name] = tuple(
-            {task: np.concatenate([share[i][task] for share in shares if len(share[i][task])] or [np.zeros((0,))])
-             for task in config.task_names}
+            {
+                task: np.concatenate([share[i][task] for share in shares if len(share[i][task])] or [np.zeros((0,))])
+                for task in config.task_names
+            }
             for i in range(2)
-        )  # fmt: skip
+        )
     return score_sets(config, results, threshold)
 
 
-def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int = 64, device: str | None = None,
-                   threshold: float = 0.5, cache_dir: str | None = None) -> dict:  # fmt: skip
+def evaluate_model(
+    model_path: str | Path,
+    sources: list[dict],
+    batch_size: int = 64,
+    device: str | None = None,
+    threshold: float = 0.5,
+    cache_dir: str | None = None,
+) -> dict:
     """Scores a saved Q-Face model on data sources.
 
     Args:
@@ -191,13 +221,25 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
         label = source.get("label") or f"{source['name']}_{source.get('split', 'test')}"
         if label in eval_sets:
             raise ValueError(f"two evaluation sources are named {label!r}; give them distinct labels")
-        dataset = load_source(source["name"], source["root"], source.get("split", "test"), cache_dir=cache_dir,
-                              face_crop=face_crop, **(source.get("options") or {}))  # fmt: skip
+        dataset = load_source(
+            source["name"],
+            source["root"],
+            source.get("split", "test"),
+            cache_dir=cache_dir,
+            face_crop=face_crop,
+            **(source.get("options") or {}),
+        )
         eval_sets[label] = dataset
         split, options = source.get("split", "test"), source.get("options") or {}
-        data.append({**{k: source.get(k) for k in ("name", "root", "split", "options")}, "label": label,
-                     "protocol": protocol_name(source["name"], split, options), "num_samples": len(dataset),
-                     "crop": describe_crops(dataset)})  # fmt: skip
+        data.append(
+            {
+                **{k: source.get(k) for k in ("name", "root", "split", "options")},
+                "label": label,
+                "protocol": protocol_name(source["name"], split, options),
+                "num_samples": len(dataset),
+                "crop": describe_crops(dataset),
+            }
+        )
     metrics, counts = evaluate_sets(model, eval_sets, model.config, image_processor, batch_size, threshold=threshold)
     per_set = {label: {} for label in eval_sets}
     aliases = {}
@@ -207,8 +249,15 @@ def evaluate_model(model_path: str | Path, sources: list[dict], batch_size: int 
             per_set[head][rest] = value
         else:
             aliases[key] = value
-    return {"model": str(model_path), "face_crop": face_crop.to_dict(), "head_pose_frame": "photo", "data": data,
-            "metrics": per_set, "aliases": aliases, "labelled": counts}  # fmt: skip
+    return {
+        "model": str(model_path),
+        "face_crop": face_crop.to_dict(),
+        "head_pose_frame": "photo",
+        "data": data,
+        "metrics": per_set,
+        "aliases": aliases,
+        "labelled": counts,
+    }
 
 
 def format_table(report: dict) -> str:
@@ -219,8 +268,14 @@ def format_table(report: dict) -> str:
             task, _, metric = key.partition(METRIC_SEPARATOR)
             if METRIC_SEPARATOR in metric:  # per class / per AU / per angle: in the JSON only
                 continue
-            rows.append((label, key, f"{value:.4f}" if math.isfinite(value) else str(value),
-                         str(report["labelled"][label][task])))  # fmt: skip
+            rows.append(
+                (
+                    label,
+                    key,
+                    f"{value:.4f}" if math.isfinite(value) else str(value),
+                    str(report["labelled"][label][task]),
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
@@ -238,8 +293,12 @@ def parse_source(text: str) -> dict:
         if not sep:
             raise argparse.ArgumentTypeError(f"--source {text!r}: option {item!r} is not KEY=VALUE")
         options[key] = yaml.safe_load(value)
-    source = {"name": parts[0], "root": parts[1], "split": parts[2] if len(parts) > 2 and parts[2] else "test",
-              "options": options}  # fmt: skip
+    source = {
+        "name": parts[0],
+        "root": parts[1],
+        "split": parts[2] if len(parts) > 2 and parts[2] else "test",
+        "options": options,
+    }
     from modeling_qface.training.data.loading import source_problems
 
     # Checked here, before the model is loaded: an unknown source, split, option or fold names the allowed values.
@@ -251,18 +310,32 @@ def parse_source(text: str) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface evaluate", description="Score a saved Q-Face model on benchmarks.")
-    parser.add_argument("--model", help="folder of a saved model (e.g. <output_dir>/final); required unless "
-                                         "--aggregate-folds")  # fmt: skip
-    parser.add_argument("--source", action="append", type=parse_source, default=[], metavar="NAME:ROOT[:SPLIT]",
-                        help="a data source to score on (repeatable), e.g. raf_db:/data/RAF-DB/basic:test; "
-                             "adapter options after a 4th colon: bp4d:/data/BP4D:test:fold=2")  # fmt: skip
-    parser.add_argument("--config", help="a training recipe: scores its data.test sources (data.eval when it has "
-                                          "none; --sets chooses)")  # fmt: skip
-    parser.add_argument("--sets", choices=("test", "eval"),
-                        help="with --config: score data.test (default when the recipe lists any) or data.eval")
-    parser.add_argument("--aggregate-folds", nargs="+", metavar="REPORT.json",
-                        help="average the BP4D / DISFA reports of folds 1, 2, 3 (see training/folds.py) into "
-                             "--output; no model is run")  # fmt: skip
+    parser.add_argument(
+        "--model", help="folder of a saved model (e.g. <output_dir>/final); required unless --aggregate-folds"
+    )
+    parser.add_argument(
+        "--source",
+        action="append",
+        type=parse_source,
+        default=[],
+        metavar="NAME:ROOT[:SPLIT]",
+        help="a data source to score on (repeatable), e.g. raf_db:/data/RAF-DB/basic:test; "
+        "adapter options after a 4th colon: bp4d:/data/BP4D:test:fold=2",
+    )
+    parser.add_argument(
+        "--config", help="a training recipe: scores its data.test sources (data.eval when it has none; --sets chooses)"
+    )
+    parser.add_argument(
+        "--sets",
+        choices=("test", "eval"),
+        help="with --config: score data.test (default when the recipe lists any) or data.eval",
+    )
+    parser.add_argument(
+        "--aggregate-folds",
+        nargs="+",
+        metavar="REPORT.json",
+        help="average the BP4D / DISFA reports of folds 1, 2, 3 (see training/folds.py) into --output; no model is run",
+    )
     parser.add_argument("--data-root", help="with --config: overrides the recipe's data.root")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -293,10 +366,13 @@ def aggregate_main(paths: list[str], output: str) -> int:
         return 2
     for entry in report["data"]:
         metrics = report["metrics"][entry["label"]]
-        per_au = ", ".join(f"{key.rsplit('/', 1)[-1]} {value:.4f}"
-                           for key, value in metrics.items() if key.count("/") == 2)  # fmt: skip
-        print(f"{entry['label']} ({entry['protocol']}): au/f1_mean {metrics['au/f1_mean']:.4f}\n"
-              f"  per AU, averaged over the folds: {per_au}")
+        per_au = ", ".join(
+            f"{key.rsplit('/', 1)[-1]} {value:.4f}" for key, value in metrics.items() if key.count("/") == 2
+        )
+        print(
+            f"{entry['label']} ({entry['protocol']}): au/f1_mean {metrics['au/f1_mean']:.4f}\n"
+            f"  per AU, averaged over the folds: {per_au}"
+        )
     Path(output).write_text(strict_json(report, indent=1))
     print(f"\nwritten: {output}")
     return 0
@@ -315,8 +391,10 @@ def recipe_sources(config: str, data_root: str | None, sets: str | None) -> list
     chosen = getattr(recipe.data, sets)
     if not chosen:
         raise RecipeError(f"{config}: data.{sets} lists no source to score")
-    return [{**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
-            for source in chosen]  # fmt: skip
+    return [
+        {**source.model_dump(), "root": str(recipe.source_root(source)), "label": source.display_name}
+        for source in chosen
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,13 +408,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         sources += recipe_sources(args.config, args.data_root, args.sets)
     if not sources:
-        print("qface evaluate: give at least one --source or a --config with data.test or data.eval sources",
-              file=sys.stderr)
+        print(
+            "qface evaluate: give at least one --source or a --config with data.test or data.eval sources",
+            file=sys.stderr,
+        )
         return 2
     report = evaluate_model(args.model, sources, args.batch_size, args.device, args.threshold, args.cache_dir)
     crop = report["face_crop"]
-    print(f"Faces cut into the model's Q-Face crop ({crop['size']} px, margin {crop['margin']:g}); head pose scored "
-          "in the photo's frame.")
+    print(
+        f"Faces cut into the model's Q-Face crop ({crop['size']} px, margin {crop['margin']:g}); head pose scored "
+        "in the photo's frame."
+    )
     for entry in report["data"]:
         print(f"  {entry['label']}: {entry['num_samples']} faces; {entry['crop']}")
     print(format_table(report))
@@ -348,5 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["build_parser", "evaluate_model", "evaluate_sets", "format_table", "main", "predict", "recipe_sources",
-           "score_sets"]
+__all__ = [
+    "build_parser",
+    "evaluate_model",
+    "evaluate_sets",
+    "format_table",
+    "main",
+    "predict",
+    "recipe_sources",
+    "score_sets",
+]

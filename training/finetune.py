@@ -115,9 +115,15 @@ def load_sources(recipe: Recipe, sources, face_crop: FaceCrop) -> dict:
     from modeling_qface.training.data import load_source
 
     return {
-        source.display_name: load_source(source.name, recipe.source_root(source), source.split,
-                                         cache_dir=recipe.data.cache_dir, face_crop=face_crop,
-                                         crop_format=recipe.data.crop_format, **source.options)  # fmt: skip
+        source.display_name: load_source(
+            source.name,
+            recipe.source_root(source),
+            source.split,
+            cache_dir=recipe.data.cache_dir,
+            face_crop=face_crop,
+            crop_format=recipe.data.crop_format,
+            **source.options,
+        )
         for source in sources
     }
 
@@ -193,8 +199,11 @@ def warn_uneven_split(names: list[str], counts: list[int], num_processes: int) -
 
 def log_pos_weights(accelerator, config, pos_weights: dict[str, list[float]]) -> None:
     """The computed `pos_weight: auto` weights, as a step-0 record of the training log (`pos_weight/au/AU1`, ...)."""
-    record = {f"pos_weight/{name}/{label}": weight for name, weights in pos_weights.items()
-              for label, weight in zip(config.get_task(name)["labels"], weights)}  # fmt: skip
+    record = {
+        f"pos_weight/{name}/{label}": weight
+        for name, weights in pos_weights.items()
+        for label, weight in zip(config.get_task(name)["labels"], weights)
+    }
     accelerator.log(record, step=0)
     if accelerator.is_main_process:
         for name, weights in pos_weights.items():
@@ -258,9 +267,13 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         max_steps = max(1, math.ceil(recipe.train.epochs * steps_per_epoch(sizes, counts, accumulation)))
     epochs = dict(zip(names, epochs_per_source(sizes, counts, max_steps, accumulation)))
     if accelerator.is_main_process:
-        logger.info("epochs per source in this run: " + ", ".join(
-            f"{name} {value:.1f} ({size} rows, {count} per batch)"
-            for (name, value), size, count in zip(epochs.items(), sizes, counts)))  # fmt: skip
+        logger.info(
+            "epochs per source in this run: "
+            + ", ".join(
+                f"{name} {value:.1f} ({size} rows, {count} per batch)"
+                for (name, value), size, count in zip(epochs.items(), sizes, counts)
+            )
+        )
 
     optimizer = build_optimizer(model, recipe.optimizer)
     scheduler = build_scheduler(optimizer, recipe.optimizer, max_steps)
@@ -279,10 +292,11 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
         write_run_files(output_dir, recipe_yaml)
         truncate_jsonl(output_dir / TRAIN_LOG, step)
     accelerator.init_trackers(
-        "qface", config=flatten_for_hparams(recipe.model_dump(mode="json")),
+        "qface",
+        config=flatten_for_hparams(recipe.model_dump(mode="json")),
         # After a resume, TensorBoard drops the events the killed run wrote past the checkpoint.
         init_kwargs={"tensorboard": {"purge_step": step + 1}} if resume_from is not None else {},
-    )  # fmt: skip
+    )
     sample_log = SampleLog(output_dir, accelerator.process_index, step, recipe.logging.sample_ids)
     if pos_weights and step == 0:  # a resumed run computed the same weights and logged them at step 0 already
         log_pos_weights(accelerator, config, pos_weights)
@@ -291,8 +305,9 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
     loader = build_train_loader(recipe, train_sets, batch_sampler, config, image_processor, accelerator.device)
 
     def run_eval() -> dict:
-        metrics, labelled = evaluate_sets(model, eval_sets, config, image_processor, recipe.eval.batch_size,
-                                          accelerator, recipe.eval.threshold)  # fmt: skip
+        metrics, labelled = evaluate_sets(
+            model, eval_sets, config, image_processor, recipe.eval.batch_size, accelerator, recipe.eval.threshold
+        )
         accelerator.log({f"eval/{key}": value for key, value in metrics.items()}, step=step)
         key = recipe.eval.best_metric
         if key is not None:
@@ -301,8 +316,14 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
                 raise RecipeError(f"eval.best_metric: {key!r} is not among the evaluation metrics {available}")
             if _is_better(metrics[key], best["value"], recipe.eval.best_mode):
                 best.update(value=float(metrics[key]), step=step)
-                export_model(accelerator, model, image_processor, output_dir / "best", recipe_yaml,
-                             {"step": step, "metrics": metrics, "labelled": labelled})  # fmt: skip
+                export_model(
+                    accelerator,
+                    model,
+                    image_processor,
+                    output_dir / "best",
+                    recipe_yaml,
+                    {"step": step, "metrics": metrics, "labelled": labelled},
+                )
         return metrics
 
     task_names = config.task_names
@@ -364,8 +385,15 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
             last_eval_step = step
         checkpoint_every = recipe.checkpoint.every_steps
         if checkpoint_every and (step % checkpoint_every == 0 or step == max_steps):
-            save_checkpoint(accelerator, output_dir, step, {"best": best, "max_steps": max_steps}, sampler_state,
-                            recipe_yaml, recipe.checkpoint.keep_last)  # fmt: skip
+            save_checkpoint(
+                accelerator,
+                output_dir,
+                step,
+                {"best": best, "max_steps": max_steps},
+                sampler_state,
+                recipe_yaml,
+                recipe.checkpoint.keep_last,
+            )
         window_paused += time.perf_counter() - pause_start
     progress.close()
     sample_log.close()
@@ -373,18 +401,28 @@ def train(recipe: Recipe, resume: str | None = None, overwrite: bool = False) ->
     final = export_model(accelerator, model, image_processor, output_dir / "final", recipe_yaml)
     accelerator.end_training()
     summary = {
-        "steps": step, "max_steps": max_steps, "resumed_from": str(resume_from) if resume_from else None,
-        "final_model": str(final), "best": best, "last_eval_step": last_eval_step,
-        "num_processes": accelerator.num_processes, "global_batch": global_batch,
-        "per_source_batch": dict(zip(names, counts)), "per_source_rows": dict(zip(names, sizes)),
+        "steps": step,
+        "max_steps": max_steps,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "final_model": str(final),
+        "best": best,
+        "last_eval_step": last_eval_step,
+        "num_processes": accelerator.num_processes,
+        "global_batch": global_batch,
+        "per_source_batch": dict(zip(names, counts)),
+        "per_source_rows": dict(zip(names, sizes)),
         "epochs_per_source": epochs,
         "pos_weight": {name: dict(zip(config.get_task(name)["labels"], w)) for name, w in pos_weights.items()},
         "wall_time_s": time.perf_counter() - wall_start,
         "samples_per_s": trained_steps * global_batch / train_seconds if train_seconds else None,
         # The test splits are scored once, now, by `qface evaluate` (data.test of the run's resolved recipe).
-        "test_command": (f"qface evaluate --model {final} --config {output_dir / 'recipe.yaml'} --output "
-                         f"{output_dir / 'test_results.json'}") if recipe.data.test else None,
-    }  # fmt: skip
+        "test_command": (
+            f"qface evaluate --model {final} --config {output_dir / 'recipe.yaml'} --output "
+            f"{output_dir / 'test_results.json'}"
+        )
+        if recipe.data.test
+        else None,
+    }
     if accelerator.is_main_process:
         (output_dir / "train_summary.json").write_text(strict_json(summary, indent=1))
     return summary
@@ -402,26 +440,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", help="overrides data.root (the base of relative source roots)")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), help="overrides train.mixed_precision")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="overrides any recipe key, e.g. --set optimizer.lr=3e-4 --set data.train.0.share=0.5",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--resume", nargs="?", const="latest", metavar="latest|auto|PATH",
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="latest|auto|PATH",
         help="continue from the last checkpoint in output_dir (auto: only if there is one) or from PATH",
-    )  # fmt: skip
+    )
     parser.add_argument("--overwrite", action="store_true", help="start over in an output_dir that has checkpoints")
     parser.add_argument(
-        "--folds", metavar="1,2,3",
+        "--folds",
+        metavar="1,2,3",
         help="the 3-fold BP4D / DISFA protocol: one run per fold into <output_dir>/fold-<k>, every bp4d / disfa "
-             "source's options.fold set to k (see training/folds.py)",
-    )  # fmt: skip
+        "source's options.fold set to k (see training/folds.py)",
+    )
     return parser
 
 
 def recipe_from_args(args: argparse.Namespace) -> Recipe:
     overrides = []
-    for flag, key in (("output_dir", "output_dir"), ("batch_size", "train.batch_size"), ("seed", "seed"),
-                      ("data_root", "data.root"), ("mixed_precision", "train.mixed_precision")):  # fmt: skip
+    for flag, key in (
+        ("output_dir", "output_dir"),
+        ("batch_size", "train.batch_size"),
+        ("seed", "seed"),
+        ("data_root", "data.root"),
+        ("mixed_precision", "train.mixed_precision"),
+    ):
         if getattr(args, flag) is not None:
             overrides.append((key.split("."), getattr(args, flag)))
     if args.max_steps is not None:

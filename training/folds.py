@@ -43,8 +43,12 @@ def parse_folds(text: str) -> list[int]:
 
 def fold_recipes(recipe: Recipe, folds: Sequence[int], where: str = "recipe") -> dict[int, Recipe]:
     """`{fold: the recipe of that fold}` (see the module docstring); `RecipeError` when no source has folds."""
-    folded = [s for section in (recipe.data.train, recipe.data.eval, recipe.data.test) for s in section
-              if s.name in FOLDED_SOURCES]  # fmt: skip
+    folded = [
+        s
+        for section in (recipe.data.train, recipe.data.eval, recipe.data.test)
+        for s in section
+        if s.name in FOLDED_SOURCES
+    ]
     if not folded:
         raise RecipeError(f"{where}: --folds: no {' or '.join(FOLDED_SOURCES)} source in data.train / eval / test")
     recipes = {}
@@ -103,14 +107,25 @@ def aggregate_fold_reports(reports: Sequence[dict], names: Sequence[str]) -> dic
         fold_values[F1_MEAN] = [fold.get(F1_MEAN) for fold in values]
         name = runs[0][2]["name"]
         metrics[label], per_fold[label], scored[label] = averaged, fold_values, fold_counts
-        data.append({"label": label, "name": name, "split": "test", "protocol": fold_mean_name(name),
-                     "folds": list(PROTOCOL_FOLDS), "num_samples": sum(run[2].get("num_samples", 0) for run in runs),
-                     "reports": [run[1] for run in runs]})  # fmt: skip
+        data.append(
+            {
+                "label": label,
+                "name": name,
+                "split": "test",
+                "protocol": fold_mean_name(name),
+                "folds": list(PROTOCOL_FOLDS),
+                "num_samples": sum(run[2].get("num_samples", 0) for run in runs),
+                "reports": [run[1] for run in runs],
+            }
+        )
     return {
         "protocol": "per-AU F1 of each fold's test subjects, averaged over folds 1-3; au/f1_mean = the mean of "
-                    "those averages over the AUs the dataset codes (ME-GraphAU / JAA-Net)",
-        "data": data, "metrics": metrics, "per_fold": per_fold, "folds_scored": scored,
-    }  # fmt: skip
+        "those averages over the AUs the dataset codes (ME-GraphAU / JAA-Net)",
+        "data": data,
+        "metrics": metrics,
+        "per_fold": per_fold,
+        "folds_scored": scored,
+    }
 
 
 def _finite(value) -> bool:

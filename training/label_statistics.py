@@ -88,7 +88,7 @@ def check_age_ranges(config, train_sets: dict, eval_sets: dict) -> None:
                     f"{section} {source}: {len(outside)} {task['name']} labels lie outside the {task['name']} task's "
                     f"bins {low}..{high} (e.g. {outside[0]:g}); restrict the source (UTKFace: options "
                     f"{{age_range: [{low}, {high}]}} or {{protocol: coral}}) or use a config whose task covers them"
-                )  # fmt: skip
+                )
                 if section == "data.train":
                     raise RecipeError(message)
                 logger.warning(message)

@@ -269,8 +269,9 @@ class MaeImageDataset(torch.utils.data.Dataset):
     their size), without it the draw fails naming the image.
     """
 
-    def __init__(self, source: ImageSource, indices: Sequence[int], augment=None, skip_bad_images: bool = False,
-                 seed: int = 0):  # fmt: skip
+    def __init__(
+        self, source: ImageSource, indices: Sequence[int], augment=None, skip_bad_images: bool = False, seed: int = 0
+    ):
         self.source = source
         self.indices = list(indices)
         self.augment = augment

@@ -54,8 +54,9 @@ def steps_per_epoch(source_sizes: Sequence[int], counts: Sequence[int], accumula
     return math.ceil(batches / accumulation_steps)
 
 
-def epochs_per_source(source_sizes: Sequence[int], counts: Sequence[int], optimizer_steps: int,
-                      accumulation_steps: int = 1) -> list[float]:  # fmt: skip
+def epochs_per_source(
+    source_sizes: Sequence[int], counts: Sequence[int], optimizer_steps: int, accumulation_steps: int = 1
+) -> list[float]:
     """How many times each source is seen in a run: `optimizer_steps * accumulation_steps * count / size`.
 
     >>> [round(e, 1) for e in epochs_per_source([12_271, 162_770], [64, 64], 30_000)]  # 64 of 256 each
@@ -72,8 +73,9 @@ def epoch_balanced_shares(source_sizes: Sequence[int], temperature: float = 0.5)
     [0.143, 0.286, 0.571]
     """
     if not source_sizes or any(size <= 0 for size in source_sizes) or not 0.0 <= temperature <= 1.0:
-        raise ValueError(f"expected positive sizes and a temperature in [0, 1], got {list(source_sizes)}, "
-                         f"{temperature}")
+        raise ValueError(
+            f"expected positive sizes and a temperature in [0, 1], got {list(source_sizes)}, {temperature}"
+        )
     weights = [size**temperature for size in source_sizes]
     return [weight / sum(weights) for weight in weights]
 
@@ -110,8 +112,12 @@ class SourceCycler:
         return rows
 
     def state_dict(self) -> dict:
-        return {"size": self.size, "pass_start_state": self.pass_start_state, "epoch": self.epoch,
-                "cursor": self.cursor}  # fmt: skip
+        return {
+            "size": self.size,
+            "pass_start_state": self.pass_start_state,
+            "epoch": self.epoch,
+            "cursor": self.cursor,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["size"] != self.size:
@@ -150,8 +156,11 @@ class MixedBatchSampler:
         return keys
 
     def state_dict(self) -> dict:
-        return {"batches_drawn": self.batches_drawn, "counts": list(self.counts),
-                "sources": [cycler.state_dict() for cycler in self.cyclers]}  # fmt: skip
+        return {
+            "batches_drawn": self.batches_drawn,
+            "counts": list(self.counts),
+            "sources": [cycler.state_dict() for cycler in self.cyclers],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if list(state["counts"]) != self.counts or len(state["sources"]) != len(self.cyclers):
@@ -236,6 +245,14 @@ class MixedBatchCollator:
 
 
 __all__ = [
-    "MixedBatchCollator", "MixedBatchSampler", "MixedSourceDataset", "ProcessBatchSampler", "SampleKey",
-    "SourceCycler", "epoch_balanced_shares", "epochs_per_source", "shares_to_counts", "steps_per_epoch",
-]  # fmt: skip
+    "MixedBatchCollator",
+    "MixedBatchSampler",
+    "MixedSourceDataset",
+    "ProcessBatchSampler",
+    "SampleKey",
+    "SourceCycler",
+    "epoch_balanced_shares",
+    "epochs_per_source",
+    "shares_to_counts",
+    "steps_per_epoch",
+]

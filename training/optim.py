@@ -60,8 +60,13 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, layer_dec
             name = f"layer_{layer:02d}_{'decay' if decayed else 'no_decay'}"
             if name not in groups:
                 scale = layer_decay ** (num_layers + 1 - layer)
-                groups[name] = {"name": name, "params": [], "lr": lr * scale, "lr_scale": scale,
-                                "weight_decay": weight_decay if decayed else 0.0}  # fmt: skip
+                groups[name] = {
+                    "name": name,
+                    "params": [],
+                    "lr": lr * scale,
+                    "lr_scale": scale,
+                    "weight_decay": weight_decay if decayed else 0.0,
+                }
             groups[name]["params"].append(parameter)
     return [groups[name] for name in sorted(groups)]
 
@@ -81,9 +86,11 @@ def warmup_steps(settings, max_steps: int) -> int:
 def build_scheduler(optimizer: torch.optim.Optimizer, settings, max_steps: int):
     """Linear warmup to each group's peak lr, then a cosine down to `min_lr_ratio` x that peak at `max_steps`."""
     return get_cosine_with_min_lr_schedule_with_warmup(
-        optimizer, num_warmup_steps=warmup_steps(settings, max_steps), num_training_steps=max_steps,
+        optimizer,
+        num_warmup_steps=warmup_steps(settings, max_steps),
+        num_training_steps=max_steps,
         min_lr_rate=settings.min_lr_ratio,
-    )  # fmt: skip
+    )
 
 
 __all__ = ["build_optimizer", "build_scheduler", "decays", "layer_id", "parameter_groups", "warmup_steps"]

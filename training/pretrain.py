@@ -44,30 +44,47 @@ from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, get_cosine_schedule_with_warmup
 
-from modeling_qface.configuration import PRESET_DIR
 from modeling_qface import QFaceConfig, load_preset
+from modeling_qface.configuration import PRESET_DIR
 from modeling_qface.model.face_alignment_qface import FaceCrop
 from modeling_qface.model.image_processing_qface import build_image_processor
 from modeling_qface.model.modeling_qface import init_vit_mae_embeddings
 from modeling_qface.outputs.writers import strict_json
 
 from .checkpointing import (
-    TRAINER_STATE, checkpoint_root, list_checkpoints, load_checkpoint, remove_partial_checkpoints, resolve_resume,
+    TRAINER_STATE,
+    checkpoint_root,
+    list_checkpoints,
+    load_checkpoint,
+    remove_partial_checkpoints,
+    resolve_resume,
     save_checkpoint,
-)  # fmt: skip
+)
 from .data import load_source
 from .mae_data import (
-    BadImageError, DatasetImages, EpochBatchSampler, ImageFiles, MaeImageDataset, ProcessorCollator,
-    RandomResizedCropFlip, UnreadableImages, check_images, find_image_files, load_rgb,
-)  # fmt: skip
+    BadImageError,
+    DatasetImages,
+    EpochBatchSampler,
+    ImageFiles,
+    MaeImageDataset,
+    ProcessorCollator,
+    RandomResizedCropFlip,
+    UnreadableImages,
+    check_images,
+    find_image_files,
+    load_rgb,
+)
 from .mae_figure import reconstruct, save_reconstruction_figure
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "qface-small"
 DECODER_FIELDS = (
-    "decoder_hidden_size", "decoder_num_hidden_layers", "decoder_num_attention_heads", "decoder_intermediate_size"
-)  # fmt: skip
+    "decoder_hidden_size",
+    "decoder_num_hidden_layers",
+    "decoder_num_attention_heads",
+    "decoder_intermediate_size",
+)
 # Options that name the same thing: a flag for one of them drops the recipe's value for the others.
 EXCLUSIVE_OPTIONS = (("data", "source"), ("data", "root"), ("preset", "model_config"))
 # Parameters left out of weight decay besides biases and norms (MAE: no decay on tokens and position embeddings).
@@ -78,10 +95,20 @@ FIGURE_FILE = "reconstruction.png"
 # Checkpoints kept in `<output_dir>.partial/checkpoints` (the newest ones).
 KEEP_CHECKPOINTS = 2
 # Options a resumed run may change: where and how it runs, not what it computes (see `read_checkpoint_state`).
-RESUME_MAY_CHANGE = frozenset({
-    "output_dir", "overwrite_output_dir", "resume", "save_every", "num_workers", "cpu", "mixed_precision",
-    "skip_bad_images", "log_every", "num_reconstructions",
-})  # fmt: skip
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "output_dir",
+        "overwrite_output_dir",
+        "resume",
+        "save_every",
+        "num_workers",
+        "cpu",
+        "mixed_precision",
+        "skip_bad_images",
+        "log_every",
+        "num_reconstructions",
+    }
+)
 
 
 @dataclass
@@ -219,8 +246,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add("--image-column", help="image column of a saved dataset")
     add("--skip-bad-images", action=boolean, help="leave unreadable images out (counted) instead of stopping")
     add("--save-every", type=int, help="optimizer steps between resumable checkpoints (0 = none)")
-    add("--resume", nargs="?", const="latest", metavar="latest|auto|PATH",
-        help="continue from the last checkpoint (auto: only if there is one) or from the checkpoint folder PATH")
+    add(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="latest|auto|PATH",
+        help="continue from the last checkpoint (auto: only if there is one) or from the checkpoint folder PATH",
+    )
     add("--preset", help=f"encoder geometry of a preset (default when no --model-config: {DEFAULT_PRESET})")
     add("--model-config", help="encoder geometry from a Q-Face or ViTMAE config JSON")
     add("--mask-ratio", type=float, help="share of patches hidden from the encoder")
@@ -348,7 +380,8 @@ def warn_if_decoder_dominates(model: ViTMAEForPreTraining) -> None:
         logger.warning(
             "the MAE decoder (%.1f M parameters) is larger than the encoder (%.1f M) and will dominate the cost; "
             "consider --decoder-hidden-size / --decoder-num-hidden-layers (see configuration/pretrain-small.yaml)",
-            decoder / 1e6, encoder / 1e6,
+            decoder / 1e6,
+            encoder / 1e6,
         )
 
 
@@ -517,10 +550,14 @@ def build_dataloader(options: PretrainOptions, source, indices: list[int], proce
     sampler = EpochBatchSampler(len(indices), options.batch_size, options.seed)
     loader = torch.utils.data.DataLoader(
         MaeImageDataset(source, indices, augment, options.skip_bad_images, options.seed),
-        batch_sampler=sampler, num_workers=num_workers, collate_fn=ProcessorCollator(processor),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=ProcessorCollator(processor),
         # Its own generator: starting an epoch must not draw from the global RNG, which a checkpoint restores.
-        generator=torch.Generator().manual_seed(options.seed), persistent_workers=num_workers > 0, pin_memory=on_gpu,
-    )  # fmt: skip
+        generator=torch.Generator().manual_seed(options.seed),
+        persistent_workers=num_workers > 0,
+        pin_memory=on_gpu,
+    )
     return loader, sampler
 
 
@@ -537,9 +574,10 @@ def pretrain(options: PretrainOptions) -> Path:
     if mixed_precision == "auto":  # bf16 autocast is 10x slower than fp32 on this project's CPUs
         mixed_precision = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
     accelerator = Accelerator(
-        mixed_precision=mixed_precision, gradient_accumulation_steps=options.gradient_accumulation_steps,
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
         cpu=options.cpu,
-    )  # fmt: skip
+    )
     set_seed(options.seed)
 
     config = encoder_config(options)
@@ -569,12 +607,19 @@ def pretrain(options: PretrainOptions) -> Path:
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup_steps, total_steps)
     accelerator.register_for_checkpointing(scheduler)
     resolved = {
-        "learning_rate": learning_rate, "effective_batch_size": effective_batch, "total_steps": total_steps,
-        "warmup_steps": warmup_steps, "steps_per_epoch": steps_per_epoch, "num_images": len(indices),
-        "unreadable_images": len(unreadable), "unreadable_examples": unreadable[:20],
-        "mixed_precision": mixed_precision, "device": str(accelerator.device),
-        "num_processes": accelerator.num_processes, "num_workers": dataloader.num_workers,
-    }  # fmt: skip
+        "learning_rate": learning_rate,
+        "effective_batch_size": effective_batch,
+        "total_steps": total_steps,
+        "warmup_steps": warmup_steps,
+        "steps_per_epoch": steps_per_epoch,
+        "num_images": len(indices),
+        "unreadable_images": len(unreadable),
+        "unreadable_examples": unreadable[:20],
+        "mixed_precision": mixed_precision,
+        "device": str(accelerator.device),
+        "num_processes": accelerator.num_processes,
+        "num_workers": dataloader.num_workers,
+    }
     logger.info("MAE pretraining: %s", json.dumps(resolved))
 
     if accelerator.is_main_process:
@@ -598,13 +643,27 @@ def pretrain(options: PretrainOptions) -> Path:
     log = TrainLog(accelerator, staging / LOG_FILE, total_steps, options.log_every, initial=progress.step)
     try:
         final_loss = train_loop(
-            accelerator, model, optimizer, scheduler, dataloader, sampler, options, total_steps, log, progress, drawn,
+            accelerator,
+            model,
+            optimizer,
+            scheduler,
+            dataloader,
+            sampler,
+            options,
+            total_steps,
+            log,
+            progress,
+            drawn,
             checkpoint,
-        )  # fmt: skip
+        )
     finally:
         log.close()
-    result = {"steps": total_steps, "final_loss": final_loss, "train_seconds": round(time.perf_counter() - started, 3),
-              "resumed_from": str(resume_from) if resume_from else None}  # fmt: skip
+    result = {
+        "steps": total_steps,
+        "final_loss": final_loss,
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "resumed_from": str(resume_from) if resume_from else None,
+    }
     count_unreadable(resolved, result, gather_unreadable(accelerator, drawn))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -624,8 +683,9 @@ def count_unreadable(resolved: dict, result: dict, found: dict[str, str]) -> Non
     if found:
         resolved["unreadable_images"] += len(found)
         resolved["unreadable_examples"] = (resolved["unreadable_examples"] + list(found.values()))[:20]
-        logger.warning("%d image(s) could not be decoded during training and were skipped (listed in %s)",
-                       len(found), CONFIG_FILE)  # fmt: skip
+        logger.warning(
+            "%d image(s) could not be decoded during training and were skipped (listed in %s)", len(found), CONFIG_FILE
+        )
 
 
 def reconstruction_images(source, indices: list[int], count: int) -> list:
@@ -665,9 +725,12 @@ class TrainLog:
         self.accelerator, self.total_steps, self.every = accelerator, total_steps, every
         self.file = path.open("a") if accelerator.is_main_process else None
         self.bar = tqdm(
-            total=total_steps, initial=initial, desc="MAE pretraining", unit="step",
+            total=total_steps,
+            initial=initial,
+            desc="MAE pretraining",
+            unit="step",
             disable=not accelerator.is_local_main_process,
-        )  # fmt: skip
+        )
         self.last_loss = float("nan")
         self._reset()
 
@@ -687,10 +750,13 @@ class TrainLog:
         if not math.isfinite(loss):
             raise FloatingPointError(f"step {step}: MAE loss is {loss}; lower the learning rate or check the images")
         record = {
-            "step": step, "epoch": epoch, "loss": loss, "lr": lr,
+            "step": step,
+            "epoch": epoch,
+            "loss": loss,
+            "lr": lr,
             "images_per_second": self.images / (time.perf_counter() - self.start),
             "grad_norm": None if grad_norm is None else float(grad_norm),
-        }  # fmt: skip
+        }
         self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{record['images_per_second']:.1f}")
         if self.file is not None:
             self.file.write(strict_json(record) + "\n")
@@ -705,9 +771,19 @@ class TrainLog:
 
 
 def train_loop(
-    accelerator, model, optimizer, scheduler, dataloader, sampler, options, total_steps: int, log: TrainLog,
-    progress: Progress, unreadable: UnreadableImages, checkpoint,
-) -> float:  # fmt: skip
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    dataloader,
+    sampler,
+    options,
+    total_steps: int,
+    log: TrainLog,
+    progress: Progress,
+    unreadable: UnreadableImages,
+    checkpoint,
+) -> float:
     """Runs optimizer steps from `progress` (updated as it goes) to `total_steps`, calling `checkpoint(progress)`
     every `options.save_every` steps; returns the last logged loss."""
     model.train()

@@ -76,8 +76,13 @@ class QFaceTrainer(Trainer):
     def _export(self, repo_id: str | None) -> None:
         """The complete export of the current model into `output_dir` (the folder every push uploads)."""
         folder = Path(self.args.output_dir)
-        export_model(self.accelerator.unwrap_model(self.model), folder, self.processing_class, repo_id=repo_id,
-                     metrics=self.last_evaluation())  # fmt: skip
+        export_model(
+            self.accelerator.unwrap_model(self.model),
+            folder,
+            self.processing_class,
+            repo_id=repo_id,
+            metrics=self.last_evaluation(),
+        )
         self._write_arguments(folder)
 
     # ------------------------------------------------------------------------------------------------ the card
@@ -90,8 +95,11 @@ class QFaceTrainer(Trainer):
     def last_evaluation(self) -> dict[str, float] | None:
         """The metrics of the latest evaluation in the training log (`{"task/metric": value}`), or None."""
         for entry in reversed(self.state.log_history):
-            metrics = {key.removeprefix("eval_"): value for key, value in entry.items()
-                       if key.startswith("eval_") and "/" in key}  # fmt: skip
+            metrics = {
+                key.removeprefix("eval_"): value
+                for key, value in entry.items()
+                if key.startswith("eval_") and "/" in key
+            }
             if metrics:
                 return metrics
         return None
@@ -124,9 +132,15 @@ class QFaceTrainer(Trainer):
     def _upload(self, folder: str, message: str, path_in_repo: str | None = None):
         ignore = None if path_in_repo else PUSH_IGNORE_PATTERNS  # a resumable checkpoint keeps Trainer's state
         return hf_api().upload_folder(
-            repo_id=self.hub_model_id, folder_path=folder, path_in_repo=path_in_repo, commit_message=message,
-            token=self.args.hub_token, run_as_future=True, ignore_patterns=ignore, revision=self.args.hub_revision,
-        )  # fmt: skip
+            repo_id=self.hub_model_id,
+            folder_path=folder,
+            path_in_repo=path_in_repo,
+            commit_message=message,
+            token=self.args.hub_token,
+            run_as_future=True,
+            ignore_patterns=ignore,
+            revision=self.args.hub_revision,
+        )
 
 
 __all__ = ["ARGUMENTS_FILE", "PUSH_IGNORE_PATTERNS", "QFaceTrainer"]

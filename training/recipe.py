@@ -15,6 +15,7 @@ test splits go in `data.test`, which `qface train` never reads and `qface evalua
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import re
@@ -26,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from modeling_qface.configuration import PRESET_NAMES
 from modeling_qface.training.data.loading import SOURCES, holds_test_rows, source_problems
-
 
 # A Hugging Face Hub repository id: "name" or "owner/name".
 _HUB_ID = re.compile(r"(?![.~])[\w.-]+(/[\w.-]+)?")
@@ -153,7 +153,9 @@ class AugmentSection(_Section):
 class TrainSection(_Section):
     batch_size: int = Field(gt=0)  # global batch of one forward pass, over all processes
     max_steps: int | None = Field(None, gt=0)  # optimizer steps
-    epochs: float | None = Field(None, gt=0)  # alternative to max_steps, see `modeling_qface.training.mixing.steps_per_epoch`
+    epochs: float | None = Field(
+        None, gt=0
+    )  # alternative to max_steps, see `modeling_qface.training.mixing.steps_per_epoch`
     gradient_accumulation_steps: int = Field(1, gt=0)
     max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
     mixed_precision: Literal["no", "bf16"] = "no"
@@ -271,10 +273,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parsed = yaml.safe_load(value) if value else None
     # YAML 1.1 reads 3e-4 (no dot) as a string; a number is what every such key wants.
     if isinstance(parsed, str):
-        try:
+        with contextlib.suppress(ValueError):
             parsed = float(parsed) if any(c in parsed for c in ".eE") else parsed
-        except ValueError:
-            pass
     return key.split("."), parsed
 
 
@@ -353,9 +353,12 @@ def check_recipe_sources(recipe: Recipe, where: str = "recipe") -> None:
 def test_split_sources(recipe: Recipe) -> list[str]:
     """`data.train[i] (name)` / `data.eval[i] (name)` of every training or evaluation source that holds benchmark
     test rows (see the module docstring)."""
-    return [f"data.{section}[{i}] ({source.display_name})"
-            for section in ("train", "eval") for i, source in enumerate(getattr(recipe.data, section))
-            if holds_test_rows(source.name, source.split, source.options)]  # fmt: skip
+    return [
+        f"data.{section}[{i}] ({source.display_name})"
+        for section in ("train", "eval")
+        for i, source in enumerate(getattr(recipe.data, section))
+        if holds_test_rows(source.name, source.split, source.options)
+    ]
 
 
 def check_test_splits(recipe: Recipe, where: str = "recipe") -> None:
@@ -394,6 +397,13 @@ def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
 
 
 __all__ = [
-    "Recipe", "RecipeError", "apply_override", "check_recipe_paths", "check_recipe_sources", "check_test_splits",
-    "load_recipe", "parse_override", "test_split_sources",
-]  # fmt: skip
+    "Recipe",
+    "RecipeError",
+    "apply_override",
+    "check_recipe_paths",
+    "check_recipe_sources",
+    "check_test_splits",
+    "load_recipe",
+    "parse_override",
+    "test_split_sources",
+]

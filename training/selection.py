@@ -26,8 +26,10 @@ def check_selection_data(recipe: Recipe, train_sets: dict, eval_sets: dict) -> N
     `eval.best_metric` selects on the evaluation (warns when nothing is selected: the numbers only mislead)."""
     if recipe.data.allow_test_splits:
         for source in test_split_sources(recipe):
-            logger.warning(f"{source} is a test split, allowed by data.allow_test_splits: its numbers are not "
-                           "held-out numbers (see docs/training.md, 'Model selection')")  # fmt: skip
+            logger.warning(
+                f"{source} is a test split, allowed by data.allow_test_splits: its numbers are not "
+                "held-out numbers (see docs/training.md, 'Model selection')"
+            )
     trained = {name: _photos(dataset) for name, dataset in train_sets.items()}
     for eval_name, dataset in eval_sets.items():
         photos = _photos(dataset)
@@ -36,10 +38,12 @@ def check_selection_data(recipe: Recipe, train_sets: dict, eval_sets: dict) -> N
             if not shared:
                 continue
             examples = ", ".join(sorted(shared)[:MAX_EXAMPLES])
-            message = (f"data.eval {eval_name} shares {len(shared)} of its {len(photos)} photos with data.train "
-                       f"{train_name} (e.g. {examples}): it would score images the model trained on; evaluate on a "
-                       "split carved out of the training one with the same options (RAF-DB: train + val, not "
-                       "trainval + val; BP4D / DISFA / 300W-LP: the same val_fraction and seed on both)")  # fmt: skip
+            message = (
+                f"data.eval {eval_name} shares {len(shared)} of its {len(photos)} photos with data.train "
+                f"{train_name} (e.g. {examples}): it would score images the model trained on; evaluate on a "
+                "split carved out of the training one with the same options (RAF-DB: train + val, not "
+                "trainval + val; BP4D / DISFA / 300W-LP: the same val_fraction and seed on both)"
+            )
             if recipe.eval.best_metric is not None and not recipe.data.allow_test_splits:
                 raise RecipeError(message)
             logger.warning(message)

@@ -34,15 +34,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .workers import PreprocessPool, replay_preprocessed, threads_per_process
 from ..cli import describe
 from ..model.face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, MIN_MAX_IMAGE_SIDE
 from ..model.image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
-from .inputs import collect_inputs
 from ..model.pipeline_qface import DEFAULT_AU_THRESHOLD
-from ..registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
-from ..outputs.writers import open_writer
 from ..model.threads_qface import add_threads_argument, configure_threads
+from ..outputs.writers import open_writer
+from ..registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
+from .inputs import collect_inputs
+from .workers import PreprocessPool, replay_preprocessed, threads_per_process
 
 logger = logging.getLogger(__name__)
 
@@ -58,19 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument(
-        "--output", "-o", required=True,
+        "--output",
+        "-o",
+        required=True,
         help="results file: .jsonl (per image) or .csv (per face), written as each image is done: a killed or "
-             "interrupted run leaves a valid file with every finished image (it loses at most the image in progress)",
-    )  # fmt: skip
+        "interrupted run leaves a valid file with every finished image (it loses at most the image in progress)",
+    )
     parser.add_argument(
-        "--resume", action="store_true",
+        "--resume",
+        action="store_true",
         help="append to --output, skipping the inputs it already holds (after a killed or interrupted run)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--model",
         help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model; "
-             "default: the demo model shipped with the package",
-    )  # fmt: skip
+        "default: the demo model shipped with the package",
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="faces per forward pass")
     parser.add_argument("--tasks", help="comma-separated tasks to compute; None: all of the model's")
     parser.add_argument("--au-threshold", type=float, default=DEFAULT_AU_THRESHOLD, help="probability for au_active")
@@ -78,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="face detection threshold"
     )
     parser.add_argument(
-        "--max-image-side", type=int, default=DEFAULT_MAX_IMAGE_SIDE,
+        "--max-image-side",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_SIDE,
         help=f"images are downscaled to this for detection (at least {MIN_MAX_IMAGE_SIDE})",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, help="larger images are refused"
     )
@@ -91,10 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_dtype_argument(parser)
     add_threads_argument(parser, " in each process (with --workers, the default is shared out between them)")
     parser.add_argument(
-        "--workers", type=int, default=1,
+        "--workers",
+        type=int,
+        default=1,
         help="processes that read, detect and align the images (the model runs in the main process); the output "
-             "is the same file. Worth it for many files on a dedicated machine: see docs/threads.md",
-    )  # fmt: skip
+        "is the same file. Worth it for many files on a dedicated machine: see docs/threads.md",
+    )
     parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a preset (untrained) model")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any input failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -113,24 +120,27 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, d
     """
     from transformers import AutoImageProcessor, pipeline
 
+    from ..configuration import PRESET_NAMES, load_preset
     from ..model.model_loading_qface import load_qface_model
     from ..model.modeling_qface import QFaceModel
     from ..model.onnx_qface import QFaceOnnxModel, is_onnx_model_folder
-    from ..configuration import PRESET_NAMES, load_preset
 
     dtype = torch_dtype(dtype)
     if is_onnx_model_folder(model):
         if device is not None and torch.device(device).type != "cpu":
             raise ValueError(f"--device {device}: an ONNX export ({model}) runs on the CPU (onnxruntime)")
         if dtype != torch.float32:
-            raise ValueError(f"--dtype {str(dtype).removeprefix('torch.')}: an ONNX export ({model}) runs in float32; "
-                             "a lower precision is for the torch model (a folder with model.safetensors)")  # fmt: skip
+            raise ValueError(
+                f"--dtype {str(dtype).removeprefix('torch.')}: an ONNX export ({model}) runs in float32; "
+                "a lower precision is for the torch model (a folder with model.safetensors)"
+            )
         register_face_analysis_pipeline()
         processor = None  # without preprocessor_config.json, the pipeline builds Q-Face's processor from the config
         if (Path(model) / "preprocessor_config.json").is_file():
             processor = AutoImageProcessor.from_pretrained(model)
-        return pipeline("face-analysis", model=QFaceOnnxModel.from_pretrained(model), image_processor=processor,
-                        device="cpu")  # fmt: skip
+        return pipeline(
+            "face-analysis", model=QFaceOnnxModel.from_pretrained(model), image_processor=processor, device="cpu"
+        )
 
     register_face_analysis_pipeline()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -161,10 +171,12 @@ def load_pipeline(model: str | None, device: str | None = None, seed: int = 0, d
 def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
     """`--dtype` of the commands that run the pipeline (`qface analyze`, `serve`, `demo`)."""
     parser.add_argument(
-        "--dtype", choices=DTYPES, default="float32",
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
         help="precision of a torch model; bfloat16 is faster on CPUs with AVX512-BF16 or AMX and on GPUs (differences "
-             "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
-    )  # fmt: skip
+        "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
+    )
 
 
 def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
@@ -203,10 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         # How a --workers process builds its own pipeline (it only preprocesses, on the CPU); picklable for 'spawn'.
         worker_pipeline = functools.partial(load_pipeline, args.model, "cpu", args.seed, dtype=args.dtype)
         call = {
-            "au_threshold": args.au_threshold, "score_threshold": args.score_threshold,
-            "max_image_side": args.max_image_side, "max_image_pixels": args.max_image_pixels,
-            "detect_faces": not args.no_detect, "output_attentions": args.attention_dir is not None,
-        }  # fmt: skip
+            "au_threshold": args.au_threshold,
+            "score_threshold": args.score_threshold,
+            "max_image_side": args.max_image_side,
+            "max_image_pixels": args.max_image_pixels,
+            "detect_faces": not args.no_detect,
+            "output_attentions": args.attention_dir is not None,
+        }
         if args.tasks:
             call["tasks"] = [t.strip() for t in args.tasks.split(",") if t.strip()]
         pipe._sanitize_parameters(**call)  # checks the arguments (tasks, thresholds) before any image is read
@@ -223,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         num_images, num_faces = _analyse(pipe, call, files, failures, writer, args, worker_pipeline)
     except KeyboardInterrupt:
-        print(f"\nqface analyze: interrupted; {output} holds every finished image (--resume completes it)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"\nqface analyze: interrupted; {output} holds every finished image (--resume completes it)",
+            file=sys.stderr,
+        )
         return 130
     finally:
         writer.close()  # every finished image is in the file already; this only releases it
@@ -330,8 +347,10 @@ def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], ou
     ]
     if skipped:
         lines[0] += f" ({skipped} input(s) already there, skipped: --resume)"
-    lines += [f"  failed: {reason}" if reason.startswith(str(source)) else f"  failed: {source}: {reason}"
-              for source, reason in failures]  # fmt: skip
+    lines += [
+        f"  failed: {reason}" if reason.startswith(str(source)) else f"  failed: {source}: {reason}"
+        for source, reason in failures
+    ]
     return "\n".join(lines)
 
 

@@ -133,7 +133,7 @@ class _InputCollector:
 
 
 def _path_kind(path: Path) -> str | None:
-    """"folder", "file", "other" (a device, a pipe) or None (no such path). Raises OSError when the path cannot be
+    """ "folder", "file", "other" (a device, a pipe) or None (no such path). Raises OSError when the path cannot be
     looked at, e.g. when a folder on the way cannot be searched (permission) or a symlink loops."""
     try:
         mode = os.stat(path).st_mode

@@ -123,8 +123,10 @@ class CtrlCDeferred:
 
     def __enter__(self):
         self.pressed = False
-        self.deferring = (threading.current_thread() is threading.main_thread()
-                          and signal.getsignal(signal.SIGINT) is signal.default_int_handler)  # fmt: skip
+        self.deferring = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
         if self.deferring:
             signal.signal(signal.SIGINT, self._note)
         return self

@@ -19,13 +19,25 @@ from pathlib import Path
 COMMANDS = {
     "pretrain": ("modeling_qface.training.pretrain", "MAE pretraining of the encoder on unlabelled face images"),
     "train": ("modeling_qface.training.finetune", "multi-task fine-tuning from a recipe (configuration/train-*.yaml)"),
-    "evaluate": ("modeling_qface.training.evaluation", "every task's metrics of a model on benchmark data; table + JSON"),
-    "label": ("modeling_qface.training.teachers.label", "teacher labels (expression, pose, geometry, age) for a folder of photos"),
-    "analyze": ("modeling_qface.analysis.analyze", "every face of images/folders/globs -> JSONL or CSV, pictures, figures"),
+    "evaluate": (
+        "modeling_qface.training.evaluation",
+        "every task's metrics of a model on benchmark data; table + JSON",
+    ),
+    "label": (
+        "modeling_qface.training.teachers.label",
+        "teacher labels (expression, pose, geometry, age) for a folder of photos",
+    ),
+    "analyze": (
+        "modeling_qface.analysis.analyze",
+        "every face of images/folders/globs -> JSONL or CSV, pictures, figures",
+    ),
     "serve": ("modeling_qface.webdemo.serve", "the web demo (Gradio) on 127.0.0.1"),
     "demo": ("modeling_qface.samples.demo", "the main job: every face of the sample photos through a Q-Face model"),
     "push": ("modeling_qface.hub.push", "a saved model folder to the Hugging Face Hub, with its generated model card"),
-    "export": ("modeling_qface.onnx_export.export", "a saved model as ONNX (qface export onnx MODEL OUT) for onnxruntime"),
+    "export": (
+        "modeling_qface.onnx_export.export",
+        "a saved model as ONNX (qface export onnx MODEL OUT) for onnxruntime",
+    ),
 }
 
 

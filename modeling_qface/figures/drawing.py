@@ -12,7 +12,6 @@ Figures are `matplotlib.figure.Figure` objects built without pyplot (no global s
 
 from __future__ import annotations
 
-
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -271,6 +270,12 @@ def stage_usage_chart(stage_usage, title: str | None = None) -> Figure:
 
 
 __all__ = [
-    "attention_figure", "attention_figure_for_face", "default_attention_labels", "face_caption",
-    "mean_stage_usage", "pose_axes", "render", "stage_usage_chart",
-]  # fmt: skip
+    "attention_figure",
+    "attention_figure_for_face",
+    "default_attention_labels",
+    "face_caption",
+    "mean_stage_usage",
+    "pose_axes",
+    "render",
+    "stage_usage_chart",
+]

@@ -76,8 +76,10 @@ def write_report(
     out = Path(output_dir)
     records = [json.loads(line) for line in Path(results_jsonl).read_text().splitlines() if line.strip()]
     tasks = list(dict.fromkeys(key for r in records for f in r.get("faces", []) for key in f if key not in FACE_FIELDS))
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]  # fmt: skip
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+    ]
     if notice:
         parts.append(f"<p class='notice'>{notice}</p>")
     parts.append("<h2>Every face</h2><table><tr><th>photo</th><th>face</th><th>detector</th>")
@@ -101,19 +103,26 @@ def write_report(
         for stem in stems:
             picture = Path(render_dir) / f"{stem}.jpg"
             if picture.is_file():
-                parts.append(f"<figure><img src='{_relative(picture, out)}' alt='{html.escape(stem)}'>"
-                             f"<figcaption>{html.escape(stem)}: boxes, landmarks, pose axes (x red, y green, "
-                             "z blue: where the nose points)</figcaption></figure>")  # fmt: skip
+                parts.append(
+                    f"<figure><img src='{_relative(picture, out)}' alt='{html.escape(stem)}'>"
+                    f"<figcaption>{html.escape(stem)}: boxes, landmarks, pose axes (x red, y green, "
+                    "z blue: where the nose points)</figcaption></figure>"
+                )
     if attention_dir is not None:
         chart = Path(attention_dir) / "stage_usage.png"
         if chart.is_file():
-            parts.append("<h2>Which encoder stages each task reads (the paper's Fig. 5)</h2>"
-                         f"<figure><img src='{_relative(chart, out)}' alt='stage usage'></figure>")  # fmt: skip
+            parts.append(
+                "<h2>Which encoder stages each task reads (the paper's Fig. 5)</h2>"
+                f"<figure><img src='{_relative(chart, out)}' alt='stage usage'></figure>"
+            )
         maps = sorted(Path(attention_dir).glob("*_attention.png"))
         if maps:
             parts.append("<h2>Where label queries look (the paper's Fig. 4)</h2>")
-            parts += [f"<figure><img src='{_relative(m, out)}' alt='{html.escape(m.stem)}'>"
-                      f"<figcaption>{html.escape(m.stem)}</figcaption></figure>" for m in maps]  # fmt: skip
+            parts += [
+                f"<figure><img src='{_relative(m, out)}' alt='{html.escape(m.stem)}'>"
+                f"<figcaption>{html.escape(m.stem)}</figcaption></figure>"
+                for m in maps
+            ]
     parts.append("</body></html>")
     out.mkdir(parents=True, exist_ok=True)
     index = out / "index.html"

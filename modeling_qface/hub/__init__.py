@@ -16,10 +16,29 @@ The card is a pure function of the folder (`write_model_card`): nothing in it is
 """
 
 from .callback import QFaceHubCallback
-from .card import EVALUATION_FILE, MODEL_CARD_TEMPLATE, TRAINING_CONFIG_FILE, build_model_card, evaluation_results, write_model_card
+from .card import (
+    EVALUATION_FILE,
+    MODEL_CARD_TEMPLATE,
+    TRAINING_CONFIG_FILE,
+    build_model_card,
+    evaluation_results,
+    write_model_card,
+)
 from .export import add_pipeline_code, export_folder, export_model
 from .push import HubError, hub_errors, push_to_hub
+
 __all__ = [
-    "EVALUATION_FILE", "HubError", "QFaceHubCallback", "MODEL_CARD_TEMPLATE", "TRAINING_CONFIG_FILE", "build_model_card",
-    "add_pipeline_code", "evaluation_results", "export_folder", "export_model", "hub_errors", "push_to_hub", "write_model_card",
-]  # fmt: skip
+    "EVALUATION_FILE",
+    "HubError",
+    "QFaceHubCallback",
+    "MODEL_CARD_TEMPLATE",
+    "TRAINING_CONFIG_FILE",
+    "build_model_card",
+    "add_pipeline_code",
+    "evaluation_results",
+    "export_folder",
+    "export_model",
+    "hub_errors",
+    "push_to_hub",
+    "write_model_card",
+]

@@ -24,8 +24,10 @@ TAGS = ["qface", "face-analysis", "facial-expression-recognition", "action-units
 
 # Data sources of `modeling_qface.training.data` -> (name on the card, terms as published by the dataset's authors).
 DATASETS = {
-    "raf_db": ("RAF-DB", "research use only, under an agreement with its authors (Beijing Univ. of Posts and "
-                         "Telecommunications)"),
+    "raf_db": (
+        "RAF-DB",
+        "research use only, under an agreement with its authors (Beijing Univ. of Posts and Telecommunications)",
+    ),
     "celeba": ("CelebA", "non-commercial research purposes only (MMLAB, The Chinese University of Hong Kong)"),
     "bp4d": ("BP4D-Spontaneous", "a licence agreement with Binghamton University; research use only"),
     "disfa": ("DISFA", "a research licence agreement with the University of Denver"),
@@ -34,24 +36,31 @@ DATASETS = {
     "300w_lp": ("300W-LP", "research use; derived from 300W, whose images are for non-commercial research"),
     "aflw2000": ("AFLW2000-3D", "research use; derived from AFLW (non-commercial research licence)"),
     "image_folder": ("a folder of face images", "the terms of those images (and of the teachers that labelled them)"),
-}  # fmt: skip
-TASK_METRIC_KIND = {"multiclass": "image-classification", "multilabel": "image-classification",
-                    "regression": "regression", "distribution": "regression"}  # fmt: skip
+}
+TASK_METRIC_KIND = {
+    "multiclass": "image-classification",
+    "multilabel": "image-classification",
+    "regression": "regression",
+    "distribution": "regression",
+}
 TASK_MEANINGS = {
     "multiclass": "a probability per class (softmax of the logits; the pipeline reports them with the top label).",
     "multilabel": "an independent probability per label (sigmoid of the logits).",
     "regression": "one value per label, in the task's units.",
     "distribution": "a probability distribution over integer bins {lo}..{hi}; the value is its expectation (the "
-                    "pipeline also reports its standard deviation).",
-}  # fmt: skip
+    "pipeline also reports its standard deviation).",
+}
 
 
 # ------------------------------------------------------------------------------------------------ the card
 def metrics_table(metrics: dict[str, float]) -> str:
     """`{"expression/accuracy": 0.91, ...}` -> a markdown table (per-label scores with two `/` left out)."""
     rows = ["| metric | value |", "|---|---|"]
-    rows += [f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items())
-             if name.count("/") == 1 and _finite(value)]  # fmt: skip
+    rows += [
+        f"| {name} | {value:.4f} |"
+        for name, value in sorted(metrics.items())
+        if name.count("/") == 1 and _finite(value)
+    ]
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
@@ -93,9 +102,17 @@ def evaluation_results(evaluation: dict | None, training_config: dict | None = N
             task, _, metric = key.partition("/")
             if not metric or "/" in metric or not _finite(value):
                 continue
-            rows.append({"set": label, "task": task, "dataset": dataset,
-                         "dataset_name": DATASETS.get(dataset, (dataset,))[0], "split": source.get("split") or "test",
-                         "metric": metric, "value": float(value)})  # fmt: skip
+            rows.append(
+                {
+                    "set": label,
+                    "task": task,
+                    "dataset": dataset,
+                    "dataset_name": DATASETS.get(dataset, (dataset,))[0],
+                    "split": source.get("split") or "test",
+                    "metric": metric,
+                    "value": float(value),
+                }
+            )
             if source.get("protocol"):
                 rows[-1]["protocol"] = str(source["protocol"])
     return rows
@@ -106,8 +123,11 @@ def _evaluation_table(rows: list[dict]) -> str:
         return ""
     if any(r.get("protocol") for r in rows):  # the protocol names of docs/training.md's benchmark tables
         lines = ["| task | dataset | split | protocol | metric | value |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r.get('protocol') or ''} | {r['metric']} | "
-                  f"{r['value']:.4f} |" for r in rows]  # fmt: skip
+        lines += [
+            f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r.get('protocol') or ''} | {r['metric']} | "
+            f"{r['value']:.4f} |"
+            for r in rows
+        ]
         return "\n".join(lines)
     lines = ["| task | dataset | split | metric | value |", "|---|---|---|---|---|"]
     lines += [f"| {r['task']} | {r['dataset_name']} | {r['split']} | {r['metric']} | {r['value']:.4f} |" for r in rows]
@@ -134,31 +154,55 @@ def _training_summary(recipe: dict | None) -> str:
     model, data = recipe.get("model") or {}, recipe.get("data") or {}
     train, optimizer = recipe.get("train") or {}, recipe.get("optimizer") or {}
     augment = recipe.get("augment") or {}
-    start = (f"the encoder of `{model['backbone']}`" if model.get("backbone") else
-             f"the model `{model['init_from']}`" if model.get("init_from") else "a randomly initialised encoder")
+    start = (
+        f"the encoder of `{model['backbone']}`"
+        if model.get("backbone")
+        else f"the model `{model['init_from']}`"
+        if model.get("init_from")
+        else "a randomly initialised encoder"
+    )
     arch = model.get("preset") or model.get("config") or "the saved config"
-    lines = [f"Fine-tuned with `qface train` (architecture: `{arch}`), starting from {start}.", "",
-             "Training data (each batch mixes the sources in these shares):", "",
-             "| source | split | share | options |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"Fine-tuned with `qface train` (architecture: `{arch}`), starting from {start}.",
+        "",
+        "Training data (each batch mixes the sources in these shares):",
+        "",
+        "| source | split | share | options |",
+        "|---|---|---|---|",
+    ]
     for source in data.get("train") or []:
         name = DATASETS.get(source.get("name"), (source.get("name"),))[0]
-        lines.append(f"| {name} (`{source.get('name')}`) | {source.get('split', 'train')} | "
-                     f"{source.get('share', '')} | {json.dumps(source.get('options') or {})} |")  # fmt: skip
-    evals = ", ".join(f"{DATASETS.get(s.get('name'), (s.get('name'),))[0]} {s.get('split', 'test')}"
-                      for s in data.get("eval") or [])  # fmt: skip
+        lines.append(
+            f"| {name} (`{source.get('name')}`) | {source.get('split', 'train')} | "
+            f"{source.get('share', '')} | {json.dumps(source.get('options') or {})} |"
+        )
+    evals = ", ".join(
+        f"{DATASETS.get(s.get('name'), (s.get('name'),))[0]} {s.get('split', 'test')}" for s in data.get("eval") or []
+    )
     length = f"{train['max_steps']} steps" if train.get("max_steps") else f"{train.get('epochs')} epochs"
-    warmup = optimizer.get("warmup_steps") if optimizer.get("warmup_steps") is not None else optimizer.get("warmup_ratio")
-    lines += ["", "Recipe:", "",
-              f"- {length}, global batch {train.get('batch_size')} x {train.get('gradient_accumulation_steps', 1)} "
-              f"accumulation, mixed precision `{train.get('mixed_precision', 'no')}`, seed {recipe.get('seed', 0)}",
-              f"- AdamW, peak lr {optimizer.get('lr')}, weight decay {optimizer.get('weight_decay')}, layer decay "
-              f"{optimizer.get('layer_decay')}, warmup {warmup}, cosine to {optimizer.get('min_lr_ratio', 0)} x lr",
-              f"- augmentation: {'on' if augment.get('enabled', True) else 'off'}"
-              + (f" (flip {augment.get('flip')}, rotation {augment.get('rotation')} deg, crop scale "
-                 f"{augment.get('crop_scale')}, colour jitter {augment.get('brightness')})" if augment else ""),
-              f"- loss weights: {json.dumps(model.get('loss_weights') or {})} (others 1)",
-              f"- evaluated during training on: {evals or 'nothing'}",
-              "", f"The complete recipe is `{TRAINING_CONFIG_FILE}` in this repository."]  # fmt: skip
+    warmup = (
+        optimizer.get("warmup_steps") if optimizer.get("warmup_steps") is not None else optimizer.get("warmup_ratio")
+    )
+    lines += [
+        "",
+        "Recipe:",
+        "",
+        f"- {length}, global batch {train.get('batch_size')} x {train.get('gradient_accumulation_steps', 1)} "
+        f"accumulation, mixed precision `{train.get('mixed_precision', 'no')}`, seed {recipe.get('seed', 0)}",
+        f"- AdamW, peak lr {optimizer.get('lr')}, weight decay {optimizer.get('weight_decay')}, layer decay "
+        f"{optimizer.get('layer_decay')}, warmup {warmup}, cosine to {optimizer.get('min_lr_ratio', 0)} x lr",
+        f"- augmentation: {'on' if augment.get('enabled', True) else 'off'}"
+        + (
+            f" (flip {augment.get('flip')}, rotation {augment.get('rotation')} deg, crop scale "
+            f"{augment.get('crop_scale')}, colour jitter {augment.get('brightness')})"
+            if augment
+            else ""
+        ),
+        f"- loss weights: {json.dumps(model.get('loss_weights') or {})} (others 1)",
+        f"- evaluated during training on: {evals or 'nothing'}",
+        "",
+        f"The complete recipe is `{TRAINING_CONFIG_FILE}` in this repository.",
+    ]
     return "\n".join(lines)
 
 
@@ -168,8 +212,10 @@ def _data_licences(recipe: dict | None, rows: list[dict]) -> str:
     names = list(dict.fromkeys(n for n in names if n))
     if not names:
         return "The training data of this model was not recorded; ask its author which data sets it was trained on."
-    return "\n".join(f"- {DATASETS.get(n, (n, 'see its own terms'))[0]}: {DATASETS.get(n, (n, 'see its own terms'))[1]}."
-                     for n in names)  # fmt: skip
+    return "\n".join(
+        f"- {DATASETS.get(n, (n, 'see its own terms'))[0]}: {DATASETS.get(n, (n, 'see its own terms'))[1]}."
+        for n in names
+    )
 
 
 def _task_rows(config: QFaceConfig) -> list[dict]:
@@ -178,17 +224,29 @@ def _task_rows(config: QFaceConfig) -> list[dict]:
         labels = task["labels"]
         kind = task["kind"]
         units = task.get("units") or ("probability" if kind in ("multiclass", "multilabel") else "")
-        pipeline = {"multiclass": f'`{task["name"]}`: label + scores', "multilabel": f'`{task["name"]}`: label -> p',
-                    "regression": f'`{task["name"]}`: label -> value',
-                    "distribution": f'`{task["name"]}`: {task.get("units") or "value"} + std'}[kind]  # fmt: skip
+        pipeline = {
+            "multiclass": f"`{task['name']}`: label + scores",
+            "multilabel": f"`{task['name']}`: label -> p",
+            "regression": f"`{task['name']}`: label -> value",
+            "distribution": f"`{task['name']}`: {task.get('units') or 'value'} + std",
+        }[kind]
         meaning = TASK_MEANINGS[kind].format(lo=task.get("min_value"), hi=task.get("max_value"))
         if task["name"] == "head_pose":
             meaning += " Yaw, pitch and roll in degrees (sign convention below)."
         if task["name"] == "au":
             meaning += " The pipeline's `au_active` lists the AUs at or above `au_threshold` (0.5)."
-        rows.append({"name": task["name"], "kind": kind, "units": units or "-", "pipeline": pipeline,
-                     "output": ", ".join(f"`{f}`" for f in output_fields(task).values()),
-                     "num_labels": len(labels), "labels": ", ".join(labels), "meaning": meaning})  # fmt: skip
+        rows.append(
+            {
+                "name": task["name"],
+                "kind": kind,
+                "units": units or "-",
+                "pipeline": pipeline,
+                "output": ", ".join(f"`{f}`" for f in output_fields(task).values()),
+                "num_labels": len(labels),
+                "labels": ", ".join(labels),
+                "meaning": meaning,
+            }
+        )
     return rows
 
 
@@ -219,22 +277,36 @@ def build_model_card(
     rows = evaluation_results(evaluation, training_config)
     model_name = repo_id.rstrip("/").split("/")[-1]
     data = (training_config or {}).get("data") or {}
-    datasets = list(dict.fromkeys(DATASETS.get(s.get("name"), (s.get("name"),))[0]
-                                  for s in (data.get("train") or []) if s.get("name")))  # fmt: skip
+    datasets = list(
+        dict.fromkeys(
+            DATASETS.get(s.get("name"), (s.get("name"),))[0] for s in (data.get("train") or []) if s.get("name")
+        )
+    )
     base_model = base_model_of(training_config)
     kinds = {t["name"]: t["kind"] for t in config.tasks}
     eval_results = [
-        EvalResult(task_type=TASK_METRIC_KIND.get(kinds.get(r["task"]), "image-classification"),
-                   task_name=f"{r['task']} ({kinds.get(r['task'], 'task')})", dataset_type=r["dataset"],
-                   dataset_name=r["dataset_name"], dataset_split=r["split"], metric_type=r["metric"],
-                   metric_name=f"{r['task']} {r['metric']}", metric_value=r["value"])
+        EvalResult(
+            task_type=TASK_METRIC_KIND.get(kinds.get(r["task"]), "image-classification"),
+            task_name=f"{r['task']} ({kinds.get(r['task'], 'task')})",
+            dataset_type=r["dataset"],
+            dataset_name=r["dataset_name"],
+            dataset_split=r["split"],
+            metric_type=r["metric"],
+            metric_name=f"{r['task']} {r['metric']}",
+            metric_value=r["value"],
+        )
         for r in rows
-    ]  # fmt: skip
+    ]
     card_data = ModelCardData(
-        library_name="transformers", license=LICENSE, pipeline_tag=PIPELINE_TAG, tags=list(TAGS),
-        datasets=datasets or None, base_model=base_model, model_name=model_name if eval_results else None,
+        library_name="transformers",
+        license=LICENSE,
+        pipeline_tag=PIPELINE_TAG,
+        tags=list(TAGS),
+        datasets=datasets or None,
+        base_model=base_model,
+        model_name=model_name if eval_results else None,
         eval_results=eval_results or None,
-    )  # fmt: skip
+    )
     encoder = config.backbone_config
     image_size = encoder.image_size if isinstance(encoder.image_size, int) else encoder.image_size[0]
     return ModelCard.from_template(
@@ -298,11 +370,13 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None, **ca
     folder = Path(folder)
     config = QFaceConfig.from_json_file(str(folder / "config.json"))
     card = build_model_card(
-        config, repo_id or folder.resolve().name, _num_parameters(folder),
-        evaluation=read_json(folder / EVALUATION_FILE), training_config=read_training_config(folder), **card_kwargs,
-    )  # fmt: skip
+        config,
+        repo_id or folder.resolve().name,
+        _num_parameters(folder),
+        evaluation=read_json(folder / EVALUATION_FILE),
+        training_config=read_training_config(folder),
+        **card_kwargs,
+    )
     path = folder / "README.md"
     card.save(path)
     return path
-
-

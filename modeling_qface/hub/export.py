@@ -22,8 +22,9 @@ def _as_training_config(training_config) -> tuple[str | None, dict | None]:
         return None, None
     if hasattr(training_config, "to_yaml"):
         training_config = training_config.to_yaml()
-    if isinstance(training_config, Path) or (isinstance(training_config, str) and "\n" not in training_config
-                                             and Path(training_config).is_file()):  # fmt: skip
+    if isinstance(training_config, Path) or (
+        isinstance(training_config, str) and "\n" not in training_config and Path(training_config).is_file()
+    ):
         training_config = Path(training_config).read_text()
     if isinstance(training_config, dict):
         return yaml.safe_dump(training_config, sort_keys=False), training_config
@@ -116,4 +117,3 @@ def export_folder(source: str | os.PathLike, folder: str | os.PathLike, repo_id:
         if (source / name).is_file():
             shutil.copyfile(source / name, folder / name)
     return export_model(model, folder, processor, repo_id=repo_id)
-

@@ -36,38 +36,51 @@ class HubError(RuntimeError):
         self.original = original
 
 
-
 @contextlib.contextmanager
 def hub_errors(repo_id: str, revision: str | None = None):
     """Turns what `huggingface_hub` raises into one `HubError` whose message names the repo and the fix."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (
-        HfHubHTTPError, OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError,
-    )  # fmt: skip
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         yield
     except RevisionNotFoundError as error:
-        raise HubError(f"{repo_id}: revision {revision!r} does not exist on the Hub; push to an existing branch "
-                       "(create it first, e.g. `hf repo branch create`)", error) from None  # fmt: skip
+        raise HubError(
+            f"{repo_id}: revision {revision!r} does not exist on the Hub; push to an existing branch "
+            "(create it first, e.g. `hf repo branch create`)",
+            error,
+        ) from None
     except RepositoryNotFoundError as error:
-        raise HubError(f"{repo_id}: no such repository on the Hub, or your token cannot see it (check the name and "
-                       "`hf auth whoami`)", error) from None  # fmt: skip
+        raise HubError(
+            f"{repo_id}: no such repository on the Hub, or your token cannot see it (check the name and "
+            "`hf auth whoami`)",
+            error,
+        ) from None
     except OfflineModeIsEnabled as error:
         raise HubError(f"cannot push to {repo_id}: offline mode is on (HF_HUB_OFFLINE=1)", error) from None
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         detail = (error.server_message or str(error).splitlines()[0]).strip()
         if status in (401, 403):
-            raise HubError(f"{repo_id}: no permission to write to this repository (HTTP {status}: {detail}); log in "
-                           "with a token that has write access (`hf auth login`)", error) from None  # fmt: skip
+            raise HubError(
+                f"{repo_id}: no permission to write to this repository (HTTP {status}: {detail}); log in "
+                "with a token that has write access (`hf auth login`)",
+                error,
+            ) from None
         raise HubError(f"{repo_id}: the Hub refused the push (HTTP {status}: {detail})", error) from None
     except Exception as error:
         # Connection refused, DNS failure, timeout: httpx(2) transport errors, or plain OSErrors.
         network = (ConnectionError, TimeoutError, socket.gaierror)  # not other OSErrors: those are local files
         if isinstance(error, network) or type(error).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore"):
-            raise HubError(f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id}: "
-                           f"{type(error).__name__}: {error}", error) from None  # fmt: skip
+            raise HubError(
+                f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id}: {type(error).__name__}: {error}",
+                error,
+            ) from None
         raise
 
 
@@ -106,14 +119,24 @@ def push_to_hub(
                 add_run_files(folder, evaluation, training_config)  # given here: they replace the folder's
                 write_model_card(folder, repo_id, metrics=metrics)
             else:
-                export_model(model, folder, image_processor, evaluation, training_config, repo_id=repo_id,
-                             metrics=metrics, **save_kwargs)  # fmt: skip
+                export_model(
+                    model,
+                    folder,
+                    image_processor,
+                    evaluation,
+                    training_config,
+                    repo_id=repo_id,
+                    metrics=metrics,
+                    **save_kwargs,
+                )
             return api.upload_folder(
-                repo_id=repo_id, folder_path=folder, revision=revision, create_pr=create_pr,
-                commit_message=commit_message or "Upload Q-Face model", commit_description=commit_description,
-            )  # fmt: skip
-
-
+                repo_id=repo_id,
+                folder_path=folder,
+                revision=revision,
+                create_pr=create_pr,
+                commit_message=commit_message or "Upload Q-Face model",
+                commit_description=commit_description,
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("repo_id", help="the Hub repository, owner/name (created when missing)")
     parser.add_argument("--revision", help="an existing branch to push to (default: main)")
     parser.add_argument("--private", action="store_true", help="create the repository private")
-    parser.add_argument("--evaluation", type=Path,
-                        help="`qface evaluate`'s JSON report for the card's model-index "
-                             "(default: FOLDER/eval_results.json when there is one)")  # fmt: skip
+    parser.add_argument(
+        "--evaluation",
+        type=Path,
+        help="`qface evaluate`'s JSON report for the card's model-index "
+        "(default: FOLDER/eval_results.json when there is one)",
+    )
     parser.add_argument("--commit-message", default="Upload Q-Face model")
     parser.add_argument("--token", help="a Hub token with write access (default: the logged-in one, or HF_TOKEN)")
     return parser
@@ -137,9 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.evaluation is not None and not args.evaluation.is_file():
         raise FileNotFoundError(2, "no such evaluation report", str(args.evaluation))
     try:
-        commit = push_to_hub(args.folder, args.repo_id, evaluation=args.evaluation, revision=args.revision,
-                             private=args.private or None, token=args.token,
-                             commit_message=args.commit_message)  # fmt: skip
+        commit = push_to_hub(
+            args.folder,
+            args.repo_id,
+            evaluation=args.evaluation,
+            revision=args.revision,
+            private=args.private or None,
+            token=args.token,
+            commit_message=args.commit_message,
+        )
     except HubError as error:
         print(f"qface push: error: {error}", file=sys.stderr)
         return 2

@@ -18,13 +18,47 @@ AU_NAMES = tuple(f"AU{n}" for n in (1, 2, 4, 6, 7, 9, 10, 12, 14, 15, 17, 23, 24
 
 # CelebA's 40 attributes in the column order of `list_attr_celeba.txt`.
 ATTRIBUTE_NAMES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
-    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open",
-    "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
-    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
-    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
-)  # fmt: skip
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
+)
 
 # Head pose angles in degrees, in the 300W-LP / AFLW2000 convention (that of Hopenet / 6DRepNet / WHENet and of
 # published head-pose numbers), seen in the image: yaw > 0 turns the nose towards the image's left (the subject's
@@ -35,8 +69,12 @@ HEAD_POSE_NAMES = ("yaw", "pitch", "roll")
 # The 5-point template of the standard ArcFace / insightface 112 x 112 crop (image-left eye, image-right eye, nose
 # tip, image-left and image-right mouth corners).
 ARCFACE_TEMPLATE_112 = (
-    (38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041),
-)  # fmt: skip
+    (38.2946, 51.6963),
+    (73.5318, 51.5014),
+    (56.0252, 71.7366),
+    (41.5493, 92.3655),
+    (70.7299, 92.2041),
+)
 
 
 def _mirror_symmetric(template, side: float) -> list[list[float]]:
@@ -50,15 +88,24 @@ def _mirror_symmetric(template, side: float) -> list[list[float]]:
 # crop, and a flip would change the crop's in-plane angle (and the reported roll) by 0.64 degrees. The margin of 0.15
 # widens the field of view by 15 % of the side on each side: ArcFace's crop runs from mid-forehead to just below the
 # mouth and often cuts the chin; with the margin the whole face shows, with forehead and chin.
-DEFAULT_FACE_CROP = {"template": _mirror_symmetric(ARCFACE_TEMPLATE_112, 112.0), "template_size": 112.0,
-                     "margin": 0.15}  # fmt: skip
+DEFAULT_FACE_CROP = {"template": _mirror_symmetric(ARCFACE_TEMPLATE_112, 112.0), "template_size": 112.0, "margin": 0.15}
 
 TASK_KINDS = ("multiclass", "multilabel", "regression", "distribution")
 
 _TASK_KEYS = {
-    "name", "kind", "labels", "loss_weight", "query_group", "scale", "units",
-    "min_value", "max_value", "sigma", "l1_weight", "pos_weight",
-}  # fmt: skip
+    "name",
+    "kind",
+    "labels",
+    "loss_weight",
+    "query_group",
+    "scale",
+    "units",
+    "min_value",
+    "max_value",
+    "sigma",
+    "l1_weight",
+    "pos_weight",
+}
 
 
 def default_tasks() -> list[dict]:
@@ -71,11 +118,18 @@ def default_tasks() -> list[dict]:
         {"name": "au", "kind": "multilabel", "labels": list(AU_NAMES)},
         {"name": "attributes", "kind": "multilabel", "labels": list(ATTRIBUTE_NAMES)},
         {
-            "name": "age", "kind": "distribution", "labels": ["age"], "units": "years",
-            "min_value": 0, "max_value": 100, "sigma": 2.0, "scale": 1.0, "l1_weight": 1.0,
+            "name": "age",
+            "kind": "distribution",
+            "labels": ["age"],
+            "units": "years",
+            "min_value": 0,
+            "max_value": 100,
+            "sigma": 2.0,
+            "scale": 1.0,
+            "l1_weight": 1.0,
         },
         {"name": "head_pose", "kind": "regression", "labels": list(HEAD_POSE_NAMES), "units": "degrees", "scale": 30.0},
-    ]  # fmt: skip
+    ]
 
 
 def normalize_task(task: dict, where: str = "tasks") -> dict:
@@ -145,7 +199,9 @@ def normalize_task(task: dict, where: str = "tasks") -> dict:
         pos_weight = task.get("pos_weight")
         if pos_weight is not None:
             if not isinstance(pos_weight, (list, tuple)) or len(pos_weight) != len(labels):
-                raise ValueError(f"{where}.pos_weight: expected {len(labels)} numbers (one per label), got {pos_weight!r}")
+                raise ValueError(
+                    f"{where}.pos_weight: expected {len(labels)} numbers (one per label), got {pos_weight!r}"
+                )
             pos_weight = [_number(w, f"{where}.pos_weight", minimum=0.0, strict=True) for w in pos_weight]
         out["pos_weight"] = pos_weight
     elif task.get("pos_weight") is not None:
@@ -224,8 +280,13 @@ class QFaceConfig(PreTrainedConfig):
     sub_configs_defaults = {"backbone_config": ViTMAEConfig}
     # Trainer's `predictions` keep the per-task answers only (also when the config asks for hidden states/attentions).
     keys_to_ignore_at_inference = [
-        "age_distribution", "task_losses", "hidden_states", "attentions", "cross_attentions", "stage_usage",
-    ]  # fmt: skip
+        "age_distribution",
+        "task_losses",
+        "hidden_states",
+        "attentions",
+        "cross_attentions",
+        "stage_usage",
+    ]
 
     backbone_config: dict | PreTrainedConfig | None = None
     fusion_layers: list[int] | tuple[int, ...] = (4, 8, 12)
@@ -252,7 +313,9 @@ class QFaceConfig(PreTrainedConfig):
                 raise ValueError(f"backbone_config.model_type: expected 'vit_mae', got {model_type!r}")
             self.backbone_config = ViTMAEConfig(**encoder)
         elif self.backbone_config is not None and not isinstance(self.backbone_config, ViTMAEConfig):
-            raise ValueError(f"backbone_config: expected a ViTMAEConfig or dict, got {type(self.backbone_config).__name__}")
+            raise ValueError(
+                f"backbone_config: expected a ViTMAEConfig or dict, got {type(self.backbone_config).__name__}"
+            )
         super().__post_init__(**kwargs)
         # Never keep a caller's mask_ratio: a masked encoder silently drops 75 % of the patches.
         self.backbone_config.mask_ratio = 0.0
@@ -298,10 +361,11 @@ class QFaceConfig(PreTrainedConfig):
             raise ValueError(f"face_crop: unknown key(s) {unknown}; allowed: {sorted(DEFAULT_FACE_CROP)}")
         points = crop["template"]
         if (
-            not isinstance(points, (list, tuple)) or len(points) != 5
+            not isinstance(points, (list, tuple))
+            or len(points) != 5
             or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in points)
             or not all(_is_finite_number(v) for p in points for v in p)
-        ):  # fmt: skip
+        ):
             raise ValueError(f"face_crop.template: expected 5 [x, y] points, got {points!r}")
         crop["template"] = [[float(v) for v in p] for p in points]
         crop["template_size"] = _number(crop["template_size"], "face_crop.template_size", minimum=0.0, strict=True)
@@ -330,6 +394,14 @@ class QFaceConfig(PreTrainedConfig):
 
 
 __all__ = [
-    "ARCFACE_TEMPLATE_112", "ATTRIBUTE_NAMES", "AU_NAMES", "DEFAULT_FACE_CROP", "EXPRESSION_NAMES", "HEAD_POSE_NAMES", "TASK_KINDS",
-    "QFaceConfig", "default_tasks", "normalize_task",
-]  # fmt: skip
+    "ARCFACE_TEMPLATE_112",
+    "ATTRIBUTE_NAMES",
+    "AU_NAMES",
+    "DEFAULT_FACE_CROP",
+    "EXPRESSION_NAMES",
+    "HEAD_POSE_NAMES",
+    "TASK_KINDS",
+    "QFaceConfig",
+    "default_tasks",
+    "normalize_task",
+]

@@ -42,7 +42,6 @@ from .configuration_qface import DEFAULT_FACE_CROP
 from .head_pose_qface import in_plane_angle
 from .threads_qface import configured_num_threads, onnxruntime_session_options
 
-
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth_corner", "right_mouth_corner")
 
 # The standard ArcFace / insightface 5-point template for a 112 x 112 crop, same order as LANDMARK_NAMES, and the
@@ -337,12 +336,18 @@ class FaceCrop:
         if height != width:
             raise ValueError(f"backbone_config.image_size: the Q-Face crop is square, got {height} x {width}")
         spec = config.face_crop
-        return cls(int(height), float(spec["margin"]), tuple(map(tuple, spec["template"])), float(spec["template_size"]))
+        return cls(
+            int(height), float(spec["margin"]), tuple(map(tuple, spec["template"])), float(spec["template_size"])
+        )
 
     def to_dict(self) -> dict:
         """JSON-able description (a cache key of prepared data)."""
-        return {"size": self.size, "margin": self.margin, "template": [list(p) for p in self.template],
-                "template_size": self.template_size}  # fmt: skip
+        return {
+            "size": self.size,
+            "margin": self.margin,
+            "template": [list(p) for p in self.template],
+            "template_size": self.template_size,
+        }
 
     def target_points(self) -> np.ndarray:
         """Where the 5 landmarks land in the crop: `(5, 2)` crop pixels."""
@@ -504,10 +509,13 @@ def refine_landmarks(
         views = [(mirrored, angle) for mirrored in ((False, True) if mirror else (False,)) for angle in view_angles]
         aligned = work(image_rgb, current)
         images = [
-            np.asarray(Image.fromarray(aligned.crop[:, ::-1] if mirrored else aligned.crop).rotate(
-                angle, resample=Image.Resampling.BILINEAR))
+            np.asarray(
+                Image.fromarray(aligned.crop[:, ::-1] if mirrored else aligned.crop).rotate(
+                    angle, resample=Image.Resampling.BILINEAR
+                )
+            )
             for mirrored, angle in views
-        ]  # fmt: skip
+        ]
         estimates = []
         for (mirrored, angle), (boxes, _, points) in zip(views, _run_retinaface_batch(np.stack(images), 0.3, 0.4)):
             if not len(boxes):

@@ -109,5 +109,10 @@ def geodesic_degrees(first, second) -> np.ndarray:
 
 
 __all__ = [
-    "flip_pose", "geodesic_degrees", "in_plane_angle", "matrix_to_pose", "pose_to_matrix", "rotate_pose_in_plane",
-]  # fmt: skip
+    "flip_pose",
+    "geodesic_degrees",
+    "in_plane_angle",
+    "matrix_to_pose",
+    "pose_to_matrix",
+    "rotate_pose_in_plane",
+]

@@ -80,7 +80,9 @@ def check_labels(task: dict, labels: torch.Tensor, batch_size: int) -> torch.Ten
     if kind == "distribution" and labels.shape == (batch_size, 1):
         labels = labels[:, 0]
     if tuple(labels.shape) != expected_shape:
-        raise ValueError(f"{arg}: expected shape {expected_shape} for task {name!r} ({kind}), got {tuple(labels.shape)}")
+        raise ValueError(
+            f"{arg}: expected shape {expected_shape} for task {name!r} ({kind}), got {tuple(labels.shape)}"
+        )
     if kind in ("multiclass", "multilabel"):
         if labels.is_floating_point():
             if torch.isnan(labels).any() or (labels != labels.round()).any():
@@ -91,7 +93,9 @@ def check_labels(task: dict, labels: torch.Tensor, batch_size: int) -> torch.Ten
         if bad.any():
             value = labels[bad][0].item()
             allowed = f"-1..{n - 1}" if kind == "multiclass" else "-1, 0, 1"
-            raise ValueError(f"{arg}: value {value} is not a valid label for task {name!r} (allowed {allowed}; -1 = missing)")
+            raise ValueError(
+                f"{arg}: value {value} is not a valid label for task {name!r} (allowed {allowed}; -1 = missing)"
+            )
         return labels
     if not labels.is_floating_point():
         labels = labels.float()

@@ -209,6 +209,11 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "DEFAULT_MAX_IMAGE_PIXELS", "ImageLoadError", "ImageTooLargeError",
-    "array_to_rgb", "describe_input", "load_image_rgb", "pil_to_rgb",
-]  # fmt: skip
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "ImageLoadError",
+    "ImageTooLargeError",
+    "array_to_rgb",
+    "describe_input",
+    "load_image_rgb",
+    "pil_to_rgb",
+]

@@ -135,15 +135,19 @@ def _safetensors_files(folder: Path, where: str) -> list[Path]:
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
     if pickles:
         what = "is a pickle file" if len(pickles) == 1 else "are pickle files"
-        raise ModelLoadError(f"{where}: no {SAFE_WEIGHTS_NAME}; {', '.join(pickles)} {what}, never loaded (unpickling "
-                             f"can run code): save the model as safetensors")  # fmt: skip
+        raise ModelLoadError(
+            f"{where}: no {SAFE_WEIGHTS_NAME}; {', '.join(pickles)} {what}, never loaded (unpickling "
+            f"can run code): save the model as safetensors"
+        )
     raise ModelLoadError(f"{where}: no {SAFE_WEIGHTS_NAME} (expected a Q-Face model saved with save_pretrained)")
 
 
 def _file_instead_of_folder(path: Path) -> str:
     if path.suffix in PICKLE_SUFFIXES:
-        return (f"model {path}: a pickle file, never loaded (unpickling can run code); give the model folder with "
-                f"{CONFIG_NAME} and {SAFE_WEIGHTS_NAME}")  # fmt: skip
+        return (
+            f"model {path}: a pickle file, never loaded (unpickling can run code); give the model folder with "
+            f"{CONFIG_NAME} and {SAFE_WEIGHTS_NAME}"
+        )
     return f"model {path}: a file; give the model folder with {CONFIG_NAME} and {SAFE_WEIGHTS_NAME}"
 
 
@@ -154,8 +158,10 @@ def _weight_problems(info: dict) -> list[str]:
     if info.get("unexpected_keys"):
         problems.append(f"unexpected weights: {_listed(sorted(info['unexpected_keys']))}")
     if info.get("mismatched_keys"):
-        shapes = [f"{key} {list(saved)} in the checkpoint, {list(expected)} in the model"
-                  for key, saved, expected in sorted(info["mismatched_keys"])]  # fmt: skip
+        shapes = [
+            f"{key} {list(saved)} in the checkpoint, {list(expected)} in the model"
+            for key, saved, expected in sorted(info["mismatched_keys"])
+        ]
         problems.append(f"wrong shapes: {_listed(shapes)}")
     if info.get("error_msgs"):
         problems.append(f"errors: {_listed([_one_line(message) for message in info['error_msgs']])}")

@@ -184,7 +184,9 @@ def set_drop_path(encoder: ViTMAEModel, drop_path_rate: float) -> None:
     blocks = encoder.layers
     for index, block in enumerate(blocks):
         if not isinstance(block, QFaceEncoderLayer):
-            raise TypeError(f"set_drop_path: block {index} is a {type(block).__name__}; build the encoder with build_encoder")
+            raise TypeError(
+                f"set_drop_path: block {index} is a {type(block).__name__}; build the encoder with build_encoder"
+            )
         block.drop_prob = drop_path_rate * index / max(1, len(blocks) - 1)
 
 
@@ -209,7 +211,9 @@ class QFaceMultiStageFusion(nn.Module):
         first = stage_states[0]
         num_patches = grid_size[0] * grid_size[1]
         skip = first.shape[1] - num_patches
-        position = sincos_position_embedding_2d(*grid_size, self.stage_embeddings.embedding_dim, first.device, first.dtype)
+        position = sincos_position_embedding_2d(
+            *grid_size, self.stage_embeddings.embedding_dim, first.device, first.dtype
+        )
         # Normalising and projecting all 1 + N tokens of a hidden state (CLS included, dropped afterwards) costs 1/197
         # more multiply-adds at ViT-B but no copy: the sliced `[:, 1:]` view is not contiguous, so LayerNorm and the
         # matrix product would each first copy it; the additions read the slice. (Adding stage and position embedding
@@ -293,9 +297,14 @@ class QFaceAttention(nn.Module):
                 self.config._attn_implementation, eager_attention_forward
             )
         attn_output, attn_weights = attention_interface(
-            self, query_states, keys, values, None,
-            scaling=self.scaling, dropout=self.dropout if self.training else 0.0,
-        )  # fmt: skip
+            self,
+            query_states,
+            keys,
+            values,
+            None,
+            scaling=self.scaling,
+            dropout=self.dropout if self.training else 0.0,
+        )
         attn_output = self.o_proj(attn_output.reshape(*attn_output.shape[:2], -1))
         return attn_output, (attn_weights if output_attentions else None)
 
@@ -347,7 +356,9 @@ class QFaceDecoderLayer(GradientCheckpointingLayer):
         memory_keys, memory_values = self.cross_attn.project_keys_values(memory)
         attended, weights = [], []
         for group in query_groups:
-            update, group_weights = self.cross_attn(self.cross_attn_norm(group), memory_keys, memory_values, output_attentions)
+            update, group_weights = self.cross_attn(
+                self.cross_attn_norm(group), memory_keys, memory_values, output_attentions
+            )
             attended.append(group + self.dropout(update))
             weights.append(group_weights)
 
@@ -480,9 +491,12 @@ class QFaceModel(QFacePreTrainedModel):
             config = QFaceConfig(backbone_config=encoder_config, fusion_layers=fusion_layers)
         # Mismatched shapes are collected and reported below instead of transformers' generic error.
         encoder, info = ViTMAEModel.from_pretrained(
-            pretrained_model_name_or_path, config=config.backbone_config, output_loading_info=True,
-            ignore_mismatched_sizes=True, **kwargs,
-        )  # fmt: skip
+            pretrained_model_name_or_path,
+            config=config.backbone_config,
+            output_loading_info=True,
+            ignore_mismatched_sizes=True,
+            **kwargs,
+        )
         problems = [f"missing: {k}" for k in info["missing_keys"]]
         problems += [
             f"wrong shape: {key} (checkpoint {tuple(saved)} vs config {tuple(expected)})"
@@ -524,7 +538,9 @@ class QFaceModel(QFacePreTrainedModel):
         if name in self.config.task_names:
             raise ValueError(f"add_task: this model already has a task named {name!r}")
         group = max(t["query_group"] for t in self.config.tasks) + 1
-        task = normalize_task({"name": name, "kind": kind, "labels": list(labels), **options, "query_group": group}, "add_task")
+        task = normalize_task(
+            {"name": name, "kind": kind, "labels": list(labels), **options, "query_group": group}, "add_task"
+        )
         queries = nn.Embedding(len(task["labels"]), self.config.d_model)
         head = build_task_head(task, self.config.d_model)
         for module in (queries, head):
@@ -557,7 +573,9 @@ class QFaceModel(QFacePreTrainedModel):
             )
         size = config.image_size if isinstance(config.image_size, (list, tuple)) else (config.image_size,) * 2
         if tuple(pixel_values.shape[2:]) != tuple(size):
-            raise ValueError(f"pixel_values: expected images of {size[0]}x{size[1]} pixels, got {tuple(pixel_values.shape[2:])}")
+            raise ValueError(
+                f"pixel_values: expected images of {size[0]}x{size[1]} pixels, got {tuple(pixel_values.shape[2:])}"
+            )
         num_patches = self.encoder.embeddings.patch_embeddings.num_patches
         # `shape[0]`, not `len()`, here and below: torch.export (the ONNX export) would fix the batch size.
         batch_size = pixel_values.shape[0]
@@ -615,11 +633,19 @@ class QFaceModel(QFacePreTrainedModel):
                 raise ValueError(f"tasks: unknown task(s) {unknown}; this model's tasks are {self.config.task_names}")
         labels = self._collect_labels(
             pixel_values.shape[0],
-            {"expression": expression_labels, "au": au_labels, "attributes": attributes_labels,
-             "age": age_labels, "head_pose": head_pose_labels, **(task_labels or {})},
-        )  # fmt: skip
+            {
+                "expression": expression_labels,
+                "au": au_labels,
+                "attributes": attributes_labels,
+                "age": age_labels,
+                "head_pose": head_pose_labels,
+                **(task_labels or {}),
+            },
+        )
         if tasks is not None and labels is not None and set(labels) - set(tasks):
-            raise ValueError(f"labels given for {sorted(set(labels) - set(tasks))}, which are not in tasks={list(tasks)}")
+            raise ValueError(
+                f"labels given for {sorted(set(labels) - set(tasks))}, which are not in tasks={list(tasks)}"
+            )
 
         # Only eager attention computes weights; the encoder is not asked under sdpa (it would warn and return none).
         encoder_attentions = output_attentions and self.encoder.config._attn_implementation == "eager"

@@ -152,8 +152,10 @@ class QFaceOnnxModel:
         expected = [self.config.backbone_config.num_channels, *self._image_size()]
         got = inputs[INPUT_NAME].shape[1:]
         if got != expected:
-            raise ModelLoadError(f"{where}: input {INPUT_NAME} takes (batch, C, H, W) = (batch, {got}), but "
-                                 f"{CONFIG_NAME} says {expected}")  # fmt: skip
+            raise ModelLoadError(
+                f"{where}: input {INPUT_NAME} takes (batch, C, H, W) = (batch, {got}), but "
+                f"{CONFIG_NAME} says {expected}"
+            )
         outputs = {o.name for o in self.session.get_outputs()}
         missing = [name for name in self.output_names if name not in outputs]
         if missing:
@@ -225,8 +227,10 @@ class QFaceOnnxModel:
                 raise ValueError(f"tasks: unknown task(s) {unknown}; this model's tasks are {self.config.task_names}")
         expected = (self.config.backbone_config.num_channels, *self._image_size())
         if pixel_values.dim() != 4 or tuple(pixel_values.shape[1:]) != expected:
-            raise ValueError(f"pixel_values: expected shape (batch, {', '.join(map(str, expected))}), got "
-                             f"{tuple(pixel_values.shape)}")  # fmt: skip
+            raise ValueError(
+                f"pixel_values: expected shape (batch, {', '.join(map(str, expected))}), got "
+                f"{tuple(pixel_values.shape)}"
+            )
         selected = [t for t in self.config.tasks if tasks is None or t["name"] in tasks]
         names = [field for task in selected for field in output_fields(task).values()]
         array = np.ascontiguousarray(pixel_values.detach().to("cpu", torch.float32).numpy())

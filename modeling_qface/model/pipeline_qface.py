@@ -12,8 +12,7 @@ from PIL import Image
 from transformers.pipelines.base import ChunkPipeline
 
 from .configuration_qface import HEAD_POSE_NAMES
-from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, FaceCrop
-from .face_alignment_qface import locate_faces
+from .face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, FaceCrop, locate_faces
 from .head_pose_qface import rotate_pose_in_plane
 from .heads_qface import output_fields
 from .image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, load_image_rgb
@@ -295,7 +294,7 @@ class FaceAnalysisPipeline(ChunkPipeline):
     def postprocess(self, model_outputs, tasks: list[str] | None = None, au_threshold: dict | None = None):
         """The per-face outputs of one image -> its list of face dicts (placeholders of face-less images dropped)."""
         if au_threshold is None and "au" in self.model.config.task_names:
-            au_threshold = {name: DEFAULT_AU_THRESHOLD for name in self.model.config.get_task("au")["labels"]}
+            au_threshold = dict.fromkeys(self.model.config.get_task("au")["labels"], DEFAULT_AU_THRESHOLD)
         faces = []
         for output in model_outputs:
             detection = output["face"]

@@ -59,10 +59,13 @@ def parse_num_threads(value, source: str) -> int:
 def add_threads_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
     """`--threads N` on a command's parser (None when not given: the environment or the default decides)."""
     parser.add_argument(
-        FLAG, type=_threads_flag, default=None, metavar="N",
+        FLAG,
+        type=_threads_flag,
+        default=None,
+        metavar="N",
         help=f"intra-op threads of torch and onnxruntime{what}; when not given: ${ENV_VAR}, else $OMP_NUM_THREADS, "
-             f"else the CPUs this process may use, at most {MAX_DEFAULT_THREADS} (docs/threads.md)",
-    )  # fmt: skip
+        f"else the CPUs this process may use, at most {MAX_DEFAULT_THREADS} (docs/threads.md)",
+    )
 
 
 def _threads_flag(text: str) -> int:

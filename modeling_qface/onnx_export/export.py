@@ -66,8 +66,9 @@ class QFaceOnnxWrapper(nn.Module):
         self.output_names = onnx_output_names(model.config)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.model(pixel_values=pixel_values, output_attentions=False, output_hidden_states=False,
-                             return_dict=True)  # fmt: skip
+        outputs = self.model(
+            pixel_values=pixel_values, output_attentions=False, output_hidden_states=False, return_dict=True
+        )
         return tuple(outputs.field(name) for name in self.output_names)
 
 
@@ -75,8 +76,9 @@ def check_exportable(model: nn.Module) -> None:
     """Raises `OnnxExportError` naming what the graph cannot carry."""
     config = model.config
     if getattr(config, "model_type", None) != "qface" or not hasattr(config, "tasks"):
-        raise OnnxExportError(f"{type(model).__name__}: not a Q-Face model (config model_type "
-                              f"{getattr(config, 'model_type', None)!r})")  # fmt: skip
+        raise OnnxExportError(
+            f"{type(model).__name__}: not a Q-Face model (config model_type {getattr(config, 'model_type', None)!r})"
+        )
     for flag in ("output_attentions", "output_hidden_states"):
         if getattr(config, flag, False):
             raise OnnxExportError(
@@ -97,8 +99,10 @@ def export_onnx_graph(model: nn.Module, path: str | Path, opset_version: int | N
         import onnx  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as error:
-        raise OnnxExportError(f"exporting needs the onnx extra ({error.name} is not installed): "
-                              "pip install 'qface[onnx]' (onnx, onnxscript)") from error  # fmt: skip
+        raise OnnxExportError(
+            f"exporting needs the onnx extra ({error.name} is not installed): "
+            "pip install 'qface[onnx]' (onnx, onnxscript)"
+        ) from error
     check_exportable(model)
     model.eval()
     wrapper = QFaceOnnxWrapper(model).eval()
@@ -122,9 +126,14 @@ def export_onnx_graph(model: nn.Module, path: str | Path, opset_version: int | N
         try:
             program = capture_graph(wrapper, example, {INPUT_NAME: {0: batch}})
             onnx_program = torch.onnx.export(
-                program, dynamo=True, input_names=[INPUT_NAME], output_names=wrapper.output_names,
-                opset_version=opset_version, optimize=True, verbose=False,
-            )  # fmt: skip
+                program,
+                dynamo=True,
+                input_names=[INPUT_NAME],
+                output_names=wrapper.output_names,
+                opset_version=opset_version,
+                optimize=True,
+                verbose=False,
+            )
         finally:
             registration_logger.setLevel(level)
     path = Path(path)
@@ -172,8 +181,9 @@ def verify_export(model: nn.Module, folder: Path, atol: float = DEFAULT_ATOL, se
             worst[name] = max(worst.get(name, 0.0), difference)
     bad = {name: value for name, value in worst.items() if not value <= atol}
     if bad:
-        raise OnnxExportError(f"{folder / ONNX_WEIGHTS_NAME}: outputs differ from the torch model by more than "
-                              f"{atol}: {bad}")  # fmt: skip
+        raise OnnxExportError(
+            f"{folder / ONNX_WEIGHTS_NAME}: outputs differ from the torch model by more than {atol}: {bad}"
+        )
     return worst
 
 
@@ -270,9 +280,12 @@ def write_card(model_dir: Path, model, folder: Path, name: str) -> None:
         from ..hub.card import EVALUATION_FILE, build_model_card, read_json, read_training_config
 
         card = build_model_card(
-            model.config, name, sum(p.numel() for p in model.parameters()),
-            evaluation=read_json(model_dir / EVALUATION_FILE), training_config=read_training_config(model_dir),
-        )  # fmt: skip
+            model.config,
+            name,
+            sum(p.numel() for p in model.parameters()),
+            evaluation=read_json(model_dir / EVALUATION_FILE),
+            training_config=read_training_config(model_dir),
+        )
         text = str(card)
     size = model.config.backbone_config.image_size
     height, width = (size, size) if isinstance(size, int) else size
@@ -295,8 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("output", help="folder to write: model.onnx, config.json, preprocessor_config.json, README.md")
     parser.add_argument("--overwrite", action="store_true", help="replace an export already in OUTPUT")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    parser.add_argument("--atol", type=float, default=DEFAULT_ATOL,
-                        help="largest difference to the torch model allowed in the check after export")  # fmt: skip
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help="largest difference to the torch model allowed in the check after export",
+    )
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     return parser
 
@@ -304,17 +321,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        export = export_onnx(args.model, args.output, overwrite=args.overwrite, verify=not args.no_verify,
-                             atol=args.atol, opset_version=args.opset)  # fmt: skip
+        export = export_onnx(
+            args.model,
+            args.output,
+            overwrite=args.overwrite,
+            verify=not args.no_verify,
+            atol=args.atol,
+            opset_version=args.opset,
+        )
     except (OnnxExportError, ModelLoadError, FileExistsError) as error:  # bad input: one line, exit status 2
         print(f"qface export: error: {describe(error)}", file=sys.stderr)
         return 2
     print(f"ONNX export of {args.model} written to {export.folder}")
     if export.max_abs_difference:
         worst = max(export.max_abs_difference.values())
-        print(f"  checked with onnxruntime at batch sizes {list(VERIFY_BATCH_SIZES)}: every output within {worst:.1e} "
-              f"of torch (largest per output: "
-              + ", ".join(f"{k} {v:.1e}" for k, v in export.max_abs_difference.items()) + ")")  # fmt: skip
+        print(
+            f"  checked with onnxruntime at batch sizes {list(VERIFY_BATCH_SIZES)}: every output within {worst:.1e} "
+            f"of torch (largest per output: "
+            + ", ".join(f"{k} {v:.1e}" for k, v in export.max_abs_difference.items())
+            + ")"
+        )
     return 0
 
 

@@ -37,9 +37,16 @@ def dataframe_columns(tasks: list[dict] | None = None) -> list[str]:
             other task adds its columns after them (`added_task_columns`). None: the default tasks only.
     """
     columns = [
-        *ID_COLUMNS, *FACE_COLUMNS, *LANDMARK_COLUMNS, *map(au_column, AU_NAMES), *EMOTION_COLUMNS,
-        *ATTRIBUTE_NAMES, "age", "age_std", *POSE_COLUMNS,
-    ]  # fmt: skip
+        *ID_COLUMNS,
+        *FACE_COLUMNS,
+        *LANDMARK_COLUMNS,
+        *map(au_column, AU_NAMES),
+        *EMOTION_COLUMNS,
+        *ATTRIBUTE_NAMES,
+        "age",
+        "age_std",
+        *POSE_COLUMNS,
+    ]
     for task in tasks or ():
         columns += added_task_columns(task)
     return columns

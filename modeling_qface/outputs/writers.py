@@ -14,7 +14,6 @@ import os
 from pathlib import Path
 
 
-
 def strict_json(value, **kwargs) -> str:
     """`json.dumps` with NaN and infinities written as null: bare `NaN` / `Infinity` are not JSON, and strict
     parsers (JavaScript's JSON.parse, jq, Go, ...) refuse the whole document for one of them."""

@@ -17,19 +17,22 @@ import json
 from pathlib import Path
 
 from ..analysis import analyze
-from ..model.onnx_qface import is_onnx_model_folder
-from ..registry import DEFAULT_MODEL_NOTICE
 from ..figures.report import FACE_FIELDS, summarise, write_report
-from .photos import fetch_sample_photos
+from ..model.onnx_qface import is_onnx_model_folder
 from ..model.threads_qface import add_threads_argument
+from ..registry import DEFAULT_MODEL_NOTICE
+from .photos import fetch_sample_photos
 
 DEFAULT_PHOTOS = ("t1.jpg", "multi_face.jpg", "single_face.jpg")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=None,
-                        help="a saved Q-Face folder or a preset name (untrained); default: the shipped demo model")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a saved Q-Face folder or a preset name (untrained); default: the shipped demo model",
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
     parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
     add_threads_argument(parser)
@@ -39,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def face_line(image: str, index: int, face: dict) -> str:
     """One line per face: where it is, then every task's answer (see `report.summarise`)."""
-    answers = "  ".join(f"{task} {html.unescape(summarise(value, limit=3))}" for task, value in face.items()
-                        if task not in FACE_FIELDS)  # fmt: skip
+    answers = "  ".join(
+        f"{task} {html.unescape(summarise(value, limit=3))}" for task, value in face.items() if task not in FACE_FIELDS
+    )
     return f"{Path(image).name:<18} face {index}  box {[round(v) for v in face['box']]}  {answers}"
 
 
@@ -55,9 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     attention_dir = None if is_onnx_model_folder(args.model) else out / "attention"
     attention = ["--attention-dir", str(attention_dir)] if attention_dir else []
     status = analyze.main(
-        [*photos, "--output", str(results), *model, *threads, "--dtype", args.dtype,
-         "--render-dir", str(out / "rendered"), *attention]
-    )  # fmt: skip
+        [
+            *photos,
+            "--output",
+            str(results),
+            *model,
+            *threads,
+            "--dtype",
+            args.dtype,
+            "--render-dir",
+            str(out / "rendered"),
+            *attention,
+        ]
+    )
     if results.is_file():
         for line in results.read_text().splitlines():
             record = json.loads(line)
@@ -65,8 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(face_line(record["input"], index, face))
         notice = None if args.model else DEFAULT_MODEL_NOTICE
         report = write_report(out, results, out / "rendered", attention_dir, title="Q-Face demo", notice=notice)
-        print(f"\nOpen {report.resolve()}: the annotated photos, every face's answers, attention maps and the "
-              f"stage-usage chart (results also in {results}).")
+        print(
+            f"\nOpen {report.resolve()}: the annotated photos, every face's answers, attention maps and the "
+            f"stage-usage chart (results also in {results})."
+        )
     return status
 
 

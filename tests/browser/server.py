@@ -55,14 +55,21 @@ def running_server(
     """
     log_path = Path(log_path)
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                   cwd=cwd, stdin=subprocess.DEVNULL)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + startup_timeout
         while not _answers(url):
             if process.poll() is not None:
-                raise ServerStartError(f"server exited with code {process.returncode} before answering {url}:\n"
-                                       f"{_log_tail(log_path)}")  # fmt: skip
+                raise ServerStartError(
+                    f"server exited with code {process.returncode} before answering {url}:\n{_log_tail(log_path)}"
+                )
             if time.monotonic() > deadline:
                 raise ServerStartError(f"{url} did not answer within {startup_timeout:.0f} s:\n{_log_tail(log_path)}")
             time.sleep(0.5)

@@ -202,8 +202,11 @@ class QFaceModelTester:
         pose[-1] = float("nan")
         gender = torch.randint(0, 2, (n,), generator=generator)
         labels = {
-            "expression_labels": expression, "au_labels": au, "age_labels": age, "head_pose_labels": pose,
+            "expression_labels": expression,
+            "au_labels": au,
+            "age_labels": age,
+            "head_pose_labels": pose,
             "task_labels": {"gender": gender},
-        }  # fmt: skip
+        }
         labels["task_labels"] = {name: value.to(device) for name, value in labels["task_labels"].items()}
         return {name: value if isinstance(value, dict) else value.to(device) for name, value in labels.items()}

@@ -47,9 +47,17 @@ def download_sdist(version: str, directory: Path) -> Path:
         return target
     directory.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-        f"transformers=={version}", "--dest",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--disable-pip-version-check",
+        f"transformers=={version}",
+        "--dest",
+    ]
     with tempfile.TemporaryDirectory(dir=directory, prefix=".download-") as tmp:
         try:
             result = subprocess.run([*command, tmp], capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S)

@@ -10,14 +10,39 @@ Every source yields exactly `FEATURES` (see `schema.py`), so `datasets.concatena
 
 from .errors import DataFormatError, LoadReport
 from .loading import (
-    FORMAT_VERSION, SOURCES, build_adapter, holds_test_rows, load_source, prepare_source, read_rows, source_problems,
-)  # fmt: skip
+    FORMAT_VERSION,
+    SOURCES,
+    build_adapter,
+    holds_test_rows,
+    load_source,
+    prepare_source,
+    read_rows,
+    source_problems,
+)
 from .schema import FEATURES, LABEL_COLUMNS, MISSING, au_vector, check_row, empty_row, qface_features
 from .splits import BP4D_PARTS, DISFA_PARTS, FOLD_TEST_PART, carve, fold_subjects
 
 __all__ = [
-    "BP4D_PARTS", "DISFA_PARTS", "FEATURES", "FOLD_TEST_PART", "FORMAT_VERSION", "LABEL_COLUMNS", "MISSING",
-    "SOURCES", "DataFormatError", "LoadReport", "au_vector", "build_adapter", "carve", "check_row", "empty_row",
-    "fold_subjects", "holds_test_rows", "load_source", "prepare_source", "qface_features", "read_rows",
+    "BP4D_PARTS",
+    "DISFA_PARTS",
+    "FEATURES",
+    "FOLD_TEST_PART",
+    "FORMAT_VERSION",
+    "LABEL_COLUMNS",
+    "MISSING",
+    "SOURCES",
+    "DataFormatError",
+    "LoadReport",
+    "au_vector",
+    "build_adapter",
+    "carve",
+    "check_row",
+    "empty_row",
+    "fold_subjects",
+    "holds_test_rows",
+    "load_source",
+    "prepare_source",
+    "qface_features",
+    "read_rows",
     "source_problems",
-]  # fmt: skip
+]

@@ -145,16 +145,25 @@ class UTKFaceSource(SourceAdapter):
         split_lists: Mapping[str, str] | None = None,
     ):
         super().__init__(root)
-        options = {"protocol": protocol, "age_range": age_range, "split_fractions": split_fractions,
-                   "split_lists": split_lists}  # fmt: skip
+        options = {
+            "protocol": protocol,
+            "age_range": age_range,
+            "split_fractions": split_fractions,
+            "split_lists": split_lists,
+        }
         settings = utkface_settings(options)
         self.age_range, self.fractions = settings["age_range"], settings["fractions"]
         self.split_lists = settings["split_lists"]
         if self.split_lists is not None:  # a missing list fails now, not after other sources were prepared
             self.list_paths = {s: find_file(self.root, [f], "UTKFace split list") for s, f in self.split_lists.items()}
         self.splits = ("all", *(self.split_lists or self.fractions))
-        self.options = {"split_fractions": self.fractions, "seed": seed, "protocol": protocol,
-                        "age_range": self.age_range, "split_lists": self.split_lists}  # fmt: skip
+        self.options = {
+            "split_fractions": self.fractions,
+            "seed": seed,
+            "protocol": protocol,
+            "age_range": self.age_range,
+            "split_lists": self.split_lists,
+        }
 
     @classmethod
     def known_splits(cls, options: dict) -> tuple[str, ...] | None:
@@ -303,10 +312,16 @@ class AgeCsvSource(SourceAdapter):
         self.image_dir = self.root / image_dir
         self.fractions = _fractions(split_fractions)
         self.options = {
-            "csv_file": csv_file, "image_dir": image_dir, "image_column": image_column, "age_column": age_column,
-            "split_column": split_column, "subject_column": subject_column, "source_name": source_name,
-            "split_fractions": self.fractions, "seed": seed,
-        }  # fmt: skip
+            "csv_file": csv_file,
+            "image_dir": image_dir,
+            "image_column": image_column,
+            "age_column": age_column,
+            "split_column": split_column,
+            "subject_column": subject_column,
+            "source_name": source_name,
+            "split_fractions": self.fractions,
+            "seed": seed,
+        }
 
     def fingerprint_inputs(self, split: str) -> list:
         return [file_stat(self.csv_path)]

@@ -63,8 +63,13 @@ class _FoldedAUSource(SourceAdapter):
                 f"{self.name}: frame_pattern {frame_pattern!r} is not a format pattern over "
                 f"subject/task/frame/frame0: {error!r}"
             ) from None
-        self.options = {"fold": fold, "label_dir": label_dir, "frame_pattern": frame_pattern,
-                        "val_fraction": val_fraction, "seed": seed}  # fmt: skip
+        self.options = {
+            "fold": fold,
+            "label_dir": label_dir,
+            "frame_pattern": frame_pattern,
+            "val_fraction": val_fraction,
+            "seed": seed,
+        }
         self.label_dir = self.root / label_dir
         self.splits = self.known_splits(self.options)
 

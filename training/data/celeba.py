@@ -45,9 +45,17 @@ from .schema import ORIGIN_KEY, empty_row
 PARTITION_IDS = {"train": "0", "val": "1", "test": "2"}
 _ATTRIBUTE_VALUES = {"1": 1, "-1": 0}
 LANDMARK_COLUMNS = (
-    "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",
-    "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y",
-)  # fmt: skip
+    "lefteye_x",
+    "lefteye_y",
+    "righteye_x",
+    "righteye_y",
+    "nose_x",
+    "nose_y",
+    "leftmouth_x",
+    "leftmouth_y",
+    "rightmouth_x",
+    "rightmouth_y",
+)
 BOX_COLUMNS = ("image_id", "x_1", "y_1", "width", "height")
 IN_THE_WILD_DIR = "img_celeba"
 # crop option -> the `resize_region` hint it emits (None: the Q-Face crop from the landmarks).
@@ -129,8 +137,9 @@ class CelebASource(SourceAdapter):
         self.box_file = _first_existing(self.root, boxes) if in_the_wild else None
         if self.resize_region is not None:
             if in_the_wild:
-                raise ValueError(f"celeba: crop {crop!r} is defined for the aligned img_align_celeba images, not "
-                                 f"{self.image_dir}")  # fmt: skip
+                raise ValueError(
+                    f"celeba: crop {crop!r} is defined for the aligned img_align_celeba images, not {self.image_dir}"
+                )
             self.landmark_file = None  # the literature's crops do not align: the landmarks are not read
 
     @classmethod

@@ -69,8 +69,9 @@ def protocol_box_crop(image_rgb: np.ndarray, box, size: int) -> np.ndarray:
     image = Image.fromarray(image_rgb).crop(tuple(int(v) for v in box))
     short = max(1, round(size * PROTOCOL_RESIZE_RATIO))
     scale = short / min(image.size)
-    resized = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))),
-                           Image.Resampling.BILINEAR)  # fmt: skip
+    resized = image.resize(
+        (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.BILINEAR
+    )
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     return np.array(resized.crop((left, top, left + size, top + size)))
 
@@ -161,7 +162,9 @@ class CropPreparer:
             faces = [face for face in faces if box_iou(face.box, box) >= MIN_BOX_IOU]
             chosen = max(faces, key=lambda face: box_iou(face.box, box), default=None)
         else:
-            chosen = max(faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]), default=None)
+            chosen = max(
+                faces, key=lambda face: (face.box[2] - face.box[0]) * (face.box[3] - face.box[1]), default=None
+            )
         if chosen is None:
             aligned, method = self.face_crop.central(rgb, box), "no face found"
         else:

@@ -23,12 +23,12 @@ from datasets import Dataset
 from datasets.exceptions import DatasetGenerationError
 from tqdm.auto import tqdm
 
+from modeling_qface.model.face_alignment_qface import FaceCrop
+
 from .age import AgeCsvSource, UTKFaceSource
 from .au_datasets import BP4DSource, DISFASource
 from .base import SourceAdapter
 from .celeba import CelebASource
-from modeling_qface.model.face_alignment_qface import FaceCrop
-
 from .errors import DataFormatError, LoadReport
 from .face_crops import CROP_FORMATS, CropPreparer
 from .image_folder import ImageFolderSource
@@ -44,10 +44,17 @@ DEFAULT_FACE_CROP = FaceCrop(size=224)
 SOURCES: dict[str, type[SourceAdapter]] = {
     cls.name: cls
     for cls in (
-        RafDbSource, CelebASource, BP4DSource, DISFASource, UTKFaceSource, AgeCsvSource,
-        Pose300WLPSource, AFLW2000Source, ImageFolderSource,
+        RafDbSource,
+        CelebASource,
+        BP4DSource,
+        DISFASource,
+        UTKFaceSource,
+        AgeCsvSource,
+        Pose300WLPSource,
+        AFLW2000Source,
+        ImageFolderSource,
     )
-}  # fmt: skip
+}
 
 
 def source_problems(name: str, split: str, options: dict) -> list[tuple[str, str]]:
@@ -114,8 +121,9 @@ def read_rows(name: str, root, split: str = "train", *, on_error: str = "raise",
     return rows, report
 
 
-def _generate_rows(name: str, root: str, split: str, options: dict, on_error: str, report_path: str, face_crop: dict,
-                   crop_format: str):  # fmt: skip
+def _generate_rows(
+    name: str, root: str, split: str, options: dict, on_error: str, report_path: str, face_crop: dict, crop_format: str
+):
     """The `from_generator` generator: streams prepared rows and, once done, writes the report next to the cache."""
     adapter = build_adapter(name, root, **options)
     report = LoadReport(source=name, split=split, on_error=on_error)
@@ -204,10 +212,15 @@ def prepare_source(
             cache_dir=str(cache_root),
             fingerprint=f"qface-{name}-{split}-{fingerprint}",
             gen_kwargs={
-                "name": name, "root": str(adapter.root), "split": split, "options": adapter.options,
-                "on_error": on_error, "report_path": str(report_path), "face_crop": face_crop.to_dict(),
+                "name": name,
+                "root": str(adapter.root),
+                "split": split,
+                "options": adapter.options,
+                "on_error": on_error,
+                "report_path": str(report_path),
+                "face_crop": face_crop.to_dict(),
                 "crop_format": crop_format,
-            },  # fmt: skip
+            },
         )
     except DatasetGenerationError as error:
         # datasets wraps generator exceptions; surface ours (file + line) unchanged.

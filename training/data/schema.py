@@ -36,7 +36,6 @@ and, when the row comes from a line of a label file:
         drops it.
 """
 
-
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -25,13 +25,13 @@ BP4D_PARTS: tuple[tuple[str, ...], ...] = (
     ("F001", "M007", "F018", "F008", "F002", "M004", "F010", "F009", "M012", "M001", "F016", "M014", "F023", "M008"),
     ("M011", "F003", "M010", "M002", "F005", "F022", "M018", "M017", "F013", "M016", "F020", "F011", "M013", "M005"),
     ("F007", "F015", "F006", "F019", "M006", "M009", "F012", "M003", "F004", "F021", "F017", "M015", "F014"),
-)  # fmt: skip
+)
 
 DISFA_PARTS: tuple[tuple[str, ...], ...] = (
     ("SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"),
     ("SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"),
     ("SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"),
-)  # fmt: skip
+)
 
 # fold -> index of the part held out for testing (ME-GraphAU numbering, see the module docstring).
 FOLD_TEST_PART = {1: 2, 2: 1, 3: 0}

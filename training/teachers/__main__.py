@@ -12,7 +12,9 @@ from .base import TeacherUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modeling_qface.training.teachers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m modeling_qface.training.teachers", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("command", choices=("fetch", "check"))
     parser.add_argument("--cache-dir", help="default: $QFACE_TEACHERS_CACHE or ~/.cache/qface/teachers")
     args = parser.parse_args(argv)

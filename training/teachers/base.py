@@ -42,8 +42,9 @@ def package_file(module: str, relative: str, teacher: str) -> str:
     raise TeacherUnavailable(f"{teacher}: {module}/{relative} is missing from the installed package")
 
 
-def view_box(crop_size: int, centre_below_eyes: float, side_in_eye_distances: float,
-             face_crop: FaceCrop | None = None) -> tuple[float, float, float, float]:  # fmt: skip
+def view_box(
+    crop_size: int, centre_below_eyes: float, side_in_eye_distances: float, face_crop: FaceCrop | None = None
+) -> tuple[float, float, float, float]:
     """A square region of the Q-Face crop, placed by the crop's template points (so it follows the crop's margin).
 
     Its centre is horizontally between the eyes and `centre_below_eyes` of the way from the eyes' line down to the

