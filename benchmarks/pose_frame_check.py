@@ -49,11 +49,8 @@ class FixedPose(nn.Module):
         return {"values": self.pose.expand(queries.shape[0], 3)}
 
 
-def view_of(rgb: np.ndarray, kind: str, degrees: float):
-    """(view pixels, point map photo -> view, pose map photo -> view)."""
-    if kind == "mirror":
-        width = rgb.shape[1]
-        return np.ascontiguousarray(rgb[:, ::-1]), lambda p: np.array([width - p[0], p[1]]), flip_pose
+def rotate_photo(rgb: np.ndarray, degrees: float) -> tuple[np.ndarray, callable]:
+    """The photo rotated anticlockwise (as seen) with the canvas grown to fit, and the map of its points."""
     rotated = np.asarray(Image.fromarray(rgb).rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True))
     a = math.radians(degrees)
     centre, new_centre = np.array(rgb.shape[1::-1]) / 2, np.array(rotated.shape[1::-1]) / 2
@@ -62,6 +59,15 @@ def view_of(rgb: np.ndarray, kind: str, degrees: float):
         dx, dy = np.asarray(point) - centre
         return new_centre + [math.cos(a) * dx + math.sin(a) * dy, -math.sin(a) * dx + math.cos(a) * dy]
 
+    return rotated, move
+
+
+def view_of(rgb: np.ndarray, kind: str, degrees: float):
+    """(view pixels, point map photo -> view, pose map photo -> view)."""
+    if kind == "mirror":
+        width = rgb.shape[1]
+        return np.ascontiguousarray(rgb[:, ::-1]), lambda p: np.array([width - p[0], p[1]]), flip_pose
+    rotated, move = rotate_photo(rgb, degrees)
     return rotated, move, lambda pose: rotate_pose_in_plane(pose, degrees)
 
 

@@ -3,7 +3,6 @@ report what they promise, never for speed."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -13,17 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.benchmark_modules import benchmark_module
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-
-
-def benchmark_module(name: str):
-    """A module of benchmarks/ (the scripts import each other as top-level modules, as when run from there)."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
 
 
 def run_script(name: str, *args: str, env: dict | None = None) -> str:

@@ -7,10 +7,8 @@ from unittest.mock import patch
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from scipy.spatial.transform import Rotation
-from torch import nn
 from transformers import pipeline
 
 from modeling_qface import HEAD_POSE_NAMES, QFaceModel
@@ -24,6 +22,7 @@ from modeling_qface.model.head_pose_qface import (
     rotate_pose_in_plane,
 )
 from modeling_qface.registry import DEFAULT_MODEL_DIR, register_face_analysis_pipeline
+from tests.fixtures.benchmark_modules import benchmark_module
 
 
 def random_poses(count: int, seed: int = 0) -> np.ndarray:
@@ -83,15 +82,10 @@ def test_in_plane_angle_of_a_similarity_in_pixel_coordinates():
 
 
 # ----------------------------------------------------------------------------------------------- the pipeline
-class FixedPose(nn.Module):
-    """A head_pose head that answers one crop-frame pose for every face."""
-
-    def __init__(self, pose):
-        super().__init__()
-        self.register_buffer("pose", torch.tensor(pose, dtype=torch.float32))
-
-    def forward(self, queries):
-        return {"values": self.pose.expand(queries.shape[0], 3)}
+# The benchmark that measures the same thing on more photos and angles (benchmarks/pose_frame_check.py) shares its
+# fixed-pose head and its photo rotation with these tests.
+_pose_check = benchmark_module("pose_frame_check")
+FixedPose, rotate_photo = _pose_check.FixedPose, _pose_check.rotate_photo
 
 
 def face_pipeline(crop_pose=None):
@@ -101,19 +95,6 @@ def face_pipeline(crop_pose=None):
         model.heads["head_pose"] = FixedPose(crop_pose)
     register_face_analysis_pipeline()
     return pipeline("face-analysis", model=model, tasks=["head_pose"])
-
-
-def rotate_photo(rgb: np.ndarray, degrees: float) -> tuple[np.ndarray, callable]:
-    """The photo rotated anticlockwise (as seen) with the canvas grown to fit, and the map of its points."""
-    rotated = np.asarray(Image.fromarray(rgb).rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True))
-    a = math.radians(degrees)
-    centre, new_centre = np.array(rgb.shape[1::-1]) / 2, np.array(rotated.shape[1::-1]) / 2
-
-    def move(point):
-        dx, dy = np.asarray(point) - centre
-        return new_centre + [math.cos(a) * dx + math.sin(a) * dy, -math.sin(a) * dx + math.cos(a) * dy]
-
-    return rotated, move
 
 
 def matched(faces_a, faces_b, move=lambda p: np.asarray(p)) -> list[tuple[dict, dict]]:

