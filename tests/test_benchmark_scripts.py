@@ -32,6 +32,7 @@ def run_script(name: str, *args: str, env: dict | None = None) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_smoke_runs_on_cpu_and_writes_json_to_out(tmp_path, sample_photos):
     out = tmp_path / "out"
     out.mkdir()
@@ -51,6 +52,7 @@ def test_gpu_benchmark_smoke_runs_on_cpu_and_writes_json_to_out(tmp_path, sample
     assert "| latency, eager | 1 |" in stdout and "goal <= 5.0 ms" in stdout and "| decoding | detection |" in stdout
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_without_photo_skips_the_pipeline_with_a_note(tmp_path):
     path = tmp_path / "gpu.json"
     stdout = run_script("gpu_benchmark.py", "--smoke", "--photo", str(tmp_path / "missing.jpg"), "--json", str(path))
@@ -60,6 +62,7 @@ def test_gpu_benchmark_without_photo_skips_the_pipeline_with_a_note(tmp_path):
     assert "note: pipeline: skipped" in stdout
 
 
+@pytest.mark.slow
 def test_efficiency_benchmark_reports_gemm_fractions_and_the_encoder_split(tmp_path):
     path = tmp_path / "efficiency.json"
     stdout = run_script(

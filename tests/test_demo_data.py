@@ -51,6 +51,7 @@ def test_the_four_posed_portraits_are_test_faces_with_their_true_labels():
     assert all(split_of(name) == "test" for name in portraits)
 
 
+@pytest.mark.slow
 def test_the_demo_set_on_a_slice_of_two_photos(tmp_path, sample_photos, monkeypatch):
     """The build on two of its photos: one test portrait (its true labels kept apart), one training group photo."""
     teachers = load_teachers()

@@ -70,6 +70,7 @@ def test_the_shipped_weights_are_the_ones_its_report_describes(sample_photos):
         assert abs(face["head_pose"]["yaw"] - portrait["yaw"]) < 5.0, name
 
 
+@pytest.mark.slow
 def test_the_demo_models_hub_export_has_todays_code_its_card_and_loads_without_the_package(tmp_path, sample_photos):
     from modeling_qface.training.demo_model import hub_export
 

@@ -99,6 +99,7 @@ def run_fresh(script: str, hub: HubServer, tmp_path: Path) -> subprocess.Complet
     )
 
 
+@pytest.mark.slow
 def test_push_then_load_by_repo_id_and_pinned_revision_without_the_package(hub, tmp_path, tiny_model, pixel_values):
     first = push_to_hub(tiny_model, "me/qface-tiny", evaluation=EVALUATION)
     with torch.no_grad():

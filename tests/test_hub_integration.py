@@ -74,6 +74,7 @@ def test_added_task_survives_save_and_reload(tmp_path, tiny_model, pixel_values)
     assert torch.equal(reference.extra_task_outputs["gender_logits"], again.extra_task_outputs["gender_logits"])
 
 
+@pytest.mark.slow
 def test_remote_code_in_a_fresh_process_without_the_package(tmp_path, tiny_model, pixel_values):
     model_dir, work_dir = tmp_path / "qface-tiny", tmp_path / "elsewhere"
     work_dir.mkdir()

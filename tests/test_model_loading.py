@@ -215,6 +215,7 @@ def test_every_loader_refuses_a_pickle_and_a_partial_checkpoint(loader, tmp_path
         load(partial)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["analyze", "serve"])
 def test_cli_prints_one_error_line_and_exits_2(command, saved, tmp_path):
     rewrite_weights(saved, lambda state: state.pop("heads.age.proj.bias"))

@@ -27,6 +27,10 @@ from pathlib import Path
 
 import pytest
 
+# Each test starts Python processes that import torch, onnxruntime and the model (one under strace):
+# `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PHOTO = "t1.jpg"
 ORT_TELEMETRY_WAIT_S = 14  # onnxruntime's first events were sent ~9 s after `import onnxruntime` (strace, 2 CPUs)

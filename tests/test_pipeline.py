@@ -460,6 +460,7 @@ def test_registration_is_idempotent_and_the_processor_comes_from_the_config(mode
     assert tuple(pipe.image_processor.image_mean) == IMAGENET_MEAN
 
 
+@pytest.mark.slow
 def test_saved_pipeline_runs_in_a_fresh_process_without_the_package(tmp_path, pipe, sample_photos, multi_face):
     folder, work_dir = tmp_path / "qface-pipeline", tmp_path / "elsewhere"
     work_dir.mkdir()

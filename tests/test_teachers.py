@@ -36,6 +36,9 @@ from modeling_qface.training.teachers.mesh import (
     pose_from_fit,
 )
 
+# The teachers load TensorFlow Lite models, MediaPipe and a Node.js process. `make test-fast` leaves them out.
+pytestmark = pytest.mark.slow
+
 PORTRAITS = {
     "surprise": "0-f1-su-ph.jpg",
     "happy": "0-f15-hao-ph.jpg",

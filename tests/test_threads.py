@@ -222,6 +222,7 @@ def many_photos(tmp_path, sample_photos) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_workers_write_the_same_file_as_one_process_and_resume(many_photos, tmp_path, saved_model, capsys):
     def analyze(output: Path, *extra) -> tuple[int, str]:
         code = analyze_main(
@@ -255,6 +256,7 @@ def test_workers_write_the_same_file_as_one_process_and_resume(many_photos, tmp_
     assert (tmp_path / "resumed.jsonl").read_bytes() == single
 
 
+@pytest.mark.slow
 def test_workers_write_the_same_csv_as_one_process(many_photos, tmp_path, saved_model, capsys):
     outputs = []
     for extra in ([], ["--workers", "2"]):
@@ -342,6 +344,7 @@ def assert_a_clean_ctrl_c(process: subprocess.Popen, tmp_path: Path) -> None:
     assert not alive, f"processes left running: {[' '.join(p.cmdline())[-80:] for p in alive]}"
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_workers_are_at_work_is_a_clean_stop(many_photos, tmp_path, saved_model):
     process = start_workers_run(many_photos, tmp_path, saved_model)
     wait_until(process, tmp_path, lambda: images_written(tmp_path) >= 2)  # the workers are at work
@@ -349,6 +352,7 @@ def test_ctrl_c_while_the_workers_are_at_work_is_a_clean_stop(many_photos, tmp_p
     assert_a_clean_ctrl_c(process, tmp_path)
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_workers_still_start_is_a_clean_stop(many_photos, tmp_path, saved_model):
     # The workers spend seconds importing torch before their initializer runs: they must not die of this Ctrl-C
     # with a KeyboardInterrupt traceback (CI caught one that arrived in those seconds).
@@ -359,6 +363,7 @@ def test_ctrl_c_while_the_workers_still_start_is_a_clean_stop(many_photos, tmp_p
     assert_a_clean_ctrl_c(process, tmp_path)
 
 
+@pytest.mark.slow
 def test_killing_a_workers_run_leaves_no_worker_process(many_photos, tmp_path, saved_model):
     process = start_workers_run(many_photos, tmp_path, saved_model)
     wait_until(process, tmp_path, lambda: images_written(tmp_path) >= 2)  # the workers are at work

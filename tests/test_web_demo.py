@@ -324,6 +324,7 @@ def check_results(driver, app, photo: Path, log_path: Path) -> None:
         wait_until(driver, lambda d, plot=plot: image_loaded(d, plot), f"the figure {plot}", log_path)
 
 
+@pytest.mark.slow
 def test_page_in_headless_chromium(app, sample_photos, tmp_path):
     """Upload a photo, click a sample photo, upload a non-image: the page matches the in-process pipeline."""
     chromium.require_browser()  # in the test, not a fixture: with QFACE_REQUIRE_BROWSER=1 it is a failure, not an error
@@ -495,6 +496,7 @@ def test_closing_the_page_removes_its_results_folder(tmp_path, sample_photos):
     assert again != folder and not again.exists()
 
 
+@pytest.mark.slow
 def test_stopping_the_server_removes_its_results_folder(tmp_path):
     """`qface serve` stopped as a service manager stops it (SIGTERM) leaves no `qface-results-*` folder behind."""
     temp = tmp_path / "tmp"

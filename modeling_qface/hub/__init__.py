@@ -1,8 +1,9 @@
 """Sharing on the Hugging Face Hub: the one Q-Face export (a model folder anyone can load without this package), its
 model card, and pushes that ship both.
 
-The export, written by `export_model` and by `QFaceModel.save_pretrained` (which training's `final/` and `best/`
-folders, Trainer checkpoints, `model.push_to_hub`, `push_to_hub` and `qface push` all go through):
+The export, written by `export_model` (which training's `final/` and `best/` folders, `QFaceTrainer`, the
+`QFaceHubCallback`, `push_to_hub` and `qface push` all go through; `model.save_pretrained` is transformers' own and
+writes only the weights, `config.json` with `auto_map` and the model's code):
 
     model.safetensors         the weights (never a pickle)
     config.json               with `auto_map` (AutoConfig / AutoModel) and `custom_pipelines` (face-analysis)

@@ -15,12 +15,13 @@ class QFaceHubCallback(TrainerCallback):
     `callbacks=[QFaceHubCallback()]`. Before each push, the export (code, `custom_pipelines`, image processor, model
     card; `model.safetensors` and `config.json` again) is written into `args.output_dir`, which Trainer uploads;
     its own checkpoint push copies only weights and config there (the checkpoint's config gets the pipeline entry
-    here), so without this the pushed repo lacks the code that `trust_remote_code` loads. The card's model-index comes from `eval_results.json` in `output_dir` when it
-    is a `qface evaluate` report.
+    here), so without this the pushed repo lacks the code that `trust_remote_code` loads. The card's model-index
+    comes from `eval_results.json` in `output_dir` when it is a `qface evaluate` report.
 
     `trainer.push_to_hub()` writes transformers' generic README after this hook runs, and Trainer uploads its pickled
-    `training_args.bin`: `modeling_qface.training.qface_trainer.QFaceTrainer` (a Trainer subclass) does neither and needs no
-    callback. With a plain Trainer, push the final model with `trainer.model.push_to_hub(repo_id)` instead.
+    `training_args.bin`: `modeling_qface.training.qface_trainer.QFaceTrainer` (a Trainer subclass) does neither and
+    needs no callback. With a plain Trainer, push the final model with `modeling_qface.push_to_hub(trainer.model,
+    repo_id)` instead (`trainer.model.push_to_hub` is transformers' own: no pipeline code, no Q-Face card).
     """
 
     def on_push_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
