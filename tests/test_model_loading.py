@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from modeling_qface import QFaceModel
+from modeling_qface import QFaceConfig, QFaceModel
 from modeling_qface.model.model_loading_qface import ModelLoadError, load_qface_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_missing_unexpected_and_misshapen_weights_are_named(saved):
     rewrite_weights(saved, change)
     with pytest.raises(ModelLoadError) as refused:
         load_qface_model(saved)
-    expected_shape = list(QFaceModel.from_pretrained(saved, ignore_mismatched_sizes=True).heads.age.proj.weight.shape)
+    expected_shape = list(QFaceModel(QFaceConfig.from_pretrained(saved)).heads.age.proj.weight.shape)
     assert str(refused.value) == (
         f"model folder {saved}: missing weights: heads.age.proj.bias, heads.head_pose.proj.bias; "
         "unexpected weights: heads.gaze.proj.weight; "
@@ -240,3 +240,39 @@ def test_cli_prints_one_error_line_and_exits_2(command, saved, tmp_path):
         "(the checkpoint does not match its config.json)"
     )
     assert expected in result.stderr.splitlines()
+
+
+# ------------------------------------------------------------------------ every loading path refuses a partial checkpoint
+def test_from_pretrained_auto_model_and_the_pipeline_refuse_a_partial_checkpoint(saved):
+    from transformers import AutoModel, pipeline
+
+    from modeling_qface.model.modeling_qface import CheckpointError
+
+    rewrite_weights(saved, lambda state: state.pop("heads.age.proj.bias"))
+    message = (
+        rf"^{saved}: the checkpoint lacks 1 of the model's tensors \(heads\.age\.proj\.bias\); they would start at"
+    )
+    for load in (
+        lambda: QFaceModel.from_pretrained(saved),
+        lambda: AutoModel.from_pretrained(saved),
+        lambda: AutoModel.from_pretrained(saved, trust_remote_code=True),  # the folder's own code (remote code)
+        lambda: pipeline("face-analysis", model=str(saved)),
+    ):
+        with pytest.raises(CheckpointError, match=message):
+            load()
+    # Asked for: the tensor starts from its initialisation, and the report says so.
+    model, info = QFaceModel.from_pretrained(saved, output_loading_info=True)
+    assert info["missing_keys"] == {"heads.age.proj.bias"} or list(info["missing_keys"]) == ["heads.age.proj.bias"]
+    assert torch.isfinite(QFaceModel.from_pretrained(saved, allow_missing_weights=True).heads.age.proj.bias).all()
+
+
+def test_from_pretrained_names_a_corrupt_weights_file(saved):
+    path = saved / "model.safetensors"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    from transformers import pipeline
+
+    from modeling_qface.model.modeling_qface import CheckpointError
+
+    for load in (lambda: QFaceModel.from_pretrained(saved), lambda: pipeline("face-analysis", model=str(saved))):
+        with pytest.raises(CheckpointError, match=rf"^{saved}: its safetensors weights are corrupt or truncated"):
+            load()

@@ -13,6 +13,7 @@ Set `QFACE_SCREENSHOT_DIR` to keep the browser test's screenshots.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -547,3 +548,15 @@ def test_a_stop_during_launch_is_a_clean_stop(tmp_path, monkeypatch):
     assert serve.main(["--model", PRESET, "--sample-photos", str(tmp_path / "no-photos")]) == 0
     assert launches and launches[0]["server_name"] == "127.0.0.1"
     assert list(temp.glob("qface-results-*")) == []
+
+
+def test_a_busy_port_is_one_line_naming_it_before_the_model_loads(capsys, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(serve, "load_model", lambda *args: pytest.fail("the model was loaded"))
+        assert serve.main(["--port", str(port), "--model", "qface-tiny"]) == 2
+    assert capsys.readouterr().err == (
+        f"qface serve: error: port {port} on 127.0.0.1 is already in use; choose another with --port\n"
+    )

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm", ".pbm"}
 )
 
 
@@ -68,8 +68,9 @@ class _InputCollector:
             return self._images_under(path)
         if kind == "file":
             return [path]
-        if kind == "other":
-            return []  # not something to read as an image (a pipe would block)
+        if kind == "other":  # not something to read as an image (a pipe would block)
+            self.failures.append((pattern, "not a regular file (a pipe, socket or device), not read"))
+            return []
         if glob.has_magic(pattern):
             return self._glob(pattern)
         return None
@@ -79,8 +80,27 @@ class _InputCollector:
             return self._recursive_glob(pattern)
         found = []  # without `**`, glob.glob goes no deeper than the pattern: no loop to fear
         for match in sorted(map(Path, glob.glob(pattern))):
-            found += self._images_under(match) if match.is_dir() else [match] * _is_image_name(match)
+            if match.is_dir():
+                found += self._images_under(match)
+            elif _is_image_name(match):
+                found += self._image_file(match)
         return found
+
+    def _image_file(self, path: Path) -> list[Path]:
+        """`[path]` for a regular file; for anything else named like an image (a dangling symlink, a pipe, a device)
+        a failure that says what it is, and `[]`: it is never read, and never silently left out."""
+        try:
+            kind = _path_kind(path)
+        except OSError as error:
+            self.failures.append((str(path), _unreadable(error)))
+            return []
+        if kind == "file":
+            return [path]
+        if kind is None:
+            self.failures.append((str(path), "a symbolic link to a file that does not exist"))
+        else:
+            self.failures.append((str(path), "not a regular file (a pipe, socket or device), not read"))
+        return []
 
     def _recursive_glob(self, pattern: str) -> list[Path]:
         """A `**` pattern matched while walking its fixed leading folder. Not glob.glob: it follows symlink loops
@@ -97,15 +117,16 @@ class _InputCollector:
             relative = path.relative_to(base).parts
             # A file matches, or sits under a matching folder (as glob's folder matches are searched, e.g. `a/**`).
             if _is_image_name(path) and any(_match_parts(rest, relative[:n]) for n in range(1, len(relative) + 1)):
-                found.append(path)
+                found += self._image_file(path)
         return sorted(found)
 
     def _images_under(self, folder: Path) -> list[Path]:
-        return sorted(path for path in self._walk(folder) if _is_image_name(path))
+        return sorted(image for path in self._walk(folder) if _is_image_name(path) for image in self._image_file(path))
 
     def _walk(self, top: Path, skip_hidden: bool = False) -> Iterator[Path]:
-        """The files under `top`, following symlinked folders but searching each real folder once, so symlink loops
-        end. Folders and entries that cannot be read are recorded as failures."""
+        """The entries under `top` that are not folders (files, and links, pipes or devices, which `_image_file`
+        sorts out), following symlinked folders but searching each real folder once, so symlink loops end. Folders
+        and entries that cannot be read are recorded as failures."""
         visited, stack = set(), [top]
         while stack:
             folder = stack.pop()
@@ -126,10 +147,11 @@ class _InputCollector:
                 try:
                     if entry.is_dir():
                         stack.append(path)
-                    elif entry.is_file():
-                        yield path
+                        continue
                 except OSError as error:  # a symlink whose target cannot be looked at
                     self.failures.append((str(path), _unreadable(error)))
+                    continue
+                yield path
 
 
 def _path_kind(path: Path) -> str | None:

@@ -46,8 +46,9 @@ COMMANDS = {
 INPUT_ERRORS = (
     ("modeling_qface.model.image_loading_qface", "ImageLoadError"),  # and its ImageTooLargeError
     ("modeling_qface.samples.photos", "SamplePhotoFetchError"),
-    # A model folder that cannot be loaded (another change of issue 11; skipped while that module is absent).
+    # A model folder that cannot be loaded.
     ("modeling_qface.model.model_loading_qface", "ModelLoadError"),
+    ("modeling_qface.model.modeling_qface", "CheckpointError"),
     ("modeling_qface.training.data.errors", "DataFormatError"),
     ("modeling_qface.training.recipe", "RecipeError"),
     ("modeling_qface.training.mae_data", "BadImageError"),

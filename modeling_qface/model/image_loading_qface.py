@@ -16,22 +16,25 @@ Conversions, chosen so that no input is silently misread:
     - Multi-frame files (GIF, TIFF) give their first frame.
 
 Decompression-bomb guard: an image with more than `max_pixels` pixels (default `DEFAULT_MAX_IMAGE_PIXELS`,
-Pillow's own default of ~89.5 Mpx) is refused with `ImageTooLargeError` before its pixels are decoded. Pillow's
-global `PIL.Image.MAX_IMAGE_PIXELS` still applies on top (Pillow refuses files above twice that), so raise both
-to read larger files.
+Pillow's own default of ~89.5 Mpx) is refused with `ImageTooLargeError`, from its header, before its pixels are
+decoded. That limit is the only one: Pillow's global `PIL.Image.MAX_IMAGE_PIXELS` is set aside while the header is
+read (under a lock), so a larger `max_pixels` reads larger files and the message always names the configured limit.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import warnings
+import threading
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow's default MAX_IMAGE_PIXELS: 0.25 GiB of RGB pixels (a 9459 x 9459 image).
 DEFAULT_MAX_IMAGE_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
+
+# Held while Pillow's global pixel limit is set aside to read a header (see `_decode`).
+_PILLOW_LIMIT_LOCK = threading.Lock()
 
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -103,12 +106,14 @@ def _load_file(path: str, max_pixels: int | None) -> np.ndarray:
 def _decode(source, name: str, max_pixels: int | None) -> np.ndarray:
     """Opens (header only), checks the size, then decodes. `source()` gives what `Image.open` reads."""
     try:
-        # Our own limit is checked below; Pillow's warning for sizes between its limit and twice it is noise here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            opened = Image.open(source())
-    except Image.DecompressionBombError as error:
-        raise ImageTooLargeError(f"{name}: refused, too many pixels ({error})") from error
+        # Our own limit is checked below, on the header's size; Pillow's global one is set aside meanwhile, so that
+        # `max_pixels` alone decides (Pillow would refuse above twice its own limit whatever the caller asked).
+        with _PILLOW_LIMIT_LOCK:
+            pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                opened = Image.open(source())
+            finally:
+                Image.MAX_IMAGE_PIXELS = pillow_limit
     except UnidentifiedImageError as error:
         raise ImageLoadError(f"{name}: not an image file that Pillow can read") from error
     except OSError as error:

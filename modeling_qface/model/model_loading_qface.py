@@ -22,7 +22,7 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
-from .modeling_qface import QFaceModel
+from .modeling_qface import CheckpointError, QFaceModel
 
 SAFE_WEIGHTS_NAME = "model.safetensors"
 SAFE_WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -76,8 +76,9 @@ def load_qface_model(path: str | Path, *, strict: bool = True, model_class: type
             use_safetensors=True,
             ignore_mismatched_sizes=True,
             output_loading_info=True,
+            allow_missing_weights=True,  # reported below, by name, or (strict=False) logged
         )
-    except (OSError, ValueError, RuntimeError, TypeError, SafetensorError) as error:
+    except (OSError, ValueError, RuntimeError, TypeError, SafetensorError, CheckpointError) as error:
         raise ModelLoadError(f"{where}: could not be loaded: {_one_line(error)}") from error
     problems = _weight_problems(info)
     if problems:

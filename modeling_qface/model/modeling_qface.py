@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel, ViTMAEConfig, ViTMAEModel
 from transformers import initialization as init
@@ -23,6 +24,13 @@ from transformers.utils import ModelOutput, TransformersKwargs
 
 from .configuration_qface import QFaceConfig, normalize_task
 from .heads_qface import build_task_head, check_labels, output_fields, task_loss
+
+
+class CheckpointError(Exception):
+    """A checkpoint `QFaceModel.from_pretrained` cannot use as it is: weights that lack tensors of the model, or a
+    corrupt weights file; the message names the checkpoint. Not a `ValueError` / `OSError` on purpose:
+    `transformers.pipeline` takes those as "try the next model class" and buries the message in a list of
+    tracebacks."""
 
 
 @dataclass
@@ -513,12 +521,39 @@ class QFaceModel(QFacePreTrainedModel):
         return model
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, reading safetensors only: a folder or repository holding only a pickled
-        `pytorch_model.bin` (which can run code when unpickled) is refused, also when `AutoModel` or
-        `pipeline(...)` load it. Pass `use_safetensors=False` explicitly to override."""
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_missing_weights: bool = False, **kwargs):
+        """`PreTrainedModel.from_pretrained`, reading safetensors only and refusing an incomplete checkpoint, also when
+        `AutoModel`, `pipeline(...)` or remote code load it:
+
+        - a folder or repository holding only a pickled `pytorch_model.bin` (which can run code when unpickled) is
+          refused; pass `use_safetensors=False` explicitly to override;
+        - weights that lack any tensor of the model raise `CheckpointError` naming the checkpoint and the
+          first missing tensors, instead of initialising them at random (the model would answer with noise); pass
+          `allow_missing_weights=True` to start those from their initialisation (e.g. new heads on a checkpoint).
+          A caller that gives the weights itself (`state_dict=`) or asks for the loading report
+          (`output_loading_info=True`) gets transformers' behaviour: the missing tensors initialised, and reported;
+        - a corrupt or truncated safetensors file raises `CheckpointError` naming the checkpoint.
+        """
         kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            raise CheckpointError(
+                f"{pretrained_model_name_or_path}: its safetensors weights are corrupt or truncated ({error})"
+            ) from error
+        missing = sorted(info.get("missing_keys") or [])
+        checks = not (allow_missing_weights or output_loading_info or kwargs.get("state_dict") is not None)
+        if missing and checks:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise CheckpointError(
+                f"{pretrained_model_name_or_path}: the checkpoint lacks {len(missing)} of the model's tensors "
+                f"({shown}); they would start at random. Is it the checkpoint of this config? "
+                "(allow_missing_weights=True initialises them instead)"
+            )
+        return (model, info) if output_loading_info else model
 
     # ----------------------------------------------------------------------------------------------- layout
     def query_groups(self) -> list[list[dict]]:
@@ -738,6 +773,7 @@ class QFaceModel(QFacePreTrainedModel):
 
 
 __all__ = [
+    "CheckpointError",
     "QFaceEncoderLayer",
     "QFaceModel",
     "QFaceOutput",

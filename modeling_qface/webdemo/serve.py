@@ -17,11 +17,13 @@ Uploads above `--max-file-size` (default `DEFAULT_MAX_FILE_SIZE`) are refused by
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import itertools
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -475,8 +477,26 @@ def _stop_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
+def port_in_use_message(host: str, port: int) -> str | None:
+    """Why the web demo cannot listen on `host:port` (a port in use, a host that is not this machine's), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use; choose another with --port"
+            return f"cannot listen on {host}:{port} ({error.strerror or error}); check --host and --port"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Before the model loads (seconds): a busy port is one line, not a traceback from deep inside Gradio.
+    busy = port_in_use_message(args.host, args.port)
+    if busy:
+        print(f"qface serve: error: {busy}", file=sys.stderr)
+        return 2
     try:
         configure_threads(args.threads)  # ValueError for a bad QFACE_NUM_THREADS
         loaded = load_model(args.model)
@@ -492,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Blocks until Ctrl-C (or SIGTERM), which Gradio turns into closing its server.
         demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=True)
+    except OSError as error:
+        # Taken between the check above and Gradio's own bind: still one line.
+        if "port" not in str(error).lower():
+            raise
+        print(f"qface serve: error: {port_in_use_message(args.host, args.port) or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         # The stop came while `launch` was still setting up (the server already answers before Gradio starts to
         # block): still a requested stop, not a failure.
