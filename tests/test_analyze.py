@@ -30,7 +30,7 @@ from modeling_qface.analysis.analyze import build_parser, collect_inputs, main
 from modeling_qface.model.image_loading_qface import load_image_rgb
 from modeling_qface.outputs.dataframe import EMOTION_COLUMNS, au_column, dataframe_columns, results_to_dataframe
 from modeling_qface.outputs.writers import strict_json
-from modeling_qface.registry import register_face_analysis_pipeline
+from modeling_qface.registry import DEFAULT_MODEL_DIR, register_face_analysis_pipeline
 
 AU_COLUMNS = [
     "AU01",
@@ -133,12 +133,42 @@ def test_csv_output_has_one_row_per_face_and_the_pipeline_numbers(photo_tree, tm
     code, out, _ = run([*inputs, "--model", saved_model, "--output", output, "--tasks", "expression,age,au"], capsys)
     assert code == 0 and "3 image(s) analysed, 2 face(s) found, 0 failure(s)" in out
     table = pd.read_csv(output)
-    assert list(table.columns) == dataframe_columns() and len(table) == 2
-    assert table["input"].tolist() == [str(inputs[0]), str(inputs[1])] and table["image"].tolist() == [0, 1]
-    expected = results_to_dataframe([pipe(str(p), tasks=["expression", "age", "au"]) for p in inputs], inputs)
+    asked = [task for task in pipe.model.config.tasks if task["name"] in ("expression", "age", "au")]
+    assert list(table.columns) == dataframe_columns(asked) and len(table) == 3  # one row per face, one face-less
+    assert table["input"].tolist() == list(map(str, inputs)) and table["image"].tolist() == [0, 1, 2]
+    expected = results_to_dataframe([pipe(str(p), tasks=["expression", "age", "au"]) for p in inputs], inputs, asked)
     compared = AU_COLUMNS + ["age", "happiness", "FaceRectX"]
     np.testing.assert_allclose(table[compared], expected[compared], rtol=1e-5)
-    assert table[list(ATTRIBUTE_NAMES) + ["Yaw"]].isna().all().all()  # tasks that were not asked for
+    assert not set(ATTRIBUTE_NAMES) & set(table.columns) and "Yaw" not in table  # tasks that were not asked for
+    # The image without a face: its input and number, every other column empty.
+    assert table.iloc[2].drop(["input", "image"]).isna().all()
+
+
+def test_csv_of_the_demo_model_has_its_tasks_columns_and_a_row_per_face_less_image(photo_tree, tmp_path, capsys):
+    output = tmp_path / "faces.csv"
+    inputs = [photo_tree / "sub" / "landscape.jpg", photo_tree / "a.jpg"]
+    code, out, _ = run([*inputs, "--output", output], capsys)  # no --model: the shipped demo model
+    assert code == 0 and "2 image(s) analysed, 1 face(s) found" in out
+    config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
+    assert [task["name"] for task in config["tasks"]] == ["expression", "attributes", "age", "head_pose"]
+    rows = list(csv.reader(io.StringIO(output.read_text())))
+    assert rows[0] == [
+        *("input", "image", "face", "FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore"),
+        *(f"x_{i}" for i in range(5)),
+        *(f"y_{i}" for i in range(5)),
+        *EMOTION_COLUMNS,
+        *("Male", "Smiling", "age", "age_std", "Pitch", "Roll", "Yaw"),
+    ]
+    assert rows[0] == dataframe_columns(config["tasks"])
+    assert rows[1] == [str(inputs[0]), "0"] + [""] * (len(rows[0]) - 2)  # no face: one row, face columns empty
+    assert rows[2][:3] == [str(inputs[1]), "1", "0"] and "" not in rows[2] and len(rows) == 3  # no empty column
+    # --resume: the face-less image is in the file, so it is done like the other one.
+    code, out, _ = run([*inputs, "--output", output, "--resume"], capsys)
+    assert code == 0 and "0 image(s) analysed" in out and "(2 input(s) already there, skipped: --resume)" in out
+    assert len(list(csv.reader(io.StringIO(output.read_text())))) == 3
+    # JSON Lines keeps `"faces": []` for it.
+    code, _, _ = run([inputs[0], "--output", tmp_path / "faces.jsonl"], capsys)
+    assert json.loads((tmp_path / "faces.jsonl").read_text()) == {"input": str(inputs[0]), "faces": []}
 
 
 def test_preset_model_renders_and_attention_figures(photo_tree, tmp_path, capsys):
@@ -225,7 +255,19 @@ def test_dataframe_rows_hold_each_faces_numbers(pipe, sample_photos):
     # One image's list of faces is accepted as is; inputs must match the results.
     single = results_to_dataframe(results[1])
     assert len(single) == 1 and single["input"].isna().all() and single["image"].tolist() == [0]
-    assert results_to_dataframe([[], []]).columns.tolist() == dataframe_columns()
+    assert results_to_dataframe([]).empty and results_to_dataframe([]).columns.tolist() == dataframe_columns()
+    # An image without faces: one row, its input and image number, every other column empty.
+    empty = results_to_dataframe([results[1], []], [paths[1], "none.jpg"])
+    assert empty["input"].tolist() == [str(paths[1]), "none.jpg"] and empty["image"].tolist() == [0, 1]
+    assert empty["face"].tolist()[0] == 0 and pd.isna(empty["face"].tolist()[1])
+    assert empty.iloc[1].drop(["input", "image"]).isna().all()
+    assert results_to_dataframe([], ["none.jpg"])["input"].tolist() == ["none.jpg"]  # one image's faces: none
+    # Given the model's tasks (or its config): only their columns.
+    config = pipe.model.config
+    assert results_to_dataframe(results, paths, config).columns.tolist() == dataframe_columns(config.tasks)
+    without_aus = [task for task in config.tasks if task["name"] != "au"]
+    table = results_to_dataframe([[], []], tasks=without_aus)
+    assert table.columns.tolist() == dataframe_columns(without_aus) and "AU12" not in table and len(table) == 2
     with pytest.raises(ValueError, match=r"expected one input per result \(2\), got 1"):
         results_to_dataframe(results, paths[:1])
 
@@ -386,7 +428,7 @@ def read_results(path: Path) -> dict[str, list]:
     by_input = {}
     if path.suffix == ".csv":
         rows = list(csv.reader(io.StringIO(path.read_text())))
-        assert rows[0] == dataframe_columns() and dataframe_columns() not in rows[1:]  # the header once
+        assert rows[0] == dataframe_columns() and dataframe_columns() not in rows[1:]  # the header once (qface-tiny)
         for row in rows[1:]:
             assert len(row) == len(rows[0])
             by_input.setdefault(row[0], []).append(row)
@@ -556,11 +598,13 @@ def test_csv_columns_are_known_before_any_image_and_hold_added_tasks(photo_tree,
     table = pd.read_csv(output)
     assert list(table.columns) == dataframe_columns() + added and len(table) == 1
     assert table[added].notna().all().all()
-    # Only the tasks asked for: their columns; the default tasks' columns are always there.
+    # Only the tasks asked for: their columns, and no other task's.
     code, _, _ = run(
         [photo_tree / "a.jpg", "--model", tmp_path / "extended", "--output", output, "--tasks", "age,smile"], capsys
     )
-    assert list(pd.read_csv(output).columns) == dataframe_columns() + ["smile_intensity"]
+    ids = dataframe_columns([])  # input, image, face, the box, its score and the landmarks
+    assert ids == dataframe_columns()[:18]
+    assert list(pd.read_csv(output).columns) == [*ids, "age", "age_std", "smile_intensity"]
 
 
 def test_max_image_side_below_the_detectors_minimum_is_one_line(photo_tree, tmp_path, saved_model, capsys):

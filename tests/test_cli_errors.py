@@ -6,6 +6,7 @@ write is strict JSON (no bare NaN)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import types
@@ -78,6 +79,29 @@ def test_a_bad_option_is_one_line_for_every_command(command, capsys):
     (line,) = err.splitlines()  # no usage block: the same one line as every other bad input
     assert line.startswith(f"qface {command}: error: ") and line.endswith(f"(see qface {command} --help)")
     assert "--no-such-option" in line or "required" in line  # names the option, or what is missing
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_help_states_each_default_once_and_never_none(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    options = re.split(r"\n(?=  -)", text.split("options:", 1)[1])  # one block per option, its help wrapped
+    assert len(options) > 2
+    for option in options:
+        assert option.count("(default") <= 1, option
+        assert "(default: None)" not in " ".join(option.split()), option
+
+
+def test_export_onnx_model_default_is_the_shipped_demo_model(tmp_path, monkeypatch):
+    from modeling_qface.onnx_export.export import model_folder
+    from modeling_qface.registry import DEFAULT_MODEL_DIR
+
+    assert model_folder("default").resolve() == DEFAULT_MODEL_DIR.resolve()
+    assert (model_folder("default") / "model.safetensors").is_file()
+    monkeypatch.chdir(tmp_path)
+    assert model_folder("./default") == Path("default") and model_folder("runs/x/final") == Path("runs/x/final")
 
 
 def test_a_bad_option_value_names_the_option(tmp_path, capsys):

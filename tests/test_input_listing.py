@@ -32,7 +32,7 @@ def test_scans_take_avif_and_report_links_and_pipes_named_like_images(odd_folder
     pattern = {"folder": str(odd_folder), "glob": f"{odd_folder}/*", "recursive glob": f"{odd_folder.parent}/**/*"}
     files, failures = collect_inputs([pattern[how]])
     assert [path.name for path in files] == ["a.jpg", "b.avif"]
-    assert dict((os.path.basename(name), reason) for name, reason in failures) == {
+    assert {os.path.basename(name): reason for name, reason in failures} == {
         "c.jpg": "a symbolic link to a file that does not exist",
         "d.png": "not a regular file (a pipe, socket or device), not read",
     }

@@ -35,22 +35,32 @@ def test_report_lists_faces_failures_and_links_the_pictures(tmp_path):
         {"input": "/photos/group.jpg", "faces": [FACE, {**FACE, "score": 0.91}]},
         {"input": "/photos/empty.jpg", "faces": []},
         {"input": "/photos/broken.jpg", "error": "/photos/broken.jpg: cannot identify image file"},
+        {"input": "/other/group.jpg", "faces": [FACE]},  # same stem: its pictures are group_2*
     ]
     results.write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "rendered").mkdir()
     (tmp_path / "attention").mkdir()
     Image.new("RGB", (8, 8)).save(tmp_path / "rendered" / "group.jpg")
-    Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "group_face0_attention.png")
+    # Written in another order than the table's: the page follows the table (photo by photo, face by face).
+    for name in ("group_2_face0", "group_face1", "group_face0"):
+        Image.new("RGB", (8, 8)).save(tmp_path / "attention" / f"{name}_attention.png")
     Image.new("RGB", (8, 8)).save(tmp_path / "attention" / "stage_usage.png")
     index = write_report(
         tmp_path, results, tmp_path / "rendered", tmp_path / "attention", title="T", notice="A demonstration model."
     )
     page = index.read_text()
-    assert page.count("<tr><td>group.jpg</td>") == 2 and "happiness 0.81" in page and "female 0.90" in page
-    assert "<th>gender</th>" in page and "<th>box</th>" not in page
-    assert "empty.jpg</td><td colspan='7'>no face found" in page and "cannot identify image file" in page
+    assert page.count("<tr><td>group.jpg</td>") == 3 and "happiness 0.81" in page and "female 0.90" in page
+    assert "<th>face</th><th>box</th><th>detector score</th>" in page and "<th>gender</th>" in page
+    # Faces numbered from 1 in each photo, as the rendered boxes are; the box in pixels, the score in its column.
+    assert "<tr><td>group.jpg</td><td>1</td><td>10, 20, 110, 140</td><td>0.98</td>" in page
+    assert "<tr><td>group.jpg</td><td>2</td><td>10, 20, 110, 140</td><td>0.91</td>" in page
+    assert "empty.jpg</td><td colspan='8'>no face found" in page and "cannot identify image file" in page
     assert "src='rendered/group.jpg'" in page and "src='attention/stage_usage.png'" in page
-    assert "src='attention/group_face0_attention.png'" in page and "A demonstration model." in page
+    maps = [
+        page.index(f"src='attention/{name}_attention.png'") for name in ("group_face0", "group_face1", "group_2_face0")
+    ]
+    assert maps == sorted(maps) and "<figcaption>group.jpg face 2</figcaption>" in page
+    assert "A demonstration model." in page
     assert "http" not in page  # local files only
 
 

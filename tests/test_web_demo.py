@@ -22,6 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from modeling_qface.outputs.dataframe import dataframe_columns
 from modeling_qface.registry import DEFAULT_MODEL_DIR
 from modeling_qface.samples.photos import SAMPLE_PHOTOS
 from modeling_qface.webdemo import serve
@@ -77,6 +78,8 @@ def test_handler_lists_every_face_the_pipeline_finds(app, sample_photos):
     assert csv_button["interactive"] is True
     csv = pd.read_csv(csv_button["value"])
     assert len(csv) == 6 and csv["FaceRectX"].tolist() == pytest.approx([face["box"][0] for face in faces])
+    assert list(csv.columns) == dataframe_columns(app.pipe.model.config)  # the model's tasks' columns only
+    assert not csv.drop(columns="input").isna().any().any()  # an upload has no path
     assert isinstance(attention, matplotlib.figure.Figure) and isinstance(stages, matplotlib.figure.Figure)
 
 

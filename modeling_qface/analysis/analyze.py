@@ -10,13 +10,16 @@ loops end; a file reached by several paths is analysed once. The output format f
 
 - `.jsonl`: one line per image, `{"input": path, "faces": [...]}` with the pipeline's face dicts, or
   `{"input": path, "error": reason}` for an input that could not be read. Strict JSON: NaN and infinities are null.
-- `.csv`: one row per face with py-feat-style columns (`modeling_qface.outputs.dataframe.results_to_dataframe`; the columns
-  follow the model's tasks, so they are known before the first image).
+- `.csv`: one row per face with py-feat-style columns (`modeling_qface.outputs.dataframe.results_to_dataframe`), and
+  one row per image without a face: its `input` and `image`, every other column empty (`face` too). The columns are
+  those of the tasks computed (the model's, or `--tasks`), only their labels: known before the first image.
 
 Each image's results are written and flushed as soon as the image is done: a run that is killed, interrupted or
 stopped by an error leaves a valid file with every finished image (a kill loses at most the image in progress).
-`--resume` skips the inputs already in the file and appends the others (CSV: images without faces have no row, so
-they are analysed again, adding nothing).
+`--resume` skips the inputs already in the file, images without faces included (a JSONL line with `"faces": []`,
+a CSV row with an empty `face`), and appends the others. Inputs that failed are in a JSONL file (their error line,
+so they are skipped too) but not in a CSV (tried again). A CSV whose header is not the columns this run writes
+(another model, other `--tasks`) is refused.
 
 A file or folder that cannot be read is reported and skipped; the exit status is 0 unless `--strict` is given and
 some input failed (then 1). Exit status 2: bad arguments or no model; 130: interrupted (Ctrl-C).
@@ -35,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..cli import describe
+from ..figures.report import picture_name
 from ..model.face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_THRESHOLD, MIN_MAX_IMAGE_SIDE
 from ..model.image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
 from ..model.pipeline_qface import DEFAULT_AU_THRESHOLD
@@ -54,44 +58,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qface analyze",
         description="Detect every face in images and analyse it (expression, AUs, attributes, age, head pose).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
     parser.add_argument(
         "--output",
         "-o",
         required=True,
-        help="results file: .jsonl (per image) or .csv (per face), written as each image is done: a killed or "
+        help="results file: .jsonl (per image) or .csv (per face; a face-less image has one row), written as each image is done: a killed or "
         "interrupted run leaves a valid file with every finished image (it loses at most the image in progress)",
     )
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="append to --output, skipping the inputs it already holds (after a killed or interrupted run)",
+        help="append to --output, skipping the inputs it already holds, face-less images included (after a killed or "
+        "interrupted run); without it, --output is written anew",
     )
     parser.add_argument(
         "--model",
         help="folder of a saved Q-Face model, or a preset name (qface-tiny, ...) for an UNTRAINED random model; "
         "default: the demo model shipped with the package",
     )
-    parser.add_argument("--batch-size", type=int, default=8, help="faces per forward pass")
-    parser.add_argument("--tasks", help="comma-separated tasks to compute; None: all of the model's")
-    parser.add_argument("--au-threshold", type=float, default=DEFAULT_AU_THRESHOLD, help="probability for au_active")
+    parser.add_argument("--batch-size", type=int, default=8, help="faces per forward pass (default: %(default)s)")
     parser.add_argument(
-        "--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, help="face detection threshold"
+        "--tasks", help="comma-separated tasks to compute (e.g. expression,age); default: all of the model's"
+    )
+    parser.add_argument(
+        "--au-threshold",
+        type=float,
+        default=DEFAULT_AU_THRESHOLD,
+        help="AU probability from which an AU is in au_active (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=DEFAULT_SCORE_THRESHOLD,
+        help="face detection threshold (default: %(default)s)",
     )
     parser.add_argument(
         "--max-image-side",
         type=int,
         default=DEFAULT_MAX_IMAGE_SIDE,
-        help=f"images are downscaled to this for detection (at least {MIN_MAX_IMAGE_SIDE})",
+        help=f"images are downscaled to this for detection (at least {MIN_MAX_IMAGE_SIDE}; default: %(default)s)",
     )
     parser.add_argument(
-        "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, help="larger images are refused"
+        "--max-image-pixels",
+        type=int,
+        default=DEFAULT_MAX_IMAGE_PIXELS,
+        help="larger images are refused (default: %(default)s)",
     )
     parser.add_argument("--no-detect", action="store_true", help="inputs are aligned face crops: skip detection")
-    parser.add_argument("--render-dir", type=Path, help="write each image with its faces drawn on it here")
-    parser.add_argument("--attention-dir", type=Path, help="write attention figures (per face) and stage usage here")
+    parser.add_argument(
+        "--render-dir", type=Path, help="write each image with its faces drawn on it here (not given: no pictures)"
+    )
+    parser.add_argument(
+        "--attention-dir",
+        type=Path,
+        help="write attention figures (per face) and stage usage here (not given: no figures)",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     add_dtype_argument(parser)
     add_threads_argument(parser, " in each process (with --workers, the default is shared out between them)")
@@ -100,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="processes that read, detect and align the images (the model runs in the main process); the output "
-        "is the same file. Worth it for many files on a dedicated machine: see docs/threads.md",
+        "is the same file. Worth it for many files on a dedicated machine: see docs/threads.md (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="initialisation seed of a preset (untrained) model")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="initialisation seed of a preset (untrained) model (default: %(default)s)"
+    )
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any input failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -174,8 +199,9 @@ def add_dtype_argument(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=DTYPES,
         default="float32",
-        help="precision of a torch model; bfloat16 is faster on CPUs with AVX512-BF16 or AMX and on GPUs (differences "
-        "to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always runs in float32",
+        help="precision of a torch model (default: %(default)s); bfloat16 is faster on CPUs with AVX512-BF16 or AMX "
+        "and on GPUs (differences to float32 in docs/inference.md). An ONNX export (a folder with model.onnx) always "
+        "runs in float32",
     )
 
 
@@ -190,16 +216,6 @@ def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 
 # --------------------------------------------------------------------------------------------------------- run
-
-
-def unique_name(stem: str, used: set[str], suffix: str) -> str:
-    """`stem + suffix`, or `stem_2 + suffix`, ... if an earlier image had the same name."""
-    name, count = stem + suffix, 1
-    while name in used:
-        count += 1
-        name = f"{stem}_{count}{suffix}"
-    used.add(name)
-    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,7 +340,7 @@ def _analyse_files(pipe, call: dict, files: list[Path], failures: list, writer, 
                 path, image = pending.popleft()
                 writer.add(path, faces)
                 num_images, num_faces = num_images + 1, num_faces + len(faces)
-                name = unique_name(path.stem, used_names, "")
+                name = picture_name(path.stem, used_names)
                 if args.render_dir is not None:
                     image = load_image_rgb(path, max_pixels=args.max_image_pixels) if image is None else image
                     _save_render(image, faces, args.render_dir / f"{name}.jpg")

@@ -1,7 +1,8 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """Pictures of face-analysis results: annotated photos (PIL) and the paper's attention figures (matplotlib).
 
-- `render`: boxes, detection scores, landmarks, top expression, age and head-pose axes drawn on the photo.
+- `render`: boxes, face numbers (1, 2, ... in the order of the results), landmarks, top expression, age and
+  head-pose axes drawn on the photo.
 - `attention_figure`: per selected label, its cross-attention map on each fused stage, overlaid on the aligned face
   (the paper's Fig. 4). Needs the pipeline's `output_attentions=True`.
 - `stage_usage_chart`: per task, the share of cross-attention each fused stage receives (the paper's Fig. 5).
@@ -56,7 +57,9 @@ def render(
             so the boxes land where they were found.
         faces (`list[dict]`): the pipeline's output for this image.
         show_landmarks, show_pose, show_labels (`bool`): draw the 5 points, the head-pose axes (from the nose tip,
-            half the box width long), the text (score, top expression, age).
+            half the box width long), the text (`face_caption`: the face's number, top expression, age). The
+            number is the face's place in `faces` counted from 1, as the report's table numbers them (the
+            detector's score is left to the tables: drawn by the box, it read like a face number).
         line_width (`int`, *optional*): defaults to ~1/300 of the shorter image side, at least 2.
 
     Returns:
@@ -82,15 +85,13 @@ def render(
             for axis, end in ends.items():
                 draw.line((origin, end), fill=AXIS_COLOURS[axis], width=width)
         if show_labels:
-            _draw_caption(draw, face, (x1, y1), colour, font)
+            _draw_caption(draw, face_caption(face, index + 1), (x1, y1), colour, font)
     return canvas
 
 
-def face_caption(face: dict) -> str:
-    """One line per fact: `#score`, `label p`, `age N` (only the parts the face has)."""
-    lines = []
-    if face.get("score") is not None:
-        lines.append(f"face {face['score']:.2f}")
+def face_caption(face: dict, number: int | None = None) -> str:
+    """One line per fact: `face N` (its `number`, when given), `label p`, `age N` (only the parts the face has)."""
+    lines = [] if number is None else [f"face {number}"]
     if "expression" in face:
         label = face["expression"]["label"]
         lines.append(f"{label} {face['expression']['scores'][label]:.2f}")
@@ -99,8 +100,7 @@ def face_caption(face: dict) -> str:
     return "\n".join(lines)
 
 
-def _draw_caption(draw: ImageDraw.ImageDraw, face: dict, corner, colour, font) -> None:
-    text = face_caption(face)
+def _draw_caption(draw: ImageDraw.ImageDraw, text: str, corner, colour, font) -> None:
     if not text:
         return
     left, top, right, bottom = draw.multiline_textbbox((0, 0), text, font=font)

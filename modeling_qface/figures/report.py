@@ -59,6 +59,17 @@ def _relative(path: Path, start: Path) -> str:
     return html.escape(Path(os.path.relpath(path, start)).as_posix())
 
 
+def picture_name(stem: str, used: set[str]) -> str:
+    """The name of an image's pictures: its file's `stem`, or `stem_2`, `stem_3`, ... when an earlier image of the
+    run had the same stem (`qface analyze` names its renders and attention maps so; `used` collects the names)."""
+    name, count = stem, 1
+    while name in used:
+        count += 1
+        name = f"{stem}_{count}"
+    used.add(name)
+    return name
+
+
 def write_report(
     output_dir: str | os.PathLike,
     results_jsonl: str | os.PathLike,
@@ -69,9 +80,12 @@ def write_report(
 ) -> Path:
     """Writes `output_dir/index.html` from a `qface analyze` JSONL file and the pictures it wrote; returns its path.
 
-    Rendered photos are looked up as `render_dir/<stem>.jpg`, attention maps as
-    `attention_dir/<stem>_face<i>_attention.png` and the chart as `attention_dir/stage_usage.png` (the names
-    `qface analyze` gives them); missing pictures are left out.
+    The table has one row per face, numbered 1, 2, ... in each photo as `render` labels the boxes on the pictures,
+    with its box (x1, y1, x2, y2, pixels), the detector's score and every task's answer. Rendered photos are looked up
+    as `render_dir/<name>.jpg`, attention maps as `attention_dir/<name>_face<i>_attention.png` (`<name>`:
+    `picture_name`, `<i>` from 0) and the chart as `attention_dir/stage_usage.png`, the names `qface analyze` gives
+    them; the attention maps follow the table's order (photo by photo, face by face) and name the face as it does.
+    Missing pictures are left out.
     """
     out = Path(output_dir)
     records = [json.loads(line) for line in Path(results_jsonl).read_text().splitlines() if line.strip()]
@@ -82,31 +96,34 @@ def write_report(
     ]
     if notice:
         parts.append(f"<p class='notice'>{notice}</p>")
-    parts.append("<h2>Every face</h2><table><tr><th>photo</th><th>face</th><th>detector</th>")
+    parts.append("<h2>Every face</h2><table><tr><th>photo</th><th>face</th><th>box</th><th>detector score</th>")
     parts += [f"<th>{html.escape(task)}</th>" for task in tasks]
     parts.append("</tr>")
+    span = len(tasks) + 3
     for record in records:
         name = html.escape(Path(record["input"]).name)
         if record.get("error"):
-            parts.append(f"<tr><td>{name}</td><td colspan='{len(tasks) + 2}'>{html.escape(record['error'])}</td></tr>")
-        for index, face in enumerate(record.get("faces", [])):
+            parts.append(f"<tr><td>{name}</td><td colspan='{span}'>{html.escape(record['error'])}</td></tr>")
+        for number, face in enumerate(record.get("faces", []), 1):
+            box = ", ".join(f"{value:.0f}" for value in face["box"])
             score = "" if face.get("score") is None else f"{face['score']:.2f}"
             cells = "".join(f"<td>{summarise(face[task]) if task in face else ''}</td>" for task in tasks)
-            parts.append(f"<tr><td>{name}</td><td>{index}</td><td>{score}</td>{cells}</tr>")
+            parts.append(f"<tr><td>{name}</td><td>{number}</td><td>{box}</td><td>{score}</td>{cells}</tr>")
         if not record.get("faces") and not record.get("error"):
-            parts.append(f"<tr><td>{name}</td><td colspan='{len(tasks) + 2}'>no face found</td></tr>")
+            parts.append(f"<tr><td>{name}</td><td colspan='{span}'>no face found</td></tr>")
     parts.append("</table>")
 
-    stems = [Path(record["input"]).stem for record in records]
+    used: set[str] = set()  # the analysed images' picture names, in the order qface analyze gave them
+    analysed = [(record, picture_name(Path(record["input"]).stem, used)) for record in records if "faces" in record]
     if render_dir is not None:
         parts.append("<h2>Photos</h2>")
-        for stem in stems:
+        for record, stem in analysed:
             picture = Path(render_dir) / f"{stem}.jpg"
             if picture.is_file():
                 parts.append(
                     f"<figure><img src='{_relative(picture, out)}' alt='{html.escape(stem)}'>"
-                    f"<figcaption>{html.escape(stem)}: boxes, landmarks, pose axes (x red, y green, "
-                    "z blue: where the nose points)</figcaption></figure>"
+                    f"<figcaption>{html.escape(Path(record['input']).name)}: boxes numbered as the table's faces, "
+                    "landmarks, pose axes (x red, y green, z blue: where the nose points)</figcaption></figure>"
                 )
     if attention_dir is not None:
         chart = Path(attention_dir) / "stage_usage.png"
@@ -115,13 +132,21 @@ def write_report(
                 "<h2>Which encoder stages each task reads (the paper's Fig. 5)</h2>"
                 f"<figure><img src='{_relative(chart, out)}' alt='stage usage'></figure>"
             )
-        maps = sorted(Path(attention_dir).glob("*_attention.png"))
+        maps = [
+            (
+                Path(attention_dir) / f"{stem}_face{index}_attention.png",
+                f"{Path(record['input']).name} face {index + 1}",
+            )
+            for record, stem in analysed
+            for index in range(len(record["faces"]))
+        ]
+        maps = [(path, caption) for path, caption in maps if path.is_file()]
         if maps:
             parts.append("<h2>Where label queries look (the paper's Fig. 4)</h2>")
             parts += [
-                f"<figure><img src='{_relative(m, out)}' alt='{html.escape(m.stem)}'>"
-                f"<figcaption>{html.escape(m.stem)}</figcaption></figure>"
-                for m in maps
+                f"<figure><img src='{_relative(path, out)}' alt='{html.escape(caption)}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                for path, caption in maps
             ]
     parts.append("</body></html>")
     out.mkdir(parents=True, exist_ok=True)
@@ -130,4 +155,4 @@ def write_report(
     return index
 
 
-__all__ = ["summarise", "write_report"]
+__all__ = ["picture_name", "summarise", "write_report"]

@@ -140,18 +140,25 @@ def push_to_hub(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qface push", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="qface push",
+        description="Push a saved Q-Face model folder to the Hugging Face Hub, with its model card, in one commit.",
+    )
     parser.add_argument("folder", type=Path, help="a saved model folder (e.g. runs/qface/final)")
     parser.add_argument("repo_id", help="the Hub repository, owner/name (created when missing)")
-    parser.add_argument("--revision", help="an existing branch to push to (default: main)")
-    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", help="an existing branch to push to (default: the repository's default branch)")
+    parser.add_argument(
+        "--private", action="store_true", help="create the repository private (an existing one keeps its visibility)"
+    )
     parser.add_argument(
         "--evaluation",
         type=Path,
         help="`qface evaluate`'s JSON report for the card's model-index "
         "(default: FOLDER/eval_results.json when there is one)",
     )
-    parser.add_argument("--commit-message", default="Upload Q-Face model")
+    parser.add_argument(
+        "--commit-message", default="Upload Q-Face model", help="the commit's title (default: %(default)s)"
+    )
     parser.add_argument("--token", help="a Hub token with write access (default: the logged-in one, or HF_TOKEN)")
     return parser
 

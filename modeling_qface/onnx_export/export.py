@@ -1,14 +1,18 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
 """`qface export onnx MODEL OUT`: a saved Q-Face model as an ONNX graph that onnxruntime runs alone.
 
-    qface export onnx runs/qface/final qface-onnx/
-    qface export onnx modeling_qface/demo_model demo-onnx/ --overwrite
-    qface analyze photos/ --model qface-onnx/ --output faces.jsonl       # the pipeline runs it with onnxruntime
+examples:
+  qface export onnx default demo-onnx/           # the demo model shipped with the package (MODEL `default`)
+  qface demo --model demo-onnx/ --output-dir demo-onnx-report/   # run by onnxruntime on the sample photos
+  qface analyze my_photos/ --model demo-onnx/ --output faces.jsonl   # ... or on a folder of your photos
+  qface export onnx runs/qface/final qface-onnx/   # a model you trained (`qface train` writes OUTPUT_DIR/final)
 
-OUT gets `model.onnx` (input `pixel_values` `(batch, 3, H, W)`, the batch axis dynamic; one output per task field,
-named as the `QFaceOutput` fields), `config.json`, `preprocessor_config.json` and the model card `README.md`, as
-Optimum lays out its ONNX exports (see `onnx_qface`). After writing, the graph is run by onnxruntime at two batch
-sizes and compared with the torch model: the command fails if any output differs by more than 1e-4.
+MODEL is a saved Q-Face folder (`save_pretrained`, `qface train`'s `final/` or `best/`), or `default`: the demo
+model shipped with the package (a folder named so is `./default`). OUT gets `model.onnx` (input `pixel_values`
+`(batch, 3, H, W)`, the batch axis dynamic; one output per task field, named as the `QFaceOutput` fields),
+`config.json`, `preprocessor_config.json` and the model card `README.md`, as Optimum lays out its ONNX exports (see
+`onnx_qface`). After writing, the graph is run by onnxruntime at two batch sizes and compared with the torch model:
+the command fails if any output differs by more than 1e-4.
 
 The graph holds the task outputs only: attention maps and hidden states (`output_attentions`,
 `output_hidden_states`) stay with the torch model. Exporting needs the `onnx` extra (`pip install qface[onnx]`).
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.resources
 import json
 import logging
 import shutil
@@ -46,6 +51,11 @@ from ..model.onnx_qface import (
 )
 
 FORMATS = ("onnx",)
+# MODEL `default`: the demo model shipped with the package, `modeling_qface.registry.DEFAULT_MODEL_DIR` (which this
+# room may not import: docs/architecture.md), found as the package's data.
+DEFAULT_MODEL_ALIAS = "default"
+# The examples of the module docstring: the --help epilog too.
+EXAMPLES = __doc__.split("\n\n")[1]
 # Every output of the exported graph must be within this of torch float32 (measured: ~1e-5 for qface-base).
 DEFAULT_ATOL = 1e-4
 # Batch sizes of the check after export: two, so a graph whose batch axis was fixed during tracing fails it.
@@ -301,10 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qface export",
         description="Export a saved Q-Face model for fast inference where it is deployed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the examples' lines as written
     )
     parser.add_argument("format", choices=FORMATS, help="the export format")
-    parser.add_argument("model", help="folder of a saved Q-Face model (e.g. modeling_qface/demo_model)")
+    parser.add_argument(
+        "model",
+        help=f"folder of a saved Q-Face model (e.g. runs/qface/final), or {DEFAULT_MODEL_ALIAS!r}: the demo model "
+        "shipped with the package",
+    )
     parser.add_argument("output", help="folder to write: model.onnx, config.json, preprocessor_config.json, README.md")
     parser.add_argument("--overwrite", action="store_true", help="replace an export already in OUTPUT")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
@@ -312,17 +327,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--atol",
         type=float,
         default=DEFAULT_ATOL,
-        help="largest difference to the torch model allowed in the check after export",
+        help="largest difference to the torch model allowed in the check after export (default: %(default)s)",
     )
     parser.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-torch check")
     return parser
+
+
+def model_folder(model: str) -> Path:
+    """MODEL of the command line as a folder: `default` is the demo model shipped with the package."""
+    if model == DEFAULT_MODEL_ALIAS:
+        return Path(str(importlib.resources.files("modeling_qface") / "demo_model"))
+    return Path(model)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         export = export_onnx(
-            args.model,
+            model_folder(args.model),
             args.output,
             overwrite=args.overwrite,
             verify=not args.no_verify,
@@ -332,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OnnxExportError, ModelLoadError, FileExistsError) as error:  # bad input: one line, exit status 2
         print(f"qface export: error: {describe(error)}", file=sys.stderr)
         return 2
-    print(f"ONNX export of {args.model} written to {export.folder}")
+    print(f"ONNX export of {model_folder(args.model)} written to {export.folder}")
     if export.max_abs_difference:
         worst = max(export.max_abs_difference.values())
         print(

@@ -14,6 +14,7 @@ from ..model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES
 EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 # Head pose columns as py-feat names them, from our {yaw, pitch, roll}; degrees, sign convention of the pipeline.
 POSE_COLUMNS = {"Pitch": "pitch", "Roll": "roll", "Yaw": "yaw"}
+AGE_COLUMNS = ("age", "age_std")
 ID_COLUMNS = ("input", "image", "face")
 FACE_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")
 LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(5)) + tuple(f"y_{i}" for i in range(5))
@@ -28,26 +29,36 @@ def au_column(name: str) -> str:
     return f"AU{int(match.group(1)):02d}"
 
 
-def dataframe_columns(tasks: list[dict] | None = None) -> list[str]:
+def dataframe_columns(tasks=None) -> list[str]:
     """Every column of `results_to_dataframe` for faces analysed with `tasks`, in order.
 
     Args:
-        tasks (`list[dict]`, *optional*): task descriptions of a model's config (`config.tasks`), e.g. the tasks a
-            run computes. The columns of the five default tasks are always there (NaN when not computed); every
-            other task adds its columns after them (`added_task_columns`). None: the default tasks only.
+        tasks (`list[dict]` or `QFaceConfig`, *optional*): the task descriptions of a model's config (`config.tasks`,
+            or the config itself), e.g. the tasks a run computes. Each task adds only its own columns, and the five
+            default tasks only those of the labels the task has (the shipped demo model: the 7 emotions, `Male`,
+            `Smiling`, `age`, `age_std`, `Pitch`, `Roll`, `Yaw`); a task beyond them adds `added_task_columns`.
+            None: every column of the five default tasks with all their labels (15 AUs, 7 emotions, 40 CelebA
+            attributes, age, head pose), the table of a model whose tasks are not known.
     """
-    columns = [
-        *ID_COLUMNS,
-        *FACE_COLUMNS,
-        *LANDMARK_COLUMNS,
-        *map(au_column, AU_NAMES),
-        *EMOTION_COLUMNS,
-        *ATTRIBUTE_NAMES,
-        "age",
-        "age_std",
-        *POSE_COLUMNS,
-    ]
-    for task in tasks or ():
+    columns = [*ID_COLUMNS, *FACE_COLUMNS, *LANDMARK_COLUMNS]
+    if tasks is None:
+        return columns + [
+            *map(au_column, AU_NAMES),
+            *EMOTION_COLUMNS,
+            *ATTRIBUTE_NAMES,
+            *AGE_COLUMNS,
+            *POSE_COLUMNS,
+        ]
+    by_name = {task["name"]: task for task in getattr(tasks, "tasks", tasks)}
+    labels = {name: list(by_name[name]["labels"]) if name in by_name else [] for name in DEFAULT_TASKS}
+    columns += map(au_column, labels["au"])
+    # py-feat's emotion order for the RAF-DB words, then any other expression label in the model's order.
+    columns += [c for c in EMOTION_COLUMNS if c in labels["expression"]]
+    columns += [c for c in labels["expression"] if c not in EMOTION_COLUMNS]
+    columns += labels["attributes"]
+    columns += AGE_COLUMNS if "age" in by_name else ()
+    columns += [column for column, key in POSE_COLUMNS.items() if key in labels["head_pose"]]
+    for task in by_name.values():
         columns += added_task_columns(task)
     return columns
 
@@ -65,38 +76,45 @@ def added_task_columns(task: dict) -> list[str]:
     return [f"{task['name']}_{key}" for key in keys]
 
 
-def results_to_dataframe(results, inputs=None) -> pd.DataFrame:
-    """One row per face of face-analysis pipeline results.
+def results_to_dataframe(results, inputs=None, tasks=None) -> pd.DataFrame:
+    """One row per face of face-analysis pipeline results, and one row for each image without a face.
 
     Args:
         results (`list[list[dict]]` or `list[dict]`): what the pipeline returned for a list of images (one list of
-            faces per image), or for one image (its list of faces).
+            faces per image), or for one image (its list of faces; `[]` with one input is that image, face-less).
         inputs (`list`, *optional*): the inputs given to the pipeline, same length as `results`; paths fill the
             `input` column (other inputs leave it empty).
+        tasks (`list[dict]` or `QFaceConfig`, *optional*): the model's tasks (`config.tasks`, or its config, or the
+            tasks the run computed): the columns are then `dataframe_columns(tasks)`, only those tasks' columns. None:
+            every column of the five default tasks, plus the columns of added tasks found in the faces.
 
     Returns:
-        `pandas.DataFrame` with columns `dataframe_columns()`: `input` (path or None), `image` (index of the image in
-        `results`), `face` (index of the face in its image), `FaceRectX/Y/Width/Height` (box, pixels), `FaceScore`,
-        `x_0..x_4`, `y_0..y_4` (5 landmarks), `AU01, AU02, ...` (AU probabilities), the 7 emotion probabilities
-        (`anger` ... `neutral`), the 40 CelebA attribute probabilities, `age` (years), `age_std`, `Pitch`, `Roll`,
-        `Yaw` (degrees). Tasks that were not computed are NaN. Tasks added to the model (beyond the five defaults)
-        add a column `{task}_{key}` per number of their answer (label probabilities or values, `std`). Images
-        without faces add no row.
+        `pandas.DataFrame` with columns `dataframe_columns(tasks)`: `input` (path or None), `image` (index of the
+        image in `results`), `face` (index of the face in its image), `FaceRectX/Y/Width/Height` (box, pixels),
+        `FaceScore`, `x_0..x_4`, `y_0..y_4` (5 landmarks), `AU01, AU02, ...` (AU probabilities), the emotion
+        probabilities (`anger` ... `neutral`), the attribute probabilities (the 40 CelebA attributes by default),
+        `age` (years), `age_std`, `Pitch`, `Roll`, `Yaw` (degrees). Tasks that were not computed are NaN. Tasks added
+        to the model (beyond the five defaults) add a column `{task}_{key}` per number of their answer (label
+        probabilities or values, `std`). An image without faces has one row: its `input` and `image`, and every
+        other column empty, `face` included (`face` is a nullable integer: `<NA>` there, an empty field in a CSV).
     """
     if results and all(isinstance(face, dict) for face in results):
         results = [results]  # one image's faces
+    elif not results and inputs is not None and len(inputs) == 1:
+        results = [[]]  # one image's faces, none found
     if inputs is not None and len(inputs) != len(results):
         raise ValueError(f"inputs: expected one input per result ({len(results)}), got {len(inputs)}")
     rows = []
     for image_index, faces in enumerate(results):
         source = inputs[image_index] if inputs is not None else None
         path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
-        for face_index, face in enumerate(faces):
-            rows.append({"input": path, "image": image_index, "face": face_index, **_face_row(face)})
-    columns = dataframe_columns()
+        rows += [{"input": path, "image": image_index, "face": i, **_face_row(face)} for i, face in enumerate(faces)]
+        if not faces:
+            rows.append({"input": path, "image": image_index, "face": None})
+    columns = dataframe_columns(tasks)
     extra = [c for row in rows for c in row if c not in columns]
     frame = pd.DataFrame(rows, columns=columns + list(dict.fromkeys(extra)))
-    return frame.astype({"image": "int64", "face": "int64"})
+    return frame.astype({"image": "int64", "face": "Int64"})
 
 
 def _face_row(face: dict) -> dict:
@@ -115,7 +133,7 @@ def _face_row(face: dict) -> dict:
     if "age" in face:
         row["age"], row["age_std"] = face["age"]["years"], face["age"]["std"]
     if "head_pose" in face:
-        row.update({column: face["head_pose"][key] for column, key in POSE_COLUMNS.items()})
+        row.update({column: face["head_pose"][key] for column, key in POSE_COLUMNS.items() if key in face["head_pose"]})
     for task, value in face.items():
         if task in DEFAULT_TASKS or not isinstance(value, dict) or task in ("attention", "stage_usage"):
             continue

@@ -65,11 +65,13 @@ class JsonLinesWriter:
 
 
 class CsvWriter:
-    """One row per face: the header first, then each image's rows, written and flushed as soon as the image is done.
+    """One row per face, and one row per image without a face (its `input` and `image`, every other column empty,
+    `face` included): the header first, then each image's rows, written and flushed as soon as the image is done.
 
-    The columns are fixed up front (`dataframe_columns` of the computed tasks), so a file cut short is still a
-    valid table. `image` numbers the analysed images in order (a resumed file's numbers continue). Failed inputs
-    have no rows (the summary reports them; `--resume` tries them again). `done`: the inputs the file held already.
+    The columns are fixed up front (`dataframe_columns` of the computed tasks: only their columns), so a file cut
+    short is still a valid table. `image` numbers the analysed images in order (a resumed file's numbers continue).
+    Failed inputs have no rows (the summary reports them; `--resume` tries them again). `done`: the inputs the file
+    held already, face-less images included.
     """
 
     def __init__(self, path: Path, columns: list[str], resume: bool = False):
@@ -84,8 +86,8 @@ class CsvWriter:
     def add(self, source: Path, faces: list[dict]) -> None:
         from .dataframe import results_to_dataframe
 
-        frame = results_to_dataframe([faces], [source])
-        unexpected = set(frame.columns) - set(self.columns)
+        frame = results_to_dataframe([faces], [source])  # [[]]: the image's one face-less row
+        unexpected = [c for c in frame.columns if c not in self.columns and frame[c].notna().any()]
         if unexpected:  # a bug in dataframe_columns: better stop than drop numbers silently
             raise RuntimeError(f"CSV columns {sorted(unexpected)} were not derived from the model's tasks")
         frame = frame.reindex(columns=self.columns).assign(image=self.next_image)
@@ -94,7 +96,7 @@ class CsvWriter:
         self.stream.flush()
 
     def add_failure(self, source: str, reason: str) -> None:
-        pass  # a CSV holds faces only
+        pass  # a CSV holds analysed images only (the summary reports failures)
 
     def close(self) -> None:
         self.stream.close()
@@ -115,8 +117,9 @@ def _resume_jsonl(path: Path) -> set[str]:
 
 
 def _resume_csv(path: Path, columns: list[str]) -> tuple[set[str], int]:
-    """The inputs a CSV output holds and the next image number. A kill while an image's rows were being written
-    can leave some of them: that image's rows are all dropped, so it is analysed again, whole."""
+    """The inputs a CSV output holds (those with faces and the face-less ones, which have one row each) and the
+    next image number. A kill while an image's rows were being written can leave some of them: that image's rows are
+    all dropped, so it is analysed again, whole."""
     text, cut = _cut_partial_line(path)
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:

@@ -31,21 +31,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         default=None,
-        help="a saved Q-Face folder or a preset name (untrained); default: the shipped demo model",
+        help="a saved Q-Face folder, its ONNX export (qface export onnx) or a preset name (untrained); default: the "
+        "shipped demo model",
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("demo-output"), help="where results and pictures go")
-    parser.add_argument("photos", nargs="*", help=f"images to analyse (default: the sample photos {DEFAULT_PHOTOS})")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=Path("demo-output"),
+        help="where results, pictures and index.html go (default: %(default)s)",
+    )
+    parser.add_argument(
+        "photos", nargs="*", help=f"images to analyse (default: the sample photos {', '.join(DEFAULT_PHOTOS)})"
+    )
     add_threads_argument(parser)
     analyze.add_dtype_argument(parser)
     return parser
 
 
 def face_line(image: str, index: int, face: dict) -> str:
-    """One line per face: where it is, then every task's answer (see `report.summarise`)."""
+    """One line per face: its number (`index` + 1, as the report's table and pictures number it), where it is, then
+    every task's answer (see `report.summarise`)."""
     answers = "  ".join(
         f"{task} {html.unescape(summarise(value, limit=3))}" for task, value in face.items() if task not in FACE_FIELDS
     )
-    return f"{Path(image).name:<18} face {index}  box {[round(v) for v in face['box']]}  {answers}"
+    return f"{Path(image).name:<18} face {index + 1}  box {[round(v) for v in face['box']]}  {answers}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,12 +243,13 @@ class CsvWriter:
             self._directory.cleanup()
             self._directory = None
 
-    def __call__(self, faces: list[dict]) -> str:
+    def __call__(self, faces: list[dict], tasks=None) -> str:
+        """`faces` of one photo as a CSV file; `tasks` (the model's config): only their columns, as `qface analyze`."""
         if self._directory is None:  # the page was closed and launched again
             self._open()
         path = self.folder / str(next(self.counter)) / "qface_faces.csv"
         path.parent.mkdir()
-        results_to_dataframe(faces).to_csv(path, index=False)
+        results_to_dataframe(faces, tasks=tasks).to_csv(path, index=False)
         old = sorted((p for p in self.folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))[: -self.keep]
         for folder in old:
             shutil.rmtree(folder, ignore_errors=True)
@@ -297,7 +298,7 @@ class FaceAnalysisDemo:
         choices = [face_label(i) for i in range(len(faces))]
         first = choices[0] if choices else None
         attention, stages = self.face_figures(first, faces)
-        csv = gr.update(value=self.write_csv(faces) if faces else None, interactive=bool(faces))
+        csv = gr.update(value=self.write_csv(faces, self.pipe.model.config) if faces else None, interactive=bool(faces))
         return (
             image,
             summary_table(faces),
