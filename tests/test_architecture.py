@@ -31,7 +31,7 @@ ALLOWED = {
     "hub": {"model", "outputs"},
     "cli": set(),
     "analysis": {"root", "model", "configuration", "outputs", "figures", "cli"},
-    "onnx_export": {"model", "hub", "cli"},
+    "onnx_export": {"model", "hub", "outputs", "cli"},
     "samples": {"root", "model", "analysis", "figures", "cli"},
     "webdemo": {"root", "model", "configuration", "analysis", "outputs", "figures", "samples", "cli"},
     "training": {"root", "model", "configuration", "hub", "outputs", "samples"},

@@ -17,6 +17,7 @@ import pytest
 from modeling_qface import cli
 from modeling_qface.model.image_loading_qface import ImageLoadError, ImageTooLargeError
 from modeling_qface.model.model_loading_qface import ModelLoadError
+from modeling_qface.outputs.result_file import OutputWriteError
 from modeling_qface.samples.photos import SamplePhotoFetchError
 from modeling_qface.training.data.errors import DataFormatError
 from modeling_qface.training.mae_data import BadImageError
@@ -42,6 +43,7 @@ def dispatch(argv: list, capsys) -> tuple[int, str]:
 # --------------------------------------------------------------------------------------------- the case
 
 
+@pytest.mark.slow  # a fresh qface process
 def test_a_too_small_max_image_side_is_one_line_and_exit_2(saved_model, sample_photos, tmp_path):
     output = tmp_path / "faces.csv"
     result = subprocess.run(
@@ -188,13 +190,24 @@ INPUT_ERRORS = [
     (NotADirectoryError(20, "Not a directory", "/data/file.txt/x"), "/data/file.txt/x: Not a directory"),
     (FileExistsError(17, "File exists", "runs/renders"), "runs/renders: File exists"),
     (
+        OSError(28, "No space left on device", "/data/run/optimizer.bin"),
+        "/data/run/optimizer.bin: No space left on device",
+    ),
+    (OSError(30, "Read-only file system", "/mnt/ro/faces.csv"), "/mnt/ro/faces.csv: Read-only file system"),
+    (
+        OutputWriteError(28, "cannot write runs/faces.csv: No space left on device", "runs/faces.csv"),
+        "cannot write runs/faces.csv: No space left on device",
+    ),
+    (
         FileNotFoundError("--model runs/x: neither a model folder nor a preset"),
         "--model runs/x: neither a model folder nor a preset",
     ),
 ]
 
 
-@pytest.mark.parametrize(("error", "message"), INPUT_ERRORS, ids=[type(error).__name__ for error, _ in INPUT_ERRORS])
+@pytest.mark.parametrize(
+    ("error", "message"), INPUT_ERRORS, ids=[f"{type(error).__name__}-{i}" for i, (error, _) in enumerate(INPUT_ERRORS)]
+)
 def test_each_kind_of_bad_input_is_one_line_and_exit_2(error, message, command_raising, capsys):
     command_raising(error)
     code, err = dispatch(["boom"], capsys)

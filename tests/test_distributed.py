@@ -42,6 +42,7 @@ def sample_log(output, rank: int) -> dict[tuple[int, int], dict]:
     return {(r["step"], r["micro"]): r for r in read_jsonl(output / "sample_ids" / f"rank{rank}.jsonl")}
 
 
+@pytest.mark.slow  # two processes under accelerate launch
 def test_two_cpu_processes_split_each_global_batch_and_take_the_same_steps(tmp_path, tiny_data):
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     args = [*train_args(tiny_data, ddp, **SETTINGS), "--epochs", "1"]

@@ -159,6 +159,7 @@ def test_signal_images_follow_their_labels_under_flip_and_rotation():
     assert draw.age_radius(90) < draw.SIDE / 2
 
 
+@pytest.mark.slow  # trains a tiny model for ~30 s
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "activation-checkpointing"])
 def test_tiny_recipe_learns_every_task_beyond_its_trivial_baseline(tmp_path, signal_data, checkpointing):
     output = tmp_path / "run"

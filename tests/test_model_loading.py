@@ -219,20 +219,21 @@ def test_every_loader_refuses_a_pickle_and_a_partial_checkpoint(loader, tmp_path
 @pytest.mark.parametrize("command", ["analyze", "serve"])
 def test_cli_prints_one_error_line_and_exits_2(command, saved, tmp_path):
     rewrite_weights(saved, lambda state: state.pop("heads.age.proj.bias"))
-    with socket.socket() as taken:  # a busy port: a server that loaded the model anyway fails at once, not serves
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        args = {
-            "analyze": [str(tmp_path), "--output", str(tmp_path / "out.jsonl"), "--model", str(saved)],
-            "serve": ["--model", str(saved), "--port", str(taken.getsockname()[1])],
-        }[command]
-        result = subprocess.run(
-            [sys.executable, "-m", "modeling_qface.cli", command, *args],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    with socket.socket() as probe:  # a free port (a busy one is refused before the model loads)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = {
+        "analyze": [str(tmp_path), "--output", str(tmp_path / "out.jsonl"), "--model", str(saved)],
+        "serve": ["--model", str(saved), "--port", str(port)],
+    }[command]
+    # A server that loaded the partial model anyway would serve until the timeout fails the test.
+    result = subprocess.run(
+        [sys.executable, "-m", "modeling_qface.cli", command, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     expected = (
@@ -276,3 +277,25 @@ def test_from_pretrained_names_a_corrupt_weights_file(saved):
     for load in (lambda: QFaceModel.from_pretrained(saved), lambda: pipeline("face-analysis", model=str(saved))):
         with pytest.raises(CheckpointError, match=rf"^{saved}: its safetensors weights are corrupt or truncated"):
             load()
+
+
+def test_an_export_runs_as_a_pipeline_with_the_installed_code_and_no_remote_code(tmp_path, tiny_model):
+    from transformers import AutoConfig, pipeline
+
+    from modeling_qface.hub.export import export_model
+    from modeling_qface.model.pipeline_qface import FaceAnalysisPipeline
+    from modeling_qface.registry import DEFAULT_MODEL_DIR
+
+    folder = tmp_path / "export"
+    export_model(tiny_model, folder)
+    saved = json.loads((folder / "config.json").read_text())
+    assert set(saved["custom_pipelines"]) == {"face-analysis"}  # still there for processes without the package
+    # This process registers face-analysis: the loaded config leaves the entry out, so no trust_remote_code.
+    assert not hasattr(AutoConfig.from_pretrained(folder), "custom_pipelines")
+    for model in (folder, DEFAULT_MODEL_DIR):
+        pipe = pipeline("face-analysis", model=str(model))
+        assert type(pipe) is FaceAnalysisPipeline and type(pipe.model) is QFaceModel
+    # A config naming another task keeps that entry (only the tasks this process runs itself are left out).
+    other = {**saved["custom_pipelines"], "other-task": {"impl": "x.Y", "pt": ["AutoModel"], "type": "image"}}
+    config = QFaceConfig(custom_pipelines=other)
+    assert set(config.custom_pipelines) == {"other-task"}

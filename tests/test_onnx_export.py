@@ -10,6 +10,7 @@ number.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import logging
@@ -177,6 +178,27 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(tmp_path, torch_fold
     folder, _ = export
     assert cli_main(["export", "onnx", str(torch_folder), str(folder)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    # An output folder that cannot be made is refused before the model loads (one line naming it).
+    (tmp_path / "a-file").write_text("")
+    with monkeypatch.context() as patched:
+        patched.setattr("modeling_qface.model.model_loading_qface.load_qface_model", lambda *a, **k: 1 / 0)
+        assert cli_main(["export", "onnx", str(torch_folder), str(tmp_path / "a-file" / "onnx")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"qface export: error: OUTPUT {tmp_path / 'a-file' / 'onnx'}: not a folder (its parent {tmp_path / 'a-file'} "
+        "is a file)"
+    ]
+
+    # A disk that fills while the graph is written: one line naming OUTPUT, no half folder left.
+    def full_disk(model, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr("modeling_qface.onnx_export.export.export_onnx_graph", full_disk)
+        assert cli_main(["export", "onnx", str(torch_folder), str(tmp_path / "full")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"qface export: error: cannot write the ONNX export {tmp_path / 'full'}: No space left on device"
+    )
+    assert not (tmp_path / "full").exists() and not list(tmp_path.glob(".qface-onnx-*"))
     # Attention maps and hidden states are not in the graph.
     for flag in ("output_attentions", "output_hidden_states"):
         model = QFaceModel(load_preset("qface-tiny", **{flag: True}))

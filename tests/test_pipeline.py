@@ -480,7 +480,8 @@ def test_saved_pipeline_runs_in_a_fresh_process_without_the_package(tmp_path, pi
     photo = str(sample_photos["multi_face.jpg"])
     # Reference: the saved folder loaded here. Weights read back from safetensors can take other float32 kernel
     # paths than the freshly built model's, so the bit-exact comparison is between two loads of the same folder.
-    reloaded = pipeline(model=str(folder), trust_remote_code=True)(photo)
+    reloaded = pipeline("face-analysis", model=str(folder))(photo)  # the installed code: no remote code asked for
+    assert type(pipeline("face-analysis", model=str(folder))) is FaceAnalysisPipeline
     _, original = multi_face
     assert_same_faces(reloaded, original, tolerance=1e-5)
     (tmp_path / "expected.json").write_text(json.dumps(reloaded))
@@ -490,7 +491,7 @@ def test_saved_pipeline_runs_in_a_fresh_process_without_the_package(tmp_path, pi
         for name in ("modeling_qface", "configuration", "training"):
             sys.modules[name] = None  # the repo is pip-installed (editable): block it like a missing package
         from transformers import pipeline
-        pipe = pipeline(model={str(folder)!r}, trust_remote_code=True)
+        pipe = pipeline("face-analysis", model={str(folder)!r}, trust_remote_code=True)
         assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
         faces = pipe({photo!r})
         assert faces == json.loads(open({str(tmp_path / "expected.json")!r}).read())

@@ -12,6 +12,7 @@ import tomllib
 import torch
 import yaml
 
+import modeling_qface.model
 from modeling_qface import QFaceModel
 from modeling_qface.hub import MODEL_CARD_TEMPLATE, build_model_card, evaluation_results, export_model
 from modeling_qface.model.image_processing_qface import build_image_processor
@@ -74,7 +75,9 @@ def card_metadata(card: str) -> dict:
     return yaml.safe_load(card.split("---\n")[1])
 
 
-HUB_FACING = sorted(p.name for p in (ROOT / "modeling_qface" / "model").glob("*.py") if p.name != "__init__.py")
+# The installed package's Hub-facing folder (the wheel's copy under tests/wheel_check.sh, not the source tree's).
+MODEL_FOLDER = Path(modeling_qface.model.__file__).parent
+HUB_FACING = sorted(p.name for p in MODEL_FOLDER.glob("*.py") if p.name != "__init__.py")
 
 
 def test_export_writes_the_complete_export_with_exactly_the_hub_facing_code(tmp_path, tiny_model, pixel_values):
@@ -83,7 +86,7 @@ def test_export_writes_the_complete_export_with_exactly_the_hub_facing_code(tmp_
     code = sorted(name for name in files if name.endswith(".py"))
     assert code == HUB_FACING  # every module of modeling_qface/model, nothing else
     for name in code:  # byte for byte what the package runs
-        assert (tmp_path / name).read_bytes() == (ROOT / "modeling_qface" / "model" / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (MODEL_FOLDER / name).read_bytes(), name
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "README.md"} <= files
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))]
     config = json.loads((tmp_path / "config.json").read_text())
@@ -146,7 +149,7 @@ def test_card_model_index_equals_the_evaluation_json(tmp_path, tiny_model):
     for text in (
         "## How to use",
         "trust_remote_code=True",
-        'pipeline(model="me/qface-tiny"',
+        'pipeline("face-analysis", model="me/qface-tiny"',
         "qface analyze",
         "## Tasks and outputs",
         "| head_pose | regression | `head_pose` |",

@@ -72,6 +72,9 @@ def test_demo_writes_the_report_and_says_where(tmp_path, sample_photos, capsys):
     assert page.count("<tr><td>multi_face.jpg</td>") == 5 and "src='rendered/multi_face.jpg'" in page
     assert f"Open {(tmp_path / 'index.html').resolve()}" in out
     assert sum(line.startswith("multi_face.jpg") for line in out.splitlines()) == 5
+    # Run again into the same folder: written anew, not refused (the demo's own folder) and not appended to.
+    assert demo.main([photo, "--output-dir", str(tmp_path)]) == 0
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_few_labels_are_all_shown_and_pose_keeps_its_order():

@@ -19,7 +19,10 @@ stopped by an error leaves a valid file with every finished image (a kill loses 
 `--resume` skips the inputs already in the file, images without faces included (a JSONL line with `"faces": []`,
 a CSV row with an empty `face`), and appends the others. Inputs that failed are in a JSONL file (their error line,
 so they are skipped too) but not in a CSV (tried again). A CSV whose header is not the columns this run writes
-(another model, other `--tasks`) is refused.
+(another model, other `--tasks`) is refused. An existing non-empty `--output` is refused unless `--resume` continues
+it or `--overwrite` replaces it; the outputs are checked before the model loads. Records are written whole
+(`modeling_qface.outputs.result_file`): a full disk ends the run with one line naming the file, which still holds
+every finished image.
 
 A file or folder that cannot be read is reported and skipped; the exit status is 0 unless `--strict` is given and
 some input failed (then 1). Exit status 2: bad arguments or no model; 130: interrupted (Ctrl-C).
@@ -43,6 +46,7 @@ from ..model.face_alignment_qface import DEFAULT_MAX_IMAGE_SIDE, DEFAULT_SCORE_T
 from ..model.image_loading_qface import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image_rgb
 from ..model.pipeline_qface import DEFAULT_AU_THRESHOLD
 from ..model.threads_qface import add_threads_argument, configure_threads
+from ..outputs.result_file import OutputWriteError, check_output_file, check_output_folder, portable_text, save_picture
 from ..outputs.writers import open_writer
 from ..registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
 from .inputs import collect_inputs
@@ -71,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="append to --output, skipping the inputs it already holds, face-less images included (after a killed or "
-        "interrupted run); without it, --output is written anew",
+        "interrupted run, or a full disk)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output that holds results already (without --resume or --overwrite it is refused)",
     )
     parser.add_argument(
         "--model",
@@ -224,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     problem = _option_problem(args, output)
     if problem:
         return _bad_input(problem)
+    try:  # before the model loads: an output that cannot be written costs no time
+        check_output_file(output, "--output", resume=args.resume, overwrite=args.overwrite)
+        for option, folder in (("--render-dir", args.render_dir), ("--attention-dir", args.attention_dir)):
+            if folder is not None:
+                check_output_folder(folder, option)
+    except OSError as error:
+        return _bad_input(error)
     files, failures = collect_inputs(args.inputs)
     try:
         configure_threads(threads_per_process(args.workers, args.threads))  # QFACE_NUM_THREADS: ValueError
@@ -249,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         writer = open_writer(output, tasks, args.resume)
     except (OSError, ValueError) as error:  # an output that cannot be written, or not resumed
         return _bad_input(error)
-    skipped = sum(str(path) in writer.done for path in files)
-    files = [path for path in files if str(path) not in writer.done]
+    skipped = sum(writer.holds(path) for path in files)
+    files = [path for path in files if not writer.holds(path)]
     try:
         num_images, num_faces = _analyse(pipe, call, files, failures, writer, args, worker_pipeline)
     except KeyboardInterrupt:
@@ -259,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except OutputWriteError as error:  # a full disk, a folder gone read-only: the file holds every finished image
+        return _bad_input(error)
     finally:
         writer.close()  # every finished image is in the file already; this only releases it
     print(summary(num_images, num_faces, failures, output, skipped))
@@ -273,6 +291,8 @@ def _option_problem(args, output: Path) -> str | None:
         return f"--batch-size must be >= 1, got {args.batch_size}"
     if args.workers < 1:
         return f"--workers must be >= 1, got {args.workers}"
+    if args.resume and args.overwrite:
+        return "--resume continues --output and --overwrite replaces it: give one of them"
     if args.max_image_side < MIN_MAX_IMAGE_SIDE:
         return f"--max-image-side must be at least {MIN_MAX_IMAGE_SIDE} pixels, got {args.max_image_side}"
     return None
@@ -297,7 +317,7 @@ def _analyse(pipe, call: dict, files: list[Path], failures: list, writer, args, 
 
 def _analyse_files(pipe, call: dict, files: list[Path], failures: list, writer, args, pool=None) -> tuple[int, int]:
     for source, reason in failures:
-        if source not in writer.done:  # a resumed file has them already
+        if not writer.holds(source):  # a resumed file has them already
             writer.add_failure(source, reason)
     for directory in (args.render_dir, args.attention_dir):
         if directory is not None:
@@ -353,11 +373,13 @@ def _analyse_files(pipe, call: dict, files: list[Path], failures: list, writer, 
     if args.attention_dir is not None and all_stage_usage:
         from ..figures.drawing import stage_usage_chart
 
-        stage_usage_chart(all_stage_usage).savefig(args.attention_dir / "stage_usage.png", dpi=100)
+        chart = stage_usage_chart(all_stage_usage)
+        save_picture(functools.partial(chart.savefig, dpi=100), args.attention_dir / "stage_usage.png")
     return num_images, num_faces
 
 
 def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], output: Path, skipped: int = 0) -> str:
+    failures = [(portable_text(str(source)), portable_text(reason)) for source, reason in failures]  # printable
     lines = [
         f"{num_images} image(s) analysed, {num_faces} face(s) found, {len(failures)} failure(s); results: {output}"
     ]
@@ -373,14 +395,15 @@ def summary(num_images: int, num_faces: int, failures: list[tuple[str, str]], ou
 def _save_render(image, faces: list[dict], path: Path) -> None:
     from ..figures.drawing import render
 
-    render(image, faces).save(path, quality=90)
+    save_picture(functools.partial(render(image, faces).save, quality=90), path)
 
 
 def _save_attention_figures(faces: list[dict], folder: Path, name: str) -> None:
     from ..figures.drawing import attention_figure_for_face
 
     for index, face in enumerate(faces):
-        attention_figure_for_face(face).savefig(folder / f"{name}_face{index}_attention.png", dpi=100)
+        figure = attention_figure_for_face(face)
+        save_picture(functools.partial(figure.savefig, dpi=100), folder / f"{name}_face{index}_attention.png")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import importlib.util
 import os
@@ -49,12 +50,16 @@ INPUT_ERRORS = (
     # A model folder that cannot be loaded.
     ("modeling_qface.model.model_loading_qface", "ModelLoadError"),
     ("modeling_qface.model.modeling_qface", "CheckpointError"),
+    # An output that cannot be written (full disk, read-only folder): it names the file.
+    ("modeling_qface.outputs.result_file", "OutputWriteError"),
     ("modeling_qface.training.data.errors", "DataFormatError"),
     ("modeling_qface.training.recipe", "RecipeError"),
     ("modeling_qface.training.mae_data", "BadImageError"),
 )
 # A path the user named that is missing, cannot be read or is in the way; on the installation's own files: a bug.
 PATH_ERRORS = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, FileExistsError)
+# A disk that is full or read-only (or a file too large for it) when a command writes: the machine's state, not a bug.
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG})
 # The package's own folders: `configuration/` and `training/` may lie elsewhere on disk (a source checkout).
 INSTALLED_PACKAGES = ("modeling_qface", "modeling_qface.configuration", "modeling_qface.training")
 
@@ -103,6 +108,8 @@ def is_input_error(error: BaseException) -> bool:
     """Whether `error` means a bad input rather than a bug (see INPUT_ERRORS and PATH_ERRORS)."""
     if isinstance(error, PATH_ERRORS):
         return error.filename is None or not _is_installed_file(error.filename)
+    if isinstance(error, OSError) and error.errno in WRITE_ERRNOS:
+        return True
     return isinstance(error, input_errors())
 
 
@@ -124,7 +131,8 @@ def _is_installed_file(filename) -> bool:
 def describe(error: BaseException | str) -> str:
     """An error (or a message) on one line: `path: reason` for an OS error on a file, else its message."""
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
-        message = f"{os.fsdecode(error.filename)}: {error.strerror}"
+        name = os.fsdecode(error.filename)
+        message = error.strerror if name in error.strerror else f"{name}: {error.strerror}"
     else:
         message = str(error) or type(error).__name__
     return " ".join(line.strip() for line in message.splitlines() if line.strip())

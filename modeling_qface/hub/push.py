@@ -6,7 +6,7 @@
 The folder (training's `final/` or `best/`, or any `save_pretrained` folder) is re-exported (`modeling_qface.hub`:
 safetensors weights, config with `auto_map` and `custom_pipelines`, model and pipeline code, image processor) and
 its model card generated from its files and the evaluation report, then pushed in one commit. Anyone can then run
-`AutoModel.from_pretrained(REPO_ID, trust_remote_code=True)` or `pipeline(model=REPO_ID, trust_remote_code=True)`.
+`AutoModel.from_pretrained(REPO_ID, trust_remote_code=True)` or `pipeline("face-analysis", model=REPO_ID, trust_remote_code=True)`.
 Log in first (`hf auth login`) or set HF_TOKEN. A Hub error (no permission, no such revision, no network) is one line
 naming the repo, exit status 2.
 """

@@ -317,12 +317,33 @@ class QFaceConfig(PreTrainedConfig):
                 f"backbone_config: expected a ViTMAEConfig or dict, got {type(self.backbone_config).__name__}"
             )
         super().__post_init__(**kwargs)
+        self._drop_registered_custom_pipelines()
         # Never keep a caller's mask_ratio: a masked encoder silently drops 75 % of the patches.
         self.backbone_config.mask_ratio = 0.0
         self.fusion_layers = list(self.fusion_layers)
         self.face_crop = {**copy.deepcopy(DEFAULT_FACE_CROP), **(self.face_crop or {})}
         tasks = default_tasks() if self.tasks is None else copy.deepcopy(list(self.tasks))
         self.tasks = [normalize_task(t, f"tasks[{i}]") for i, t in enumerate(tasks)]
+
+    def _drop_registered_custom_pipelines(self) -> None:
+        """Leaves out of a loaded config the `custom_pipelines` entries of tasks this process has registered.
+
+        An exported folder names its pipeline code in `custom_pipelines` (`face-analysis`), and transformers'
+        `pipeline()` then demands `trust_remote_code=True` to run the folder's copy of that code, even where this
+        package is installed and has registered the same task. Without the entry, the registered (installed) code
+        runs; where the package is not installed nothing registers the task, the entry stays and the folder's code
+        runs with `trust_remote_code=True`. The export path writes the entry again (`hub.export.add_pipeline_code`).
+        """
+        entries = getattr(self, "custom_pipelines", None)
+        if not entries:
+            return
+        from transformers.pipelines import PIPELINE_REGISTRY  # here: the config module stays light to import
+
+        kept = {task: entry for task, entry in entries.items() if task not in PIPELINE_REGISTRY.supported_tasks}
+        if kept:
+            self.custom_pipelines = kept
+        else:
+            del self.custom_pipelines
 
     def validate_fusion_layers(self):
         depth = self.backbone_config.num_hidden_layers

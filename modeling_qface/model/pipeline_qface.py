@@ -357,7 +357,7 @@ class FaceAnalysisPipeline(ChunkPipeline):
 
 def custom_pipelines_entry() -> dict:
     """The `custom_pipelines` entry of a saved model's `config.json` (what `Pipeline.save_pretrained` writes): with
-    it and this file next to the weights, `pipeline(model=..., trust_remote_code=True)` builds the face-analysis
+    it and this file next to the weights, `pipeline("face-analysis", model=..., trust_remote_code=True)` builds the face-analysis
     pipeline without the package. `modeling_qface.hub.export_model` writes it with the code."""
     module = FaceAnalysisPipeline.__module__.split(".")[-1]
     return {TASK_NAME: {"impl": f"{module}.{FaceAnalysisPipeline.__name__}", "pt": ["AutoModel"], "type": "image"}}

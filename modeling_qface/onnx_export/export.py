@@ -49,6 +49,7 @@ from ..model.onnx_qface import (
     is_onnx_model_folder,
     onnx_output_names,
 )
+from ..outputs.result_file import OutputWriteError, check_output_folder, write_errors
 
 FORMATS = ("onnx",)
 # MODEL `default`: the demo model shipped with the package, `modeling_qface.registry.DEFAULT_MODEL_DIR` (which this
@@ -224,11 +225,15 @@ def export_onnx(
         raise OnnxExportError(f"{output_dir}: the export must go to another folder than the model's")
     if is_onnx_model_folder(model_dir):
         raise OnnxExportError(f"{model_dir}: an ONNX export already; export from the torch model's folder")
+    check_output_folder(output_dir, "OUTPUT")  # before the model loads and the graph is traced (seconds)
     model = load_qface_model(model_dir).eval()
     check_exportable(model)
     # Written in a scratch folder next to the target and moved in at the end: a failed export leaves no half folder.
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".qface-onnx-", dir=output_dir.parent) as scratch:
+    with (
+        write_errors(output_dir, "ONNX export"),  # a full disk: one line naming OUTPUT, the scratch folder removed
+        tempfile.TemporaryDirectory(prefix=".qface-onnx-", dir=output_dir.parent) as scratch,
+    ):
         scratch = Path(scratch)
         export_onnx_graph(model, scratch / ONNX_WEIGHTS_NAME, opset_version=opset_version)
         write_config(model_dir, scratch / CONFIG_NAME)
@@ -351,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
             atol=args.atol,
             opset_version=args.opset,
         )
-    except (OnnxExportError, ModelLoadError, FileExistsError) as error:  # bad input: one line, exit status 2
+    except (
+        OnnxExportError,
+        ModelLoadError,
+        FileExistsError,
+        OutputWriteError,
+    ) as error:  # bad input: one line, exit status 2
         print(f"qface export: error: {describe(error)}", file=sys.stderr)
         return 2
     print(f"ONNX export of {model_folder(args.model)} written to {export.folder}")

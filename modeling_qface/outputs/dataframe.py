@@ -9,6 +9,7 @@ import re
 import pandas as pd
 
 from ..model.configuration_qface import ATTRIBUTE_NAMES, AU_NAMES
+from .result_file import portable_text
 
 # py-feat's emotion column order; the same words as EXPRESSION_NAMES (RAF-DB order).
 EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
@@ -83,7 +84,7 @@ def results_to_dataframe(results, inputs=None, tasks=None) -> pd.DataFrame:
         results (`list[list[dict]]` or `list[dict]`): what the pipeline returned for a list of images (one list of
             faces per image), or for one image (its list of faces; `[]` with one input is that image, face-less).
         inputs (`list`, *optional*): the inputs given to the pipeline, same length as `results`; paths fill the
-            `input` column (other inputs leave it empty).
+            `input` column (other inputs leave it empty), a name that is not UTF-8 as `result_file.portable_text` writes it.
         tasks (`list[dict]` or `QFaceConfig`, *optional*): the model's tasks (`config.tasks`, or its config, or the
             tasks the run computed): the columns are then `dataframe_columns(tasks)`, only those tasks' columns. None:
             every column of the five default tasks, plus the columns of added tasks found in the faces.
@@ -107,7 +108,7 @@ def results_to_dataframe(results, inputs=None, tasks=None) -> pd.DataFrame:
     rows = []
     for image_index, faces in enumerate(results):
         source = inputs[image_index] if inputs is not None else None
-        path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        path = portable_text(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else None  # valid UTF-8
         rows += [{"input": path, "image": image_index, "face": i, **_face_row(face)} for i, face in enumerate(faces)]
         if not faces:
             rows.append({"input": path, "image": image_index, "face": None})

@@ -1,7 +1,8 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Durable result files of `qface analyze`: JSON Lines or CSV, each image's results written and flushed as soon as
-it is done, so a run that dies leaves a valid file with every finished image; `resume` continues such a file.
-Strict JSON throughout: NaN and infinities are written as null.
+"""Durable result files of `qface analyze`: JSON Lines or CSV, each image's results written as soon as it is done,
+in one piece (`result_file.RecordFile`), so a run that dies, or a disk that fills up, leaves a valid file with every
+finished image; `resume` continues such a file. Strict JSON throughout: NaN and infinities are written as null.
+File names that are not UTF-8 are written with `\\xNN` for each odd byte (`result_file.portable_text`).
 """
 
 from __future__ import annotations
@@ -13,27 +14,33 @@ import math
 import os
 from pathlib import Path
 
+from .result_file import RecordFile, portable_text
+
 
 def strict_json(value, **kwargs) -> str:
     """`json.dumps` with NaN and infinities written as null: bare `NaN` / `Infinity` are not JSON, and strict
     parsers (JavaScript's JSON.parse, jq, Go, ...) refuse the whole document for one of them."""
-    return json.dumps(_finite(value), allow_nan=False, **kwargs)
+    return json.dumps(_portable(value), allow_nan=False, **kwargs)
 
 
-def _finite(value):
+def _portable(value):
+    """NaN and infinities as None, text as valid UTF-8 (`portable_text`: a JSON string with a lone surrogate is
+    valid JSON that jq, node and Go cannot map back to bytes)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return portable_text(value)
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {portable_text(str(key)): _portable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [_portable(item) for item in value]
     return value
 
 
 def open_writer(path: Path, tasks: list[dict], resume: bool = False):
     """The writer of `--output`'s format. `tasks`: the task dicts the run computes (they make the CSV columns);
     `resume`: append to the file, its inputs in the writer's `done`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # checked before the model loaded: `check_output_file`
     if path.suffix.lower() == ".csv":
         from .dataframe import dataframe_columns
 
@@ -47,7 +54,11 @@ class JsonLinesWriter:
 
     def __init__(self, path: Path, resume: bool = False):
         self.done = _resume_jsonl(path) if resume else set()
-        self.stream = path.open("a" if resume else "w", encoding="utf-8")
+        self.file = RecordFile(path, append=resume)
+
+    def holds(self, source) -> bool:
+        """Whether the file has `source`'s record already (`--resume`)."""
+        return portable_text(str(source)) in self.done
 
     def add(self, source: Path, faces: list[dict]) -> None:
         faces = [{k: v for k, v in face.items() if k != "attention"} for face in faces]  # arrays go to figures
@@ -57,11 +68,10 @@ class JsonLinesWriter:
         self._write({"input": str(source), "error": reason})
 
     def _write(self, record: dict) -> None:
-        self.stream.write(strict_json(record) + "\n")  # one write per image: a later kill leaves the line whole
-        self.stream.flush()
+        self.file.write(strict_json(record) + "\n")  # one write per image: a kill or a full disk leaves no torn line
 
     def close(self) -> None:
-        self.stream.close()
+        self.file.close()
 
 
 class CsvWriter:
@@ -78,10 +88,15 @@ class CsvWriter:
         self.columns = columns
         self.done, self.next_image = _resume_csv(path, columns) if resume else (set(), 0)
         fresh = not (resume and path.is_file() and path.stat().st_size)
-        self.stream = path.open("w" if fresh else "a", encoding="utf-8", newline="")
+        self.file = RecordFile(path, append=not fresh)
         if fresh:
-            csv.writer(self.stream, lineterminator="\n").writerow(columns)
-            self.stream.flush()
+            header = io.StringIO()
+            csv.writer(header, lineterminator="\n").writerow(columns)
+            self.file.write(header.getvalue())
+
+    def holds(self, source) -> bool:
+        """Whether the file has `source`'s rows already (`--resume`)."""
+        return portable_text(str(source)) in self.done
 
     def add(self, source: Path, faces: list[dict]) -> None:
         from .dataframe import results_to_dataframe
@@ -90,16 +105,15 @@ class CsvWriter:
         unexpected = [c for c in frame.columns if c not in self.columns and frame[c].notna().any()]
         if unexpected:  # a bug in dataframe_columns: better stop than drop numbers silently
             raise RuntimeError(f"CSV columns {sorted(unexpected)} were not derived from the model's tasks")
-        frame = frame.reindex(columns=self.columns).assign(image=self.next_image)
+        frame = frame.reindex(columns=self.columns).assign(image=self.next_image, input=portable_text(str(source)))
+        self.file.write(frame.to_csv(header=False, index=False, lineterminator="\n"))  # one write per image
         self.next_image += 1
-        self.stream.write(frame.to_csv(header=False, index=False, lineterminator="\n"))  # one write per image
-        self.stream.flush()
 
     def add_failure(self, source: str, reason: str) -> None:
         pass  # a CSV holds analysed images only (the summary reports failures)
 
     def close(self) -> None:
-        self.stream.close()
+        self.file.close()
 
 
 def _resume_jsonl(path: Path) -> set[str]:

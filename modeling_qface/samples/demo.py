@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir",
         type=Path,
         default=Path("demo-output"),
-        help="where results, pictures and index.html go (default: %(default)s)",
+        help="where results, pictures and index.html go, written anew each run (default: %(default)s)",
     )
     parser.add_argument(
         "photos", nargs="*", help=f"images to analyse (default: the sample photos {', '.join(DEFAULT_PHOTOS)})"
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             *photos,
             "--output",
             str(results),
+            "--overwrite",  # the demo's own folder: each run writes it anew
             *model,
             *threads,
             "--dtype",
