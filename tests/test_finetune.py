@@ -275,6 +275,7 @@ def test_warmup_then_cosine_to_the_floor_keeps_each_groups_scale(tiny_config, ti
 
 
 # ------------------------------------------------------------------------------------------------ kill and resume
+@pytest.mark.slow  # a qface train subprocess, killed
 def test_a_killed_run_resumes_to_identical_losses_and_weights(tmp_path, tiny_data, reference_run):
     reference, _ = reference_run
     output = tmp_path / "killed"
@@ -481,3 +482,23 @@ def test_bf16_mixed_precision_and_activation_checkpointing_run(tmp_path, tiny_da
     assert summary["steps"] == 2 and all(math.isfinite(r["loss"]) for r in records) and len(records) == 2
     assert not (tmp_path / "bf16" / "checkpoints").exists()
     assert QFaceModel.from_pretrained(tmp_path / "bf16" / "final").dtype == torch.float32
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_it(tmp_path, tiny_data, monkeypatch, capsys):
+    from modeling_qface import cli
+    from modeling_qface.training import checkpointing
+
+    def full_disk(*args, **kwargs):  # what torch's zip writer raises when the disk fills up under it
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4352 vs 4240")
+
+    monkeypatch.setattr(checkpointing.torch, "save", full_disk)
+    output = tmp_path / "run"
+    args = train_args(tiny_data, output, 3, checkpoint__every_steps=2, logging__tensorboard=False)
+    assert cli.main(["train", *args]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    folder = output / "checkpoints" / "step-00000002"
+    assert line[line.index("qface train: error:") :] == (  # after the progress bar's last state
+        f"qface train: error: cannot write the checkpoint {folder}: [enforce fail at inline_container.cc:626] . "
+        "unexpected pos 4352 vs 4240"
+    )
+    assert not folder.exists()  # never a checkpoint that looks complete

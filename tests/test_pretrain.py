@@ -27,18 +27,18 @@ from modeling_qface.training.mae_data import (
     load_rgb,
 )
 from modeling_qface.training.mae_figure import COLUMNS, GAP, HEADER, MASK_GREY, MIN_TILE, reconstruct
-from modeling_qface.training.pretrain import (
-    PretrainOptions,
-    build_mae_model,
+from modeling_qface.training.mae_model import build_mae_model, encoder_config, open_image_source, pretraining_config
+from modeling_qface.training.optim import parameter_groups
+from modeling_qface.training.pretrain import main, pretrain
+from modeling_qface.training.pretrain_recipe import (
+    PretrainDataSection,
+    PretrainModelSection,
+    PretrainRecipe,
     build_parser,
-    encoder_config,
-    main,
-    open_image_source,
-    options_from_args,
-    parameter_groups,
-    pretrain,
-    pretraining_config,
+    load_pretrain_recipe,
+    recipe_from_args,
 )
+from modeling_qface.training.recipe_base import RecipeError
 
 NUM_IMAGES = 16
 STEPS = 20
@@ -69,6 +69,12 @@ def make_faces(folder, count: int, size: int = 48, seed: int = 0) -> list:
         image.save(path)
         paths.append(path)
     return paths
+
+
+def tiny_recipe(output_dir, data: dict, **sections) -> PretrainRecipe:
+    """A pretraining recipe of the qface-tiny encoder on `data`; `sections` such as `train={"max_steps": 1}`."""
+    raw = {"output_dir": str(output_dir), "model": {"preset": "qface-tiny"}, "data": data, **sections}
+    return load_pretrain_recipe(raw=raw)
 
 
 def mae_sincos_reference(embed_dim: int, grid_size: int) -> np.ndarray:
@@ -156,12 +162,12 @@ def test_run_writes_the_checkpoint_processor_config_and_log(run):
 
     record = json.loads((output_dir / "pretrain_config.json").read_text())
     recipe = yaml.safe_load((PRESET_DIR / "pretrain-tiny.yaml").read_text())
-    assert record["options"]["preset"] == recipe["preset"] == "qface-tiny"  # from the recipe
-    assert record["options"]["weight_decay"] == recipe["weight_decay"]
-    assert record["options"]["learning_rate"] == 3e-3 != recipe["learning_rate"]  # the flag wins
+    assert record["recipe"]["model"]["preset"] == recipe["model"]["preset"] == "qface-tiny"  # from the recipe
+    assert record["recipe"]["optimizer"]["weight_decay"] == recipe["optimizer"]["weight_decay"]
+    assert record["recipe"]["optimizer"]["lr"] == 3e-3 != recipe["optimizer"]["lr"]  # the flag wins
     assert record["resolved"]["total_steps"] == STEPS and record["resolved"]["num_images"] == NUM_IMAGES
     assert record["resolved"]["mixed_precision"] == "no"
-    assert record["versions"]["torch"] == torch.__version__
+    assert record["versions"]["packages"]["torch"] == torch.__version__
 
     config = json.loads((output_dir / "config.json").read_text())
     assert config["model_type"] == "vit_mae" and config["mask_ratio"] == 0.75 and config["norm_pix_loss"] is True
@@ -185,7 +191,7 @@ def test_loss_is_finite_and_decreases_when_overfitting(run):
 
 def test_fresh_model_has_sincos_positions_and_random_tokens():
     torch.manual_seed(0)
-    config = pretraining_config(load_preset("qface-tiny"), PretrainOptions(data="x", output_dir="y"))
+    config = pretraining_config(load_preset("qface-tiny"), PretrainModelSection())
     model = build_mae_model(config)
     assert_sincos_positions(model)
     assert not model.vit.embeddings.position_embeddings.requires_grad
@@ -254,9 +260,9 @@ def test_handoff_to_qface_is_exact(run, tmp_path):
 def test_empty_folder_is_an_error_naming_it(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("not an image")
-    options = PretrainOptions(data=str(tmp_path / "empty"), preset="qface-tiny", output_dir=str(tmp_path / "out"))
+    recipe = tiny_recipe(tmp_path / "out", {"folder": str(tmp_path / "empty")})
     with pytest.raises(ValueError, match=r"empty: no images found"):
-        pretrain(options)
+        pretrain(recipe)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
     # The command line reports it in one line and exits with status 2.
     argv = ["--data", str(tmp_path / "empty"), "--preset", "qface-tiny", "--output-dir", str(tmp_path / "out")]
@@ -277,9 +283,9 @@ def write_bad_images(folder) -> dict[str, bytes]:
 def test_corrupt_image_is_an_error_naming_the_file(tmp_path):
     make_faces(tmp_path / "faces", 4)
     write_bad_images(tmp_path / "faces")
-    options = PretrainOptions(data=str(tmp_path / "faces"), preset="qface-tiny", output_dir=str(tmp_path / "out"))
+    recipe = tiny_recipe(tmp_path / "out", {"folder": str(tmp_path / "faces")})
     with pytest.raises(BadImageError, match=r"broken\.jpg: not a readable image.*--skip-bad-images"):
-        pretrain(options)
+        pretrain(recipe)
     assert not (tmp_path / "out").exists()
 
 
@@ -287,14 +293,11 @@ def test_skip_bad_images_trains_on_the_rest_and_counts_them(tmp_path):
     make_faces(tmp_path / "faces", 4)
     bad = write_bad_images(tmp_path / "faces")
     output_dir = pretrain(
-        PretrainOptions(
-            data=str(tmp_path / "faces"),
-            preset="qface-tiny",
-            output_dir=str(tmp_path / "out"),
-            skip_bad_images=True,
-            max_steps=1,
-            batch_size=4,
-            num_reconstructions=0,
+        tiny_recipe(
+            tmp_path / "out",
+            {"folder": str(tmp_path / "faces"), "skip_bad_images": True},
+            train={"max_steps": 1, "batch_size": 4},
+            logging={"num_reconstructions": 0},
         )
     )
     resolved = json.loads((output_dir / "pretrain_config.json").read_text())["resolved"]
@@ -341,16 +344,16 @@ def test_saved_dataset_and_data_source_inputs(tmp_path):
     paths = make_faces(tmp_path / "faces", 3)
     features = datasets.Features({"photo": datasets.Image()})
     datasets.Dataset.from_dict({"photo": [str(p) for p in paths]}, features=features).save_to_disk(tmp_path / "saved")
-    source = open_image_source(PretrainOptions(data=str(tmp_path / "saved"), image_column="photo", output_dir="o"))
+    source = open_image_source(PretrainDataSection(folder=str(tmp_path / "saved"), image_column="photo"))
     assert isinstance(source, DatasetImages) and len(source) == 3
     assert np.array_equal(np.asarray(load_rgb(source, 2)), np.asarray(Image.open(paths[2]).convert("RGB")))
     with pytest.raises(ValueError, match=r"no image column 'image'; columns are \['photo'\]"):
-        open_image_source(PretrainOptions(data=str(tmp_path / "saved"), output_dir="o"))
+        open_image_source(PretrainDataSection(folder=str(tmp_path / "saved")))
 
     lines = [json.dumps({"file_name": str(p.relative_to(tmp_path / "faces")), "age": 30}) for p in paths]
     (tmp_path / "faces" / "metadata.jsonl").write_text("\n".join(lines) + "\n")
-    options = PretrainOptions(source="image_folder", root=str(tmp_path / "faces"), split="all", output_dir="o")
-    source = open_image_source(options, FaceCrop(size=48))
+    data = PretrainDataSection(source="image_folder", root=str(tmp_path / "faces"), split="all")
+    source = open_image_source(data, FaceCrop(size=48))
     assert len(source) == 3 and source.name(0).endswith(f"({paths[0]})")
     # A source's images are its faces in the encoder's Q-Face crop (no face in these: the central square).
     crop = FaceCrop(size=48).central(np.asarray(Image.open(paths[0]).convert("RGB"))).crop
@@ -359,32 +362,44 @@ def test_saved_dataset_and_data_source_inputs(tmp_path):
 
 def test_recipe_values_are_overridden_by_flags(tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("preset: qface-small\nlearning_rate: 1e-3\nbatch-size: 8\ndata: folder\n")
-    args = ["--config", str(recipe), "--output-dir", "out"]
-    options = options_from_args(build_parser().parse_args(args))
-    assert (options.preset, options.learning_rate, options.batch_size) == ("qface-small", 1e-3, 8)
-    assert options.data == "folder"
-    options = options_from_args(
-        build_parser().parse_args(
-            [*args, "--batch-size", "2", "--model-config", "c.json", "--source", "celeba", "--root", "r"]
-        )
+    recipe.write_text(
+        "model: {preset: qface-small}\noptimizer: {lr: 1e-3}\ntrain: {batch_size: 8}\ndata: {folder: f}\n"
     )
-    assert (options.batch_size, options.preset, options.model_config, options.data) == (2, None, "c.json", None)
+    args = ["--config", str(recipe), "--output-dir", "out"]
+    parsed = recipe_from_args(build_parser().parse_args(args))
+    assert (parsed.model.preset, parsed.optimizer.lr, parsed.train.batch_size) == ("qface-small", 1e-3, 8)
+    assert parsed.data.folder == "f" and parsed.output_dir == "out"
+    flags = ["--batch-size", "2", "--model-config", "c.json", "--source", "celeba", "--root", "r"]
+    parsed = recipe_from_args(build_parser().parse_args([*args, *flags, "--set", "optimizer.betas=[0.9, 0.99]"]))
+    assert (parsed.train.batch_size, parsed.model.preset, parsed.model.config) == (2, None, "c.json")
+    assert (parsed.data.folder, parsed.data.source, parsed.optimizer.betas) == (None, "celeba", (0.9, 0.99))
 
-    recipe.write_text("preset: qface-small\nlearning_rat: 1e-3\n")
-    with pytest.raises(ValueError, match=r"recipe\.yaml: unknown option\(s\) \['learning_rat'\]"):
-        options_from_args(build_parser().parse_args(args))
-    recipe.write_text("mixed_precision: no\ndata: folder\n")
-    with pytest.raises(ValueError, match=r"option mixed_precision: expected str, got False \(quote YAML"):
-        options_from_args(build_parser().parse_args(args))
-    with pytest.raises(ValueError, match="give exactly one input"):
-        PretrainOptions(output_dir="o")
+    # Errors name the file and the key, as `qface train`'s recipes do.
+    recipe.write_text("model: {preset: qface-small}\noptimizer: {learning_rate: 1e-3}\ndata: {folder: f}\n")
+    with pytest.raises(RecipeError, match=rf"^{recipe}: optimizer\.learning_rate: unknown key"):
+        recipe_from_args(build_parser().parse_args(args))
+    recipe.write_text("train: {mixed_precision: fp8}\ndata: {folder: f}\n")
+    with pytest.raises(RecipeError, match=r"recipe\.yaml: train\.mixed_precision: Input should be 'auto', 'no' or"):
+        recipe_from_args(build_parser().parse_args(args))
+    recipe.write_text("train: {mixed_precision: no}\ndata: {folder: f}\n")  # YAML's false: taken as "no"
+    assert recipe_from_args(build_parser().parse_args(args)).train.mixed_precision == "no"
+    with pytest.raises(RecipeError, match="data: give exactly one input"):
+        recipe_from_args(build_parser().parse_args(["--output-dir", "o"]))
+    with pytest.raises(RecipeError, match="give at most one of max_steps and epochs"):
+        recipe_from_args(
+            build_parser().parse_args(
+                ["--data", "f", "--output-dir", "o", "--set", "train.epochs=2", "--max-steps", "3"]
+            )
+        )
+    for name in ("pretrain-tiny", "pretrain-small", "pretrain-base", "pretrain-demo"):  # every shipped recipe
+        load_pretrain_recipe(name, [(["output_dir"], "o"), (["data", "folder"], "f")])
 
 
 def test_weight_decay_only_on_matrices():
-    model = build_mae_model(pretraining_config(load_preset("qface-tiny"), PretrainOptions(data="x", output_dir="y")))
-    decay, no_decay = parameter_groups(model, 0.05)
-    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+    model = build_mae_model(pretraining_config(load_preset("qface-tiny"), PretrainModelSection()))
+    decay, no_decay = parameter_groups(model, 1e-3, 0.05)
+    assert (decay["name"], no_decay["name"]) == ("decay", "no_decay")
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0) and decay["lr"] == no_decay["lr"] == 1e-3
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     exempt = {names[id(p)] for p in no_decay["params"]}
@@ -414,8 +429,8 @@ def test_reconstruction_of_a_perfect_prediction_is_the_image(norm_pix_loss):
     """`reconstruct` maps the decoder's (normalised) patch predictions back to pixels: a decoder that predicted
     its training target exactly must give back the original image."""
     torch.manual_seed(0)
-    options = PretrainOptions(data="x", output_dir="y", norm_pix_loss=norm_pix_loss)
-    model = build_mae_model(pretraining_config(load_preset("qface-tiny"), options)).eval()
+    settings = PretrainModelSection(norm_pix_loss=norm_pix_loss)
+    model = build_mae_model(pretraining_config(load_preset("qface-tiny"), settings)).eval()
     real_forward = model.forward
 
     def perfect_forward(pixel_values, noise):
@@ -447,11 +462,11 @@ def test_model_config_json_gives_the_same_encoder_as_the_preset(run):
         "patch_size",
     )
     for path in (PRESET_DIR / "qface-tiny.json", run["output_dir"] / "config.json"):  # a Q-Face and a ViTMAE config
-        options = PretrainOptions(data="x", output_dir="y", model_config=str(path))
-        config = pretraining_config(encoder_config(options), options)
+        settings = PretrainModelSection(config=str(path))
+        config = pretraining_config(encoder_config(settings), settings)
         assert [getattr(config, k) for k in geometry] == [getattr(preset, k) for k in geometry]
         assert (config.mask_ratio, config.decoder_hidden_size) == (0.75, preset.decoder_hidden_size)
     bad = run["output_dir"].parent / "bad.json"
     bad.write_text('{"model_type": "bert"}')
     with pytest.raises(ValueError, match=r"bad\.json: model_type is 'bert', expected 'qface' or 'vit_mae'"):
-        encoder_config(PretrainOptions(data="x", output_dir="y", model_config=str(bad)))
+        encoder_config(PretrainModelSection(config=str(bad)))

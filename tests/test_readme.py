@@ -48,6 +48,8 @@ NOT_RUN = {
     "resumes such a run",
     "qface pretrain --config pretrain-small --data faces/ --output-dir runs/mae-small --resume": "as the pretraining "
     "run it continues: the user's own faces, hours long",
+    "qface pretrain --config pretrain-tiny --data faces/ --output-dir runs/t --set optimizer.lr=3e-3": "the user's "
+    "own unlabelled faces; tests/test_pretrain.py runs --set overrides on a tiny recipe and generated faces",
     "qface evaluate --model runs/qface/final --source raf_db:/data/RAF-DB/basic:test --output raf.json": "needs "
     "RAF-DB, which the user downloads; tests/test_finetune.py runs `qface evaluate` on generated benchmark folders",
     "qface label my_photos/ --output labelled/ --format image_folder": "needs the optional teachers (`make "

@@ -91,6 +91,7 @@ def run_trainer(tmp_path, config, dataset, activation_checkpointing: bool):
     return trainer, result, trainer.evaluate()
 
 
+@pytest.mark.slow  # transformers Trainer runs and evaluates
 def test_trainer_trains_and_evaluates_with_partial_labels(tmp_path, tiny_config, face_dataset):
     runs = {flag: run_trainer(tmp_path, tiny_config, face_dataset, flag) for flag in (False, True)}
     trainer, result, metrics = runs[False]

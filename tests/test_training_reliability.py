@@ -21,7 +21,9 @@ from modeling_qface.training import evaluation, finetune
 from modeling_qface.training import pretrain as pretraining
 from modeling_qface.training.checkpointing import list_checkpoints
 from modeling_qface.training.mae_data import BadImageError, ImageFiles, check_images
+from modeling_qface.training.pretrain_recipe import build_parser, load_pretrain_recipe, recipe_from_args
 from modeling_qface.training.recipe import RecipeError, load_recipe
+from modeling_qface.training.tracking import truncate_jsonl
 from tests.fixtures.train_runs import TINY_RECIPE, kill_once_written, single_thread
 from tests.test_pretrain import make_faces
 
@@ -70,6 +72,7 @@ def assert_same_weights(first, second) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ kill and resume
+@pytest.mark.slow  # a qface pretrain subprocess, killed
 def test_a_killed_pretraining_run_resumes_to_bit_identical_weights(tmp_path, faces, capsys):
     argv = [*PRETRAIN_ARGS, "--data", str(faces)]
     reference = tmp_path / "reference"
@@ -100,7 +103,7 @@ def test_a_killed_pretraining_run_resumes_to_bit_identical_weights(tmp_path, fac
     # A run without --resume refuses to start over the interrupted run's checkpoints and deletes nothing.
     assert run_pretrain([*argv, "--output-dir", str(output)]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
-    assert "holds the checkpoints of an interrupted run" in error and "pass --resume" in error
+    assert "already holds checkpoints" in error and "pass --resume" in error and "--overwrite-output-dir" in error
     assert list_checkpoints(partial)[-1][0] == resume_step and (partial / pretraining.LOG_FILE).is_file()
     stale = partial / "checkpoints" / f".tmp-step-{resume_step + 4:08d}"  # as if killed while writing the next one
     stale.mkdir()
@@ -165,39 +168,37 @@ def test_resume_refuses_other_options_and_a_missing_checkpoint(tmp_path, faces, 
     assert "--resume: no checkpoint under" in capsys.readouterr().err
     checkpoint = tmp_path / "out.partial" / "checkpoints" / "step-00000004"
     checkpoint.mkdir(parents=True)
-    options = pretraining.options_from_args(pretraining.build_parser().parse_args([*argv, "--batch-size", "8"]))
-    state = {"step": 4, "options": pretraining.options_record(options), "num_images": 10}
+    recipe = recipe_from_args(build_parser().parse_args([*argv, "--batch-size", "8"]))
+    state = {"step": 4, "recipe": pretraining.recipe_record(recipe), "num_images": 10}
     (checkpoint / "trainer_state.json").write_text(json.dumps(state))
     assert run_pretrain([*argv, "--resume", "--batch-size", "4"]) == 2
     error = capsys.readouterr().err.splitlines()[-1]
-    expected = f"--resume {checkpoint}: the run that wrote it had other options: batch_size 8 (now 4)"
+    expected = f"--resume {checkpoint}: the run that wrote it had another recipe: train.batch_size 8 (now 4)"
     assert error == f"qface pretrain: error: {expected}"
     # --resume auto starts a new run when there is nothing to resume (and an old partial folder only holds a log)
     (tmp_path / "new.partial").mkdir()
     (tmp_path / "new.partial" / pretraining.LOG_FILE).write_text('{"step": 1}\n{"step": 2, "lo')
-    options = pretraining.options_from_args(
-        pretraining.build_parser().parse_args(
-            [
-                "--config",
-                "pretrain-tiny",
-                "--data",
-                str(faces),
-                "--output-dir",
-                str(tmp_path / "new"),
-                "--resume",
-                "auto",
-                "--max-steps",
-                "1",
-                "--batch-size",
-                "10",
-                "--num-reconstructions",
-                "0",
-            ]
-        )
+    args = build_parser().parse_args(
+        [
+            "--config",
+            "pretrain-tiny",
+            "--data",
+            str(faces),
+            "--output-dir",
+            str(tmp_path / "new"),
+            "--resume",
+            "auto",
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "10",
+            "--num-reconstructions",
+            "0",
+        ]
     )
-    assert pretraining.resolve_resume(tmp_path / "new.partial", options.resume) is None
+    assert pretraining.resolve_resume(tmp_path / "new.partial", args.resume) is None
     with single_thread():
-        assert pretraining.pretrain(options) == tmp_path / "new"
+        assert pretraining.pretrain(recipe_from_args(args), resume=args.resume) == tmp_path / "new"
     lines = (tmp_path / "new" / pretraining.LOG_FILE).read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1]
 
@@ -205,7 +206,7 @@ def test_resume_refuses_other_options_and_a_missing_checkpoint(tmp_path, faces, 
 def test_a_torn_last_log_line_is_dropped_when_resuming(tmp_path):
     path = tmp_path / "train_log.jsonl"
     path.write_text('{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.9}\n{"step": 3, "loss": 0.8}\n{"step": 4, "lo')
-    pretraining.truncate_log(path, 2)
+    truncate_jsonl(path, 2)
     assert path.read_text() == '{"step": 1, "loss": 1.0}\n{"step": 2, "loss": 0.9}\n'
 
 
@@ -240,17 +241,17 @@ def test_an_image_failing_when_drawn_is_skipped_warned_about_and_counted_once(
 ):
     folder = faces_with_a_corrupt_png
     assert len(check_images(ImageFiles(sorted(folder.rglob("*.png"))))[0]) == 8  # it passes the header check
-    options = pretraining.PretrainOptions(
-        data=str(folder),
-        preset="qface-tiny",
-        output_dir=str(tmp_path / "out"),
-        skip_bad_images=True,
-        max_steps=6,
-        batch_size=4,
-        num_reconstructions=8,
+    recipe = load_pretrain_recipe(
+        raw={
+            "output_dir": str(tmp_path / "out"),
+            "model": {"preset": "qface-tiny"},
+            "data": {"folder": str(folder), "skip_bad_images": True},
+            "train": {"max_steps": 6, "batch_size": 4},
+            "logging": {"num_reconstructions": 8},
+        }
     )  # fmt: skip  (2 batches an epoch: every image, the corrupt one too, is drawn 3 times)
     with caplog.at_level(logging.WARNING), single_thread():
-        output_dir = pretraining.pretrain(options)
+        output_dir = pretraining.pretrain(recipe)
     warnings = [r.getMessage() for r in caplog.records if "corrupt.png" in r.getMessage()]
     assert len(warnings) == 1 and "cannot decode image" in warnings[0]
     record = json.loads((output_dir / pretraining.CONFIG_FILE).read_text())
@@ -282,9 +283,9 @@ def test_without_skip_an_image_failing_in_a_worker_is_a_one_line_error_naming_it
     corrupt = faces_with_a_corrupt_png / "corrupt.png"
     assert error.startswith(f"qface pretrain: error: {corrupt}: cannot decode image (")
     assert error.endswith("; pass --skip-bad-images to leave unreadable images out") and "worker" not in error
-    options = pretraining.options_from_args(pretraining.build_parser().parse_args(argv))
+    recipe = recipe_from_args(build_parser().parse_args(argv))
     with single_thread(), pytest.raises(BadImageError, match=r"corrupt\.png: cannot decode image"):
-        pretraining.pretrain(options)
+        pretraining.pretrain(recipe)
 
 
 # ------------------------------------------------------------------------------------------------ recipes

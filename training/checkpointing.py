@@ -1,5 +1,5 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Atomic training checkpoints (resumable state) and atomic model exports (`save_pretrained` folders).
+"""Atomic training checkpoints (resumable state) and atomic model exports (the Q-Face export folders).
 
 Layout under `output_dir`:
     checkpoints/step-00000050/   resumable state: `accelerator.save_state` files (model.safetensors, optimizer.bin,
@@ -28,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+from modeling_qface.outputs.result_file import write_errors
 from modeling_qface.outputs.writers import strict_json
+from modeling_qface.training.recipe_base import RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ _PACKAGES = (
     "numpy",
     "pillow",
     "pydantic",
+    "pyyaml",
     "tensorboard",
 )
 
@@ -103,6 +106,17 @@ def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
     return folder
 
 
+def check_interrupted_run(folder: str | Path, resume_from: Path | None, overwrite: bool, overwrite_flag: str) -> None:
+    """Refuses to start a new run over the checkpoints of an interrupted one (often its only product) unless
+    `overwrite` says to; `overwrite_flag` is how the command spells that (`--overwrite`)."""
+    checkpoints = list_checkpoints(folder)
+    if resume_from is None and checkpoints and not overwrite:
+        raise RecipeError(
+            f"{folder} already holds checkpoints; pass --resume to continue that run (its last checkpoint is at step "
+            f"{checkpoints[-1][0]}) or {overwrite_flag} to delete them and start over"
+        )
+
+
 def remove_partial_checkpoints(output_dir: str | Path) -> list[Path]:
     """Deletes temporary folders left by a run killed while writing; returns what it removed."""
     root = checkpoint_root(output_dir)
@@ -129,6 +143,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def replace_folder(temporary: Path, folder: Path) -> None:
+    """Puts the complete folder `temporary` in the place of `folder` with renames. A non-empty folder cannot be
+    replaced in one rename: an existing `folder` is moved aside first, then deleted."""
+    previous = folder.with_name(f".old-{folder.name}")
+    if folder.exists():
+        if previous.exists():
+            shutil.rmtree(previous)
+        os.replace(folder, previous)
+    os.replace(temporary, folder)
+    _fsync_dir(folder.parent)
+    if previous.exists():
+        shutil.rmtree(previous)
+
+
 def save_checkpoint(
     accelerator,
     output_dir: str | Path,
@@ -152,13 +180,15 @@ def save_checkpoint(
             shutil.rmtree(temporary)
         temporary.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
+    with write_errors(final, "checkpoint"):
+        accelerator.save_state(str(temporary))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (temporary / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))
-        torch.save(sampler_state, temporary / SAMPLER_STATE)
-        write_run_files(temporary, recipe_yaml)
-        _fsync_tree(temporary)
+        with write_errors(final, "checkpoint"):
+            (temporary / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=1))
+            torch.save(sampler_state, temporary / SAMPLER_STATE)
+            write_run_files(temporary, recipe_yaml)
+            _fsync_tree(temporary)
         if final.exists():  # only when resuming from an earlier checkpoint than the newest one
             shutil.rmtree(final)
         os.replace(temporary, final)
@@ -200,35 +230,28 @@ def export_model(accelerator, model, image_processor, folder: str | Path, recipe
         if temporary.exists():
             shutil.rmtree(temporary)
         temporary.mkdir(parents=True)
-        write_run_files(temporary, recipe_yaml)  # before the card, which reads recipe.yaml
         extra = json.loads(strict_json(extra)) if extra else None  # NaN metrics -> null, as the file has them
-        # The card names the run (the output folder), not `final` / `best` or the temporary folder.
-        write_export(
-            accelerator.unwrap_model(model),
-            temporary,
-            image_processor,
-            evaluation=extra,
-            repo_id=folder.resolve().parent.name,
-            state_dict=state_dict,
-            save_function=accelerator.save,
-        )
-        _fsync_tree(temporary)
-        # A non-empty folder cannot be replaced in one rename: move the old one aside first, then drop it.
-        previous = folder.with_name(f".old-{folder.name}")
-        if folder.exists():
-            if previous.exists():
-                shutil.rmtree(previous)
-            os.replace(folder, previous)
-        os.replace(temporary, folder)
-        _fsync_dir(folder.parent)
-        if previous.exists():
-            shutil.rmtree(previous)
+        with write_errors(folder, "model export"):
+            write_run_files(temporary, recipe_yaml)  # before the card, which reads recipe.yaml
+            # The card names the run (the output folder), not `final` / `best` or the temporary folder.
+            write_export(
+                accelerator.unwrap_model(model),
+                temporary,
+                image_processor,
+                evaluation=extra,
+                repo_id=folder.resolve().parent.name,
+                state_dict=state_dict,
+                save_function=accelerator.save,
+            )
+            _fsync_tree(temporary)
+        replace_folder(temporary, folder)
     accelerator.wait_for_everyone()
     return folder
 
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "check_interrupted_run",
     "checkpoint_root",
     "export_model",
     "latest_checkpoint",
@@ -236,6 +259,8 @@ __all__ = [
     "load_checkpoint",
     "package_versions",
     "remove_partial_checkpoints",
+    "replace_folder",
+    "resolve_resume",
     "save_checkpoint",
     "write_run_files",
 ]

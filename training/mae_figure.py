@@ -14,6 +14,8 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import ViTMAEForPreTraining
 
+from .mae_data import BadImageError, load_rgb
+
 COLUMNS = ("original", "masked", "reconstruction", "reconstruction + visible")
 MIN_TILE = 128
 GAP = 4
@@ -87,3 +89,16 @@ def save_reconstruction_figure(panels: dict[str, torch.Tensor], path: str | Path
             figure.paste(image, (left, HEADER + GAP + row * (tile_h + GAP)))
     figure.save(path)
     return Path(path)
+
+
+def reconstruction_images(source, indices: list[int], count: int) -> list:
+    """The first `count` images of `indices` that decode (one that does not is left out of the figure)."""
+    images = []
+    for index in indices:
+        if len(images) == count:
+            break
+        try:
+            images.append(load_rgb(source, index))
+        except BadImageError:
+            continue
+    return images

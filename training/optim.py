@@ -1,5 +1,6 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""AdamW with layer-wise learning-rate decay over the ViT encoder, and a warmup + cosine schedule.
+"""AdamW parameter groups (with layer-wise learning-rate decay over the ViT encoder when asked), the optimizer and
+its warmup + cosine schedule, for MAE pretraining and fine-tuning alike.
 
 Layer ids (as in BEiT / MAE fine-tuning, for an encoder of L blocks):
     0        `encoder.embeddings` (patch projection, CLS token)
@@ -8,8 +9,8 @@ Layer ids (as in BEiT / MAE fine-tuning, for an encoder of L blocks):
 A parameter of layer id `k` gets the learning rate `lr * layer_decay ** (L + 1 - k)`: the heads train at `lr`, the
 last block at `lr * layer_decay`, the embeddings at `lr * layer_decay ** (L + 1)`.
 
-No weight decay on biases, normalisation weights, embedding tables (label queries, stage embeddings) and the CLS /
-position embeddings. The patch projection's convolution weight is decayed, as in MAE's fine-tuning recipe.
+No weight decay on biases, normalisation weights, embedding tables (label queries, stage embeddings), the CLS / mask
+tokens and the position embeddings. The patch projection's convolution weight is decayed, as in MAE's fine-tuning recipe.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import nn
 from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
 # Parameters that are embeddings although they are not held by an nn.Embedding.
-_EMBEDDING_PARAMETERS = ("cls_token", "position_embeddings", "mask_token")
+_EMBEDDING_PARAMETERS = ("cls_token", "position_embeddings", "mask_token", "decoder_pos_embed")
 _BLOCK = re.compile(r"^encoder\.layers\.(\d+)\.")
 
 
@@ -43,38 +44,37 @@ def decays(module: nn.Module, parameter_name: str, parameter: torch.Tensor) -> b
     return parameter_name not in _EMBEDDING_PARAMETERS
 
 
-def parameter_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float) -> list[dict]:
-    """AdamW parameter groups of a `QFaceModel`, one per (layer id, decayed or not), frozen parameters left out.
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float | None = None) -> list[dict]:
+    """AdamW parameter groups, frozen parameters left out, weight decay only where `decays` says.
 
-    Each group carries `lr`, `weight_decay`, `lr_scale` and `name` (e.g. `"layer_03_decay"`) for logging.
+    Without `layer_decay` (MAE pretraining, any model): two groups, `decay` and `no_decay`, both at `lr`. With it (a
+    `QFaceModel`, fine-tuning): one group per (layer id, decayed or not), at `lr` x its layer's scale (see the module
+    docstring). Each group carries `lr`, `weight_decay`, `lr_scale` and `name` (e.g. `"layer_03_decay"`) for logging.
     """
-    num_layers = model.config.backbone_config.num_hidden_layers
+    num_layers = model.config.backbone_config.num_hidden_layers if layer_decay is not None else 0
     groups: dict[str, dict] = {}
     for module_name, module in model.named_modules():
         for parameter_name, parameter in module.named_parameters(recurse=False):
             if not parameter.requires_grad:
                 continue
-            full_name = f"{module_name}.{parameter_name}" if module_name else parameter_name
-            layer = layer_id(full_name, num_layers)
-            decayed = decays(module, parameter_name, parameter)
-            name = f"layer_{layer:02d}_{'decay' if decayed else 'no_decay'}"
+            kind = "decay" if decays(module, parameter_name, parameter) else "no_decay"
+            name, scale = kind, 1.0
+            if layer_decay is not None:
+                layer = layer_id(f"{module_name}.{parameter_name}" if module_name else parameter_name, num_layers)
+                name, scale = f"layer_{layer:02d}_{kind}", layer_decay ** (num_layers + 1 - layer)
             if name not in groups:
-                scale = layer_decay ** (num_layers + 1 - layer)
-                groups[name] = {
-                    "name": name,
-                    "params": [],
-                    "lr": lr * scale,
-                    "lr_scale": scale,
-                    "weight_decay": weight_decay if decayed else 0.0,
-                }
+                decay = weight_decay if kind == "decay" else 0.0
+                groups[name] = {"name": name, "params": [], "lr": lr * scale, "lr_scale": scale, "weight_decay": decay}
             groups[name]["params"].append(parameter)
     return [groups[name] for name in sorted(groups)]
 
 
-def build_optimizer(model: nn.Module, settings) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups`; `settings` is the recipe's `optimizer` section."""
-    groups = parameter_groups(model, settings.lr, settings.weight_decay, settings.layer_decay)
-    return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps)
+def build_optimizer(model: nn.Module, settings, lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over `parameter_groups`; `settings` is a recipe's `optimizer` section (an `AdamWSection`), whose
+    `layer_decay` applies where it has one; `lr` replaces `settings.lr` (pretraining's scaled rate)."""
+    lr = settings.lr if lr is None else lr
+    groups = parameter_groups(model, lr, settings.weight_decay, getattr(settings, "layer_decay", None))
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(settings.betas), eps=settings.eps)
 
 
 def warmup_steps(settings, max_steps: int) -> int:

@@ -1,12 +1,13 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""Fine-tuning recipes: a YAML file, checked key by key, with command-line overrides.
+"""Fine-tuning recipes (`qface train`): the schema and its checks of data sources and paths.
 
 A recipe (see `configuration/train-tiny.yaml` for a complete one) has the sections `model`, `data`, `augment`,
 `train`, `optimizer`, `eval`, `checkpoint`, `logging` and the top-level `output_dir` and `seed`. Every key is
 validated before any work: an unknown key, a value of the wrong type, an unknown preset, data source, split or
 adapter option (a BP4D `fold` of 4), or a data folder that does not exist raises `RecipeError` naming the file, the
 key (`data.train[2].split`), the bad value and the allowed ones. Relative paths are taken from the current
-directory, except source roots, which are taken from `data.root` when it is set.
+directory, except source roots, which are taken from `data.root` when it is set. Reading, overrides and the error
+format are those of every recipe (`modeling_qface.training.recipe_base`).
 
 Test splits never steer training: `data.train` and `data.eval` (what `eval.best_metric` selects on) may not name a
 split that holds benchmark test rows (`modeling_qface.training.data.holds_test_rows`) unless `data.allow_test_splits` is true; the
@@ -15,33 +16,36 @@ test splits go in `data.test`, which `qface train` never reads and `qface evalua
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from modeling_qface.configuration import PRESET_NAMES
 from modeling_qface.training.data.loading import SOURCES, holds_test_rows, source_problems
+from modeling_qface.training.recipe_base import (
+    AdamWSection,
+    CheckpointSection,
+    CropFlipSection,
+    GradNorm,
+    MixedPrecision,
+    RecipeError,
+    Section,
+    apply_override,
+    check_preset,
+    check_range,
+    parse_override,
+    problems_text,
+    validate_recipe,
+)
+from modeling_qface.training.recipe_base import LoggingSection as _LogInterval
 
 # A Hugging Face Hub repository id: "name" or "owner/name".
 _HUB_ID = re.compile(r"(?![.~])[\w.-]+(/[\w.-]+)?")
 
 
-class RecipeError(ValueError):
-    """A recipe that cannot be used; the message names the file and the offending key."""
-
-
-class _Section(BaseModel):
-    # Unknown keys are errors: a misspelt `weight_decy` would otherwise silently keep its default.
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class ModelSection(_Section):
+class ModelSection(Section):
     """What to build. Exactly one of `preset`, `config` and `init_from` gives the architecture."""
 
     preset: str | None = None  # a name from `modeling_qface.PRESET_NAMES`, e.g. "qface-base"
@@ -50,18 +54,13 @@ class ModelSection(_Section):
     init_from: str | None = None  # a saved Q-Face model to continue from (weights and config)
     loss_weights: dict[str, float] = Field(default_factory=dict)  # task name -> loss weight (overrides the config)
     # Multilabel task name -> BCE positive weight per label (overrides the config's `pos_weight`): "auto" counts
-    # negatives / positives of each label over the training rows that code it (see `modeling_qface.training.finetune.POS_WEIGHT_CAP`)
+    # negatives / positives of each label over the training rows that code it (see `modeling_qface.training.label_statistics.POS_WEIGHT_CAP`)
     pos_weight: dict[str, Literal["auto"] | list[float]] = Field(default_factory=dict)
     # Stochastic depth of the encoder in training (`QFaceConfig.drop_path_rate`); None keeps the config's value
     drop_path_rate: float | None = Field(None, ge=0.0, lt=1.0)
     activation_checkpointing: bool = False
 
-    @field_validator("preset")
-    @classmethod
-    def _known_preset(cls, preset: str | None) -> str | None:
-        if preset is not None and preset not in PRESET_NAMES:
-            raise ValueError(f"unknown preset {preset!r} (expected one of {', '.join(PRESET_NAMES)})")
-        return preset
+    _known_preset = field_validator("preset")(check_preset)
 
     @model_validator(mode="after")
     def _one_architecture(self):
@@ -79,7 +78,7 @@ class ModelSection(_Section):
         return self
 
 
-class SourceSection(_Section):
+class SourceSection(Section):
     """One data source: a `modeling_qface.training.data` adapter name, its folder, split and adapter options."""
 
     name: str
@@ -104,7 +103,7 @@ class TrainSourceSection(SourceSection):
     share: float = Field(gt=0.0, le=1.0)  # fraction of every batch drawn from this source
 
 
-class DataSection(_Section):
+class DataSection(Section):
     root: str | None = None  # base folder of relative source roots
     cache_dir: str | None = None  # Arrow cache of the prepared sources (None: the datasets cache)
     crop_format: Literal["png", "jpeg"] = "png"  # how the prepared Q-Face crops are stored (png: lossless)
@@ -129,42 +128,26 @@ class DataSection(_Section):
         return self
 
 
-class AugmentSection(_Section):
-    enabled: bool = True
-    crop_scale: tuple[float, float] = (0.8, 1.0)  # area fraction of the random resized crop
+class AugmentSection(CropFlipSection):
     crop_ratio: tuple[float, float] = (0.9, 1.0 / 0.9)  # aspect ratio (width / height) of the crop
-    flip: float = Field(0.5, ge=0.0, le=1.0)  # probability of a horizontal flip
     brightness: float = Field(0.2, ge=0.0, lt=1.0)  # factors drawn from [1 - x, 1 + x]
     contrast: float = Field(0.2, ge=0.0, lt=1.0)
     saturation: float = Field(0.2, ge=0.0, lt=1.0)
     rotation: float = Field(0.0, ge=0.0, le=90.0)  # in-plane rotation drawn from [-x, x] degrees; pose follows
 
     @model_validator(mode="after")
-    def _ranges(self):
-        low, high = self.crop_scale
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(f"crop_scale: expected 0 < low <= high <= 1, got {list(self.crop_scale)}")
-        low, high = self.crop_ratio
-        if not 0.0 < low <= high:
-            raise ValueError(f"crop_ratio: expected 0 < low <= high, got {list(self.crop_ratio)}")
+    def _crop_ratio(self):
+        check_range("crop_ratio", self.crop_ratio)
         return self
 
 
-class TrainSection(_Section):
+class TrainSection(Section):
     batch_size: int = Field(gt=0)  # global batch of one forward pass, over all processes
     max_steps: int | None = Field(None, gt=0)  # optimizer steps
-    epochs: float | None = Field(
-        None, gt=0
-    )  # alternative to max_steps, see `modeling_qface.training.mixing.steps_per_epoch`
+    epochs: float | None = Field(None, gt=0)  # alternative to max_steps, see `mixing.steps_per_epoch`
     gradient_accumulation_steps: int = Field(1, gt=0)
-    max_grad_norm: float | None = Field(1.0, gt=0)  # None: no clipping
-    mixed_precision: Literal["no", "bf16"] = "no"
-
-    @field_validator("mixed_precision", mode="before")
-    @classmethod
-    def _yaml_no(cls, value):
-        # YAML 1.1 reads an unquoted `no` as False.
-        return "no" if value is False else value
+    max_grad_norm: GradNorm = 1.0  # None (or 0): no clipping
+    mixed_precision: MixedPrecision = "no"
 
     @model_validator(mode="after")
     def _length(self):
@@ -173,24 +156,12 @@ class TrainSection(_Section):
         return self
 
 
-class OptimizerSection(_Section):
+class OptimizerSection(AdamWSection):
     lr: float = Field(gt=0)  # peak learning rate of the decoder and heads
-    weight_decay: float = Field(0.05, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(1e-8, gt=0)
     layer_decay: float = Field(0.75, gt=0, le=1)  # lr factor per ViT block going down from the top
-    warmup_steps: int | None = Field(None, ge=0)
-    warmup_ratio: float | None = Field(None, ge=0, lt=1)
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine floor, as a fraction of each group's peak lr
-
-    @model_validator(mode="after")
-    def _warmup(self):
-        if self.warmup_steps is not None and self.warmup_ratio is not None:
-            raise ValueError("give at most one of warmup_steps and warmup_ratio")
-        return self
 
 
-class EvalSection(_Section):
+class EvalSection(Section):
     every_steps: int | None = Field(None, gt=0)  # None: evaluate only at the end
     batch_size: int = Field(64, gt=0)
     best_metric: str | None = None  # e.g. "expression/accuracy" or "raf_db_test/expression/accuracy"
@@ -198,18 +169,12 @@ class EvalSection(_Section):
     threshold: float = Field(0.5, gt=0, lt=1)  # probability threshold of multilabel tasks
 
 
-class CheckpointSection(_Section):
-    every_steps: int | None = Field(None, gt=0)  # None: only the final model is saved
-    keep_last: int = Field(2, gt=0)
-
-
-class LoggingSection(_Section):
-    every_steps: int = Field(10, gt=0)
+class LoggingSection(_LogInterval):
     tensorboard: bool = True
     sample_ids: bool = False  # write what each process trained on to <output_dir>/sample_ids/rank<r>.jsonl
 
 
-class Recipe(_Section):
+class Recipe(Section):
     output_dir: str
     seed: int = 0
     model: ModelSection
@@ -234,67 +199,6 @@ class Recipe(_Section):
             root = Path(self.data.root).expanduser() / root
         return root.resolve()
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def _key_path(loc: tuple) -> str:
-    """pydantic's `('data', 'train', 2, 'root')` -> `data.train[2].root`."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _format_errors(error: ValidationError, where: str) -> str:
-    lines = []
-    for item in error.errors():
-        key = _key_path(item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        shown = "" if item["type"] in ("missing", "value_error") else f" (got {item['input']!r})"
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{key}: {message}{shown}")
-    return _problems_text(where, lines)
-
-
-def _problems_text(where: str, problems: list[str]) -> str:
-    """One problem on one line (`file: key: message`), several as a block under `file: invalid recipe`."""
-    if len(problems) == 1:
-        return f"{where}: {problems[0]}"
-    return f"{where}: invalid recipe\n" + "\n".join(f"  {problem}" for problem in problems)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """`"optimizer.lr=3e-4"` -> `(["optimizer", "lr"], 0.0003)`; the value is read as YAML."""
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise RecipeError(f"--set {text!r}: expected KEY=VALUE, e.g. optimizer.lr=3e-4")
-    parsed = yaml.safe_load(value) if value else None
-    # YAML 1.1 reads 3e-4 (no dot) as a string; a number is what every such key wants.
-    if isinstance(parsed, str):
-        with contextlib.suppress(ValueError):
-            parsed = float(parsed) if any(c in parsed for c in ".eE") else parsed
-    return key.split("."), parsed
-
-
-def apply_override(raw: dict, path: list[str], value: Any) -> None:
-    """Sets `raw[path[0]][path[1]]...` (list items by index), creating missing mapping levels."""
-    node = raw
-    for depth, part in enumerate(path[:-1]):
-        child = node[int(part)] if isinstance(node, list) else node.get(part)
-        if child is None:
-            child = {}
-            node[part] = child
-        if not isinstance(child, (dict, list)):
-            raise RecipeError(f"--set {'.'.join(path)}: {'.'.join(path[: depth + 1])} is not a section")
-        node = child
-    last = path[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
 
 def load_recipe(
     path: str | Path | None = None,
@@ -306,30 +210,14 @@ def load_recipe(
     """Reads and validates a recipe.
 
     Args:
-        path: the YAML file (or None with `raw`).
+        path: the YAML file or the name of a recipe in `configuration/` (or None with `raw`).
         overrides: `(key path, value)` pairs applied before validation (command-line flags).
         raw: the recipe as a dict instead of a file.
         check_paths: also check that every data source's root folder (and local model paths) exist.
         check_splits: refuse test splits in `data.train` / `data.eval` (`check_test_splits`); off for
             `qface evaluate`, which only scores.
     """
-    where = str(path) if path is not None else "recipe"
-    if raw is None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise RecipeError(f"recipe file not found: {path}") from None
-        except yaml.YAMLError as error:
-            raise RecipeError(f"{where}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise RecipeError(f"{where}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    raw = copy.deepcopy(raw)
-    for key_path, value in overrides:
-        apply_override(raw, key_path, value)
-    try:
-        recipe = Recipe.model_validate(raw)
-    except ValidationError as error:
-        raise RecipeError(_format_errors(error, where)) from None
+    recipe, where = validate_recipe(Recipe, path, overrides, raw)
     check_recipe_sources(recipe, where)
     if check_splits:
         check_test_splits(recipe, where)
@@ -347,7 +235,7 @@ def check_recipe_sources(recipe: Recipe, where: str = "recipe") -> None:
             for key, message in source_problems(source.name, source.split, source.options):
                 problems.append(f"data.{section}[{i}].{key}: {message}")
     if problems:
-        raise RecipeError(_problems_text(where, problems))
+        raise RecipeError(problems_text(where, problems))
 
 
 def test_split_sources(recipe: Recipe) -> list[str]:
@@ -373,7 +261,7 @@ def check_test_splits(recipe: Recipe, where: str = "recipe") -> None:
         for source in test_split_sources(recipe)
     ]
     if problems:
-        raise RecipeError(_problems_text(where, problems))
+        raise RecipeError(problems_text(where, problems))
 
 
 def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
@@ -393,7 +281,7 @@ def check_recipe_paths(recipe: Recipe, where: str = "recipe") -> None:
             continue
         problems.append(f"model.{key}: not found: {value}")
     if problems:
-        raise RecipeError(_problems_text(where, problems))
+        raise RecipeError(problems_text(where, problems))
 
 
 __all__ = [
