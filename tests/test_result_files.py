@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import types
 from pathlib import Path
 
 import pytest
@@ -141,9 +142,8 @@ def test_a_folder_that_cannot_be_written_in_is_refused(tmp_path, monkeypatch):
 
 
 def test_little_free_space_is_warned_about(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(
-        result_file.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 5 * 2**20)
-    )
+    usage = types.SimpleNamespace(total=10**9, used=10**9, free=5 * 2**20)
+    monkeypatch.setattr(result_file.shutil, "disk_usage", lambda path: usage)
     with caplog.at_level(logging.WARNING, logger=result_file.__name__):
         check_output_folder(tmp_path, "--output")
     assert caplog.messages == [f"--output {tmp_path}: only 5 MB free on its disk"]

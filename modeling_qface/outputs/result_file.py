@@ -50,6 +50,8 @@ class OutputExistsError(FileExistsError):
 def portable_text(text: str) -> str:
     """`text` as valid UTF-8: the undecodable bytes of a file name (lone surrogates U+DC80..U+DCFF, as `os.fsdecode`
     reads them) as `\\xNN`; other lone surrogates as `\\udNNN`. Valid text is returned unchanged."""
+    if text.isascii():  # nearly every string: no encoding needed to know
+        return text
     try:
         text.encode("utf-8")
         return text

@@ -48,17 +48,27 @@ def open_writer(path: Path, tasks: list[dict], resume: bool = False):
     return JsonLinesWriter(path, resume)
 
 
-class JsonLinesWriter:
+class _ResultWriter:
+    """What both writers share: `file` (a `RecordFile`) and `done`, the inputs the file held already (`resume`)."""
+
+    file: RecordFile
+    done: set[str]
+
+    def holds(self, source) -> bool:
+        """Whether the file has `source`'s results already (`--resume`), its name compared as the file writes it."""
+        return portable_text(str(source)) in self.done
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class JsonLinesWriter(_ResultWriter):
     """One strict-JSON line per image (or failed input), written and flushed as soon as the image is done, so a run
     that dies leaves every finished image in the file. `done`: the inputs the file held already (`resume`)."""
 
     def __init__(self, path: Path, resume: bool = False):
         self.done = _resume_jsonl(path) if resume else set()
         self.file = RecordFile(path, append=resume)
-
-    def holds(self, source) -> bool:
-        """Whether the file has `source`'s record already (`--resume`)."""
-        return portable_text(str(source)) in self.done
 
     def add(self, source: Path, faces: list[dict]) -> None:
         faces = [{k: v for k, v in face.items() if k != "attention"} for face in faces]  # arrays go to figures
@@ -70,11 +80,8 @@ class JsonLinesWriter:
     def _write(self, record: dict) -> None:
         self.file.write(strict_json(record) + "\n")  # one write per image: a kill or a full disk leaves no torn line
 
-    def close(self) -> None:
-        self.file.close()
 
-
-class CsvWriter:
+class CsvWriter(_ResultWriter):
     """One row per face, and one row per image without a face (its `input` and `image`, every other column empty,
     `face` included): the header first, then each image's rows, written and flushed as soon as the image is done.
 
@@ -94,10 +101,6 @@ class CsvWriter:
             csv.writer(header, lineterminator="\n").writerow(columns)
             self.file.write(header.getvalue())
 
-    def holds(self, source) -> bool:
-        """Whether the file has `source`'s rows already (`--resume`)."""
-        return portable_text(str(source)) in self.done
-
     def add(self, source: Path, faces: list[dict]) -> None:
         from .dataframe import results_to_dataframe
 
@@ -105,15 +108,12 @@ class CsvWriter:
         unexpected = [c for c in frame.columns if c not in self.columns and frame[c].notna().any()]
         if unexpected:  # a bug in dataframe_columns: better stop than drop numbers silently
             raise RuntimeError(f"CSV columns {sorted(unexpected)} were not derived from the model's tasks")
-        frame = frame.reindex(columns=self.columns).assign(image=self.next_image, input=portable_text(str(source)))
+        frame = frame.reindex(columns=self.columns).assign(image=self.next_image)
         self.file.write(frame.to_csv(header=False, index=False, lineterminator="\n"))  # one write per image
         self.next_image += 1
 
     def add_failure(self, source: str, reason: str) -> None:
         pass  # a CSV holds analysed images only (the summary reports failures)
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def _resume_jsonl(path: Path) -> set[str]:
