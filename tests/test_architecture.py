@@ -27,13 +27,14 @@ ALLOWED = {
     "configuration": {"model"},
     "root": {"model", "configuration", "hub"},
     "outputs": {"model"},
-    "figures": {"model"},
+    "figures": {"model", "outputs"},
     "hub": {"model", "outputs"},
     "cli": set(),
-    "analysis": {"root", "model", "configuration", "outputs", "figures", "cli"},
+    "analysis": {"root", "model", "configuration", "outputs", "figures", "video", "cli"},
+    "video": {"root", "model", "outputs", "figures"},
     "onnx_export": {"model", "hub", "outputs", "cli"},
     "samples": {"root", "model", "analysis", "figures", "cli"},
-    "webdemo": {"root", "model", "configuration", "analysis", "outputs", "figures", "samples", "cli"},
+    "webdemo": {"root", "model", "configuration", "analysis", "outputs", "figures", "samples", "video", "cli"},
     "training": {"root", "model", "configuration", "hub", "outputs", "samples"},
 }
 # What the Hub-facing modules may import besides each other: they run as remote code where only these are installed.

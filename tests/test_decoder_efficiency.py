@@ -149,7 +149,15 @@ def test_gradients_match_the_plain_formulation(tiny_config, pixel_values):
     model.zero_grad()
     generator.manual_seed(5)
     scalar(reference_forward(model, pixel_values)[0]).backward()
+    parameters = dict(model.named_parameters())
     for name, p in model.named_parameters():
+        if name.endswith("k_proj.bias"):
+            # A key bias adds the same number to every logit of a query: softmax ignores it, so its true gradient is
+            # exactly zero and both formulations give float32 rounding noise, which differs by CPU kernel (AVX2 vs
+            # AVX-512). Both must be noise against the layer's weight gradient, nothing more can be compared.
+            weight_scale = max(1.0, parameters[name.replace(".bias", ".weight")].grad.abs().max().item())
+            assert max(got[name].abs().max().item(), p.grad.abs().max().item()) <= 1e-3 * weight_scale, name
+            continue
         if "decoder_layers" in name or "fusion" in name:
             assert name in got and p.grad is not None, name
             assert p.grad.abs().max().item() > 0, f"{name} gets no gradient"

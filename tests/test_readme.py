@@ -127,6 +127,10 @@ def workdir(tmp_path_factory, sample_photos):
             labels = portrait_labels(name)
             row = {"file_name": name, "expression": labels["expression"], "attributes": {"Male": int(labels["male"])}}
             metadata.write(json.dumps(row) + "\n")
+    # A video of real faces (two people, 2 s): what the video snippets analyse.
+    from modeling_qface.samples.clips import crossing_clip
+
+    crossing_clip(folder / "interview.mp4", sample_photos, people=2, seconds=2.0, fps=10)
     # A training run's final/ folder: the complete export, here of the default model.
     export_folder(DEFAULT_MODEL_DIR, folder / "runs" / "qface" / "final")
     return folder

@@ -1,8 +1,13 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""`qface analyze`: every face of many images through a Q-Face model, written as JSON Lines or CSV.
+"""`qface analyze`: every face of many images and videos through a Q-Face model, written as JSON Lines or CSV.
 
     qface analyze photos/ "more/**/*.jpg" group.png --model runs/qface/final --output faces.csv
     qface analyze photos/ --model runs/qface/final --output faces.jsonl --render-dir annotated/ --attention-dir att/
+    qface analyze interview.mp4 --output frames.csv --every 2        # one row per face per frame, with track_id
+
+Videos (anything FFmpeg finds a video stream in; `analysis/video_run.py`, docs/video.md) are analysed after the
+photos, frame by frame: a JSONL line per frame (`frame`, `timestamp_s`, `faces` with `track_id`) and a last line per
+video with its per-track summary; CSV rows with `frame`, `timestamp_s` and `track_id`.
 
 Inputs are files, folders (searched recursively for image files) and glob patterns (quote them so the shell does
 not expand them; `**` recurses). Symlinked folders are followed, but each real folder is searched once, so symlink
@@ -49,7 +54,8 @@ from ..model.threads_qface import add_threads_argument, configure_threads
 from ..outputs.result_file import OutputWriteError, check_output_file, check_output_folder, portable_text, save_picture
 from ..outputs.writers import open_writer
 from ..registry import DEFAULT_MODEL_DIR, DEFAULT_MODEL_NOTICE, default_model_available, register_face_analysis_pipeline
-from .inputs import collect_inputs
+from .inputs import collect_inputs, split_photos_and_videos
+from .video_run import add_video_arguments, analyse_videos, check_side_outputs, video_analyzer, video_option_problem
 from .workers import PreprocessPool, replay_preprocessed, threads_per_process
 
 logger = logging.getLogger(__name__)
@@ -63,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qface analyze",
         description="Detect every face in images and analyse it (expression, AUs, attributes, age, head pose).",
     )
-    parser.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted glob patterns")
+    parser.add_argument("inputs", nargs="+", help="image and video files, folders (recursive) or quoted glob patterns")
     parser.add_argument(
         "--output",
         "-o",
@@ -124,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="write attention figures (per face) and stage usage here (not given: no figures)",
     )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        help="write an HTML report here after the run (index.html: every face, the pictures, and per video its "
+        "people and their timeline); needs a .jsonl --output",
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available, else cpu)")
     add_dtype_argument(parser)
     add_threads_argument(parser, " in each process (with --workers, the default is shared out between them)")
@@ -139,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when any input failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_video_arguments(parser)
     return parser
 
 
@@ -235,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input(problem)
     try:  # before the model loads: an output that cannot be written costs no time
         check_output_file(output, "--output", resume=args.resume, overwrite=args.overwrite)
-        for option, folder in (("--render-dir", args.render_dir), ("--attention-dir", args.attention_dir)):
+        for option, folder in (
+            ("--render-dir", args.render_dir),
+            ("--attention-dir", args.attention_dir),
+            ("--report", args.report),
+        ):
             if folder is not None:
                 check_output_folder(folder, option)
     except OSError as error:
@@ -261,14 +278,20 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input(error)
     chosen = call.get("tasks") or pipe.model.config.task_names
     tasks = [task for task in pipe.model.config.tasks if task["name"] in chosen]
+    files, videos = split_photos_and_videos(files)
     try:
-        writer = open_writer(output, tasks, args.resume)
-    except (OSError, ValueError) as error:  # an output that cannot be written, or not resumed
+        check_side_outputs(args, videos)
+        writer = open_writer(output, tasks, args.resume, video=bool(videos), smoothed=args.smooth and bool(videos))
+        analyzer = video_analyzer(pipe, call, args) if videos else None
+    except (OSError, ValueError, ImportError) as error:  # an output that cannot be written, or not resumed
         return _bad_input(error)
-    skipped = sum(writer.holds(path) for path in files)
+    skipped = sum(writer.holds(path) for path in files + videos)
     files = [path for path in files if not writer.holds(path)]
+    videos = [path for path in videos if not writer.holds(path)]
     try:
         num_images, num_faces = _analyse(pipe, call, files, failures, writer, args, worker_pipeline)
+        if videos:
+            num_videos, num_frames, num_video_faces = analyse_videos(analyzer, videos, writer, args, failures, tasks)
     except KeyboardInterrupt:
         print(
             f"\nqface analyze: interrupted; {output} holds every finished image (--resume completes it)",
@@ -280,6 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         writer.close()  # every finished image is in the file already; this only releases it
     print(summary(num_images, num_faces, failures, output, skipped))
+    if videos:
+        print(f"{num_videos} video(s) analysed: {num_frames} frame(s), {num_video_faces} face(s)")
+    if args.report is not None:
+        from ..figures.report import write_report
+
+        index = write_report(args.report, output, args.render_dir, args.attention_dir, title=f"Q-Face: {output.name}")
+        print(f"report: {index}")
     return 1 if args.strict and failures else 0
 
 
@@ -291,11 +321,13 @@ def _option_problem(args, output: Path) -> str | None:
         return f"--batch-size must be >= 1, got {args.batch_size}"
     if args.workers < 1:
         return f"--workers must be >= 1, got {args.workers}"
+    if args.report is not None and output.suffix.lower() != ".jsonl":
+        return f"--report is made from a .jsonl --output, got {output.name}"
     if args.resume and args.overwrite:
         return "--resume continues --output and --overwrite replaces it: give one of them"
     if args.max_image_side < MIN_MAX_IMAGE_SIDE:
         return f"--max-image-side must be at least {MIN_MAX_IMAGE_SIDE} pixels, got {args.max_image_side}"
-    return None
+    return video_option_problem(args)
 
 
 def _bad_input(problem) -> int:

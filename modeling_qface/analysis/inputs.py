@@ -1,5 +1,7 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""The image files of `qface analyze`'s inputs: files, folders (recursive) and glob patterns (`**` recurses).
+"""The image and video files of `qface analyze`'s inputs: files, folders (recursive) and glob patterns (`**`
+recurses). Folders and globs take files with an image or video extension; `split_photos_and_videos` then tells the
+two apart by their content (a photo is what Pillow opens, a video what FFmpeg finds a video stream in).
 
 Symlinked folders are followed, but each real folder is searched once, so symlink loops end; a file reached by
 several paths is taken once. Folders and files that cannot be read become failures, never silent omissions.
@@ -13,6 +15,8 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from ..video.decoding import VIDEO_EXTENSIONS, probe_video
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".avif", ".ppm", ".pgm", ".pbm"}
@@ -53,7 +57,7 @@ class _InputCollector:
         if found is None:
             self.failures.append((pattern, "no such file or folder"))
         elif not found and len(self.failures) == failures_before:  # else: its unreadable folder is the reason
-            self.failures.append((pattern, "no image file found"))
+            self.failures.append((pattern, "no image or video file found"))
         for path in found or ():
             real = os.path.realpath(path)
             if real not in self._real_files:
@@ -183,7 +187,28 @@ def _unreadable(error: OSError) -> str:
 
 
 def _is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS
+    return path.suffix.lower() in IMAGE_EXTENSIONS or path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-__all__ = ["IMAGE_EXTENSIONS", "collect_inputs"]
+def split_photos_and_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """`files` as (photos, videos), by content, not name: a file Pillow identifies is a photo (an animated GIF
+    too); else one in which FFmpeg finds a video stream is a video; anything else stays with the photos, where it
+    is reported as an unreadable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    photos, videos = [], []
+    for path in files:
+        try:
+            with Image.open(path):
+                photos.append(path)
+                continue
+        except (UnidentifiedImageError, OSError, ValueError):
+            pass
+        except Image.DecompressionBombError:
+            photos.append(path)  # a (huge) image: load_image_rgb reports it
+            continue
+        (videos if probe_video(path) is not None else photos).append(path)
+    return photos, videos
+
+
+__all__ = ["IMAGE_EXTENSIONS", "collect_inputs", "split_photos_and_videos"]

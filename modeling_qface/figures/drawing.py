@@ -59,7 +59,8 @@ def render(
         show_landmarks, show_pose, show_labels (`bool`): draw the 5 points, the head-pose axes (from the nose tip,
             half the box width long), the text (`face_caption`: the face's number, top expression, age). The
             number is the face's place in `faces` counted from 1, as the report's table numbers them (the
-            detector's score is left to the tables: drawn by the box, it read like a face number).
+            detector's score is left to the tables: drawn by the box, it read like a face number); a face with a
+            `track_id` (video) shows `id N` instead, in its person's colour.
         line_width (`int`, *optional*): defaults to ~1/300 of the shorter image side, at least 2.
 
     Returns:
@@ -70,7 +71,9 @@ def render(
     width = line_width or max(2, round(min(canvas.size) / 300))
     font = ImageFont.load_default(size=max(12, 6 * width))
     for index, face in enumerate(faces):
-        colour = FACE_COLOURS[index % len(FACE_COLOURS)]
+        # A tracked face (video) keeps its person's colour and id from frame to frame.
+        track_id = face.get("track_id")
+        colour = FACE_COLOURS[(index if track_id is None else track_id) % len(FACE_COLOURS)]
         x1, y1, x2, y2 = face["box"]
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         landmarks = face.get("landmarks")
@@ -85,13 +88,16 @@ def render(
             for axis, end in ends.items():
                 draw.line((origin, end), fill=AXIS_COLOURS[axis], width=width)
         if show_labels:
-            _draw_caption(draw, face_caption(face, index + 1), (x1, y1), colour, font)
+            caption = face_caption(face, index + 1) if track_id is None else face_caption(face, track_id=track_id)
+            _draw_caption(draw, caption, (x1, y1), colour, font)
     return canvas
 
 
-def face_caption(face: dict, number: int | None = None) -> str:
-    """One line per fact: `face N` (its `number`, when given), `label p`, `age N` (only the parts the face has)."""
+def face_caption(face: dict, number: int | None = None, track_id: int | None = None) -> str:
+    """One line per fact: `face N` (its `number`, when given) or `id N` (its video `track_id`), `label p`, `age N`
+    (only the parts the face has)."""
     lines = [] if number is None else [f"face {number}"]
+    lines += [] if track_id is None else [f"id {track_id}"]
     if "expression" in face:
         label = face["expression"]["label"]
         lines.append(f"{label} {face['expression']['scores'][label]:.2f}")

@@ -11,6 +11,7 @@ or above 0.5 when it has more than three).
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -88,7 +89,11 @@ def write_report(
     Missing pictures are left out.
     """
     out = Path(output_dir)
-    records = [json.loads(line) for line in Path(results_jsonl).read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in Path(results_jsonl).read_text().splitlines() if line.strip()]
+    # A video's lines (one per frame, then its summary) go to the video section; photos and failures to the table.
+    frames = [r for r in lines if "frame" in r]
+    videos = [r for r in lines if "video" in r]
+    records = [r for r in lines if "frame" not in r and "video" not in r]
     tasks = list(dict.fromkeys(key for r in records for f in r.get("faces", []) for key in f if key not in FACE_FIELDS))
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -112,6 +117,8 @@ def write_report(
         if not record.get("faces") and not record.get("error"):
             parts.append(f"<tr><td>{name}</td><td colspan='{span}'>no face found</td></tr>")
     parts.append("</table>")
+    if videos:
+        parts += _video_section(videos, frames, out)
 
     used: set[str] = set()  # the analysed images' picture names, in the order qface analyze gave them
     analysed = [(record, picture_name(Path(record["input"]).stem, used)) for record in records if "faces" in record]
@@ -153,6 +160,44 @@ def write_report(
     index = out / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
     return index
+
+
+def _video_section(videos: list[dict], frames: list[dict], out: Path) -> list[str]:
+    """Per video: its per-track table (seen from / to, frames, the most frequent top expression, mean age) and the
+    timeline figure, saved beside the report."""
+    import matplotlib.pyplot as plt
+
+    from ..outputs.result_file import save_picture
+    from .timeline import timeline_figure
+
+    parts = ["<h2>Videos: every person over time</h2>"]
+    used: set[str] = set()
+    for video in videos:
+        name = Path(video["input"]).name
+        parts.append(f"<h3>{html.escape(name)}</h3><table><tr><th>id</th><th>seen</th><th>frames</th>")
+        parts.append("<th>top expression (share of frames)</th><th>mean age</th></tr>")
+        for track in video.get("tracks", []):
+            shares = track.get("expression_share") or {}
+            top = max(shares, key=shares.get) if shares else None
+            expression = f"{html.escape(top)} ({shares[top]:.0%})" if top else ""
+            age = track["mean"].get("age")
+            parts.append(
+                f"<tr><td>{track['track_id']}</td><td>{track['first_s']:.2f} to {track['last_s']:.2f} s</td>"
+                f"<td>{track['frames']}</td><td>{expression}</td><td>{'' if age is None else f'{age:.0f}'}</td></tr>"
+            )
+        parts.append("</table>")
+        figure = timeline_figure([f for f in frames if f["input"] == video["input"]], title=name)
+        if figure is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            picture = out / f"{picture_name(Path(video['input']).stem, used)}_timeline.png"
+            save_picture(functools.partial(figure.savefig, dpi=90), picture)
+            plt.close(figure)
+            parts.append(
+                f"<figure><img src='{picture.name}' alt='timeline of {html.escape(name)}'><figcaption>"
+                f"{html.escape(name)}: expression probabilities (lines) and attributes (dashed) per person, and "
+                "their yaw and pitch, over time</figcaption></figure>"
+            )
+    return parts
 
 
 __all__ = ["picture_name", "summarise", "write_report"]

@@ -167,13 +167,9 @@ def _non_maximum_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshol
     return np.asarray(keep, dtype=np.int64)
 
 
-def _run_retinaface(image_rgb: np.ndarray, score_threshold: float, nms_iou_threshold: float):
-    """Boxes (N, 4), scores (N,), landmarks (N, 5, 2) in the coordinates of `image_rgb`."""
-    return _run_retinaface_batch(image_rgb[None], score_threshold, nms_iou_threshold)[0]
-
-
 def _run_retinaface_batch(images_rgb: np.ndarray, score_threshold: float, nms_iou_threshold: float) -> list[tuple]:
-    """`_run_retinaface` for a batch `(B, height, width, 3)` of same-sized images, in one network run."""
+    """Boxes (N, 4), scores (N,), landmarks (N, 5, 2) of each of a batch `(B, height, width, 3)` of same-sized
+    images, in their coordinates, from one network run."""
     height, width = images_rgb.shape[1:3]
     network_input = (images_rgb[..., ::-1].astype(np.float32) - _BGR_MEAN).transpose(0, 3, 1, 2)
     session = _retinaface_session(configured_num_threads())
@@ -217,23 +213,40 @@ def detect_faces(
         `list[DetectedFace]`: boxes and landmarks in the pixel coordinates of `image_rgb`.
     """
     check_rgb_image(image_rgb)
+    return detect_faces_batch([image_rgb], score_threshold, max_image_side, nms_iou_threshold)[0]
+
+
+def detect_faces_batch(
+    images_rgb: list[np.ndarray],
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    max_image_side: int | None = DEFAULT_MAX_IMAGE_SIDE,
+    nms_iou_threshold: float = DEFAULT_NMS_IOU_THRESHOLD,
+) -> list[list[DetectedFace]]:
+    """`detect_faces` for images of one size (the frames of a video) in one network run; per image, its faces."""
+    if not images_rgb:
+        return []
+    for number, image_rgb in enumerate(images_rgb):
+        check_rgb_image(image_rgb, f"images_rgb[{number}]")
+        if image_rgb.shape != images_rgb[0].shape:
+            raise ValueError(f"images_rgb[{number}]: expected the size {images_rgb[0].shape}, got {image_rgb.shape}")
     if max_image_side is not None and max_image_side < MIN_MAX_IMAGE_SIDE:
         raise ValueError(f"max_image_side: expected None or >= {MIN_MAX_IMAGE_SIDE} pixels, got {max_image_side}")
-    height, width = image_rgb.shape[:2]
+    height, width = images_rgb[0].shape[:2]
     if max_image_side is not None and max(height, width) > max_image_side:
         scale = max_image_side / max(height, width)
         new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image_rgb = np.asarray(Image.fromarray(image_rgb).resize(new_size, Image.Resampling.BILINEAR))
-    # Per-axis factors, since rounding the new size changes the aspect ratio slightly.
-    to_original = np.array([width / image_rgb.shape[1], height / image_rgb.shape[0]])
-
-    boxes, scores, landmarks = _run_retinaface(image_rgb, score_threshold, nms_iou_threshold)
-    boxes = boxes * np.tile(to_original, 2)
-    landmarks = landmarks * to_original
-    return [
-        DetectedFace(box=tuple(float(v) for v in box), score=float(score), landmarks=points)
-        for box, score, points in zip(boxes, scores, landmarks)
-    ]
+        images_rgb = [np.asarray(Image.fromarray(i).resize(new_size, Image.Resampling.BILINEAR)) for i in images_rgb]
+    to_original = np.array([width / images_rgb[0].shape[1], height / images_rgb[0].shape[0]])
+    results = []
+    for boxes, scores, landmarks in _run_retinaface_batch(np.stack(images_rgb), score_threshold, nms_iou_threshold):
+        boxes, landmarks = boxes * np.tile(to_original, 2), landmarks * to_original
+        results.append(
+            [
+                DetectedFace(box=tuple(float(v) for v in box), score=float(score), landmarks=points)
+                for box, score, points in zip(boxes, scores, landmarks)
+            ]
+        )
+    return results
 
 
 # ---------------------------------------------------------------------------------------------------- alignment

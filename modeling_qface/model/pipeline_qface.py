@@ -50,7 +50,9 @@ class FaceAnalysisPipeline(ChunkPipeline):
     default 8).
 
     Inputs: a file path, the bytes of an image file, a `PIL.Image.Image`, a numpy array (`(H, W)`, `(H, W, 3)` or
-    `(H, W, 4)`; uint8, uint16 or float in [0, 1]), or a list of these. EXIF orientation is applied, transparency is
+    `(H, W, 4)`; uint8, uint16 or float in [0, 1]), or a list of these. An input can also be a dict
+    `{"image": image, "faces": [{"landmarks": [[x, y]] * 5, "box": [x1, y1, x2, y2], "score": s}, ...]}`: faces
+    found elsewhere (a tracker, another detector; `landmarks` as below), analysed as given, in that order. EXIF orientation is applied, transparency is
     composited on white, greyscale and 16-bit images are converted (see `image_loading_qface`). Images above
     `max_image_pixels` are refused; larger-than-`max_image_side` images are downscaled for detection only.
 
@@ -223,10 +225,17 @@ class FaceAnalysisPipeline(ChunkPipeline):
         An image without faces yields one placeholder (`face=None`, blank pixels), since every image must reach
         `postprocess`; the placeholder is dropped there.
         """
+        given = None
+        if isinstance(image, dict) and "faces" in image:  # faces found elsewhere (a tracker, another detector)
+            given = _given_faces(image)
+            image = image["image"]
         rgb = load_image_rgb(image, max_pixels=max_image_pixels)
         height, width = self._input_size()
         face_crop = self._face_crop()
-        if detect_faces:
+        if given is not None:
+            aligned = [face_crop(rgb, np.asarray(face["landmarks"], dtype=np.float64)) for face in given]
+            faces = given
+        elif detect_faces:
             detections = locate_faces(rgb, score_threshold, max_image_side, refine=refine_landmarks)
             aligned = [face_crop(rgb, d.landmarks) for d in detections]
             faces = [
@@ -353,6 +362,22 @@ class FaceAnalysisPipeline(ChunkPipeline):
             "labels": labels,
             "stages": stages,
         }
+
+
+def _given_faces(image: dict) -> list[dict]:
+    """The `faces` of an input `{"image": ..., "faces": [...]}`, checked: each needs its 5 `landmarks` (the crop is
+    cut from them); `box` and `score` are passed through to the answer."""
+    if "image" not in image:
+        raise ValueError(f'an input dict with "faces" needs the key "image" too, got {sorted(image)}')
+    faces = []
+    for number, face in enumerate(image["faces"]):
+        points = np.asarray(face.get("landmarks") if isinstance(face, dict) else None, dtype=np.float64)
+        if points.shape != (5, 2) or not np.isfinite(points).all():
+            raise ValueError(f"faces[{number}]: expected 5 finite (x, y) landmarks, got {face!r}")
+        box = [float(v) for v in face.get("box") or (*points.min(0), *points.max(0))]
+        score = face.get("score")
+        faces.append({"box": box, "score": None if score is None else float(score), "landmarks": points.tolist()})
+    return faces
 
 
 def custom_pipelines_entry() -> dict:

@@ -17,6 +17,8 @@ EMOTION_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise
 POSE_COLUMNS = {"Pitch": "pitch", "Roll": "roll", "Yaw": "yaw"}
 AGE_COLUMNS = ("age", "age_std")
 ID_COLUMNS = ("input", "image", "face")
+# A video's rows: the frame (0-based index in the stream), its presentation time (seconds) and the face's person.
+VIDEO_COLUMNS = ("frame", "timestamp_s", "track_id")
 FACE_COLUMNS = ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight", "FaceScore")
 LANDMARK_COLUMNS = tuple(f"x_{i}" for i in range(5)) + tuple(f"y_{i}" for i in range(5))
 DEFAULT_TASKS = ("expression", "au", "attributes", "age", "head_pose")
@@ -30,7 +32,7 @@ def au_column(name: str) -> str:
     return f"AU{int(match.group(1)):02d}"
 
 
-def dataframe_columns(tasks=None) -> list[str]:
+def dataframe_columns(tasks=None, video: bool = False, smoothed: bool = False) -> list[str]:
     """Every column of `results_to_dataframe` for faces analysed with `tasks`, in order.
 
     Args:
@@ -40,8 +42,13 @@ def dataframe_columns(tasks=None) -> list[str]:
             `Smiling`, `age`, `age_std`, `Pitch`, `Roll`, `Yaw`); a task beyond them adds `added_task_columns`.
             None: every column of the five default tasks with all their labels (15 AUs, 7 emotions, 40 CelebA
             attributes, age, head pose), the table of a model whose tasks are not known.
+        video (`bool`): the table has video rows too: `frame`, `timestamp_s` and `track_id` after `image`.
+        smoothed (`bool`): after all of them, each task column again as `{column}_smooth` (video smoothing).
     """
-    columns = [*ID_COLUMNS, *FACE_COLUMNS, *LANDMARK_COLUMNS]
+    if smoothed:
+        columns = dataframe_columns(tasks, video=video)
+        return columns + [f"{c}_smooth" for c in columns[columns.index(LANDMARK_COLUMNS[-1]) + 1 :]]
+    columns = [*ID_COLUMNS[:2], *(VIDEO_COLUMNS if video else ()), ID_COLUMNS[2], *FACE_COLUMNS, *LANDMARK_COLUMNS]
     if tasks is None:
         return columns + [
             *map(au_column, AU_NAMES),
@@ -118,6 +125,42 @@ def results_to_dataframe(results, inputs=None, tasks=None) -> pd.DataFrame:
     return frame.astype({"image": "int64", "face": "Int64"})
 
 
+def video_results_to_dataframe(results, input=None, tasks=None, image: int = 0) -> pd.DataFrame:
+    """One row per face per analysed frame of a video, and one row for each frame without a face.
+
+    Args:
+        results (iterable of `FrameResult`): what `VideoAnalyzer` yielded (anything with `frame`, `timestamp_s` and
+            `faces`, each face with its `track_id`).
+        input (`str` or path, *optional*): the video, for the `input` column.
+        tasks: as for `results_to_dataframe` (the columns: `dataframe_columns(tasks, video=True)`).
+        image (`int`): the value of the `image` column (the video's number among a run's inputs).
+
+    Returns:
+        `pandas.DataFrame`: the columns of `results_to_dataframe` with `frame` (0-based index of the frame in the
+        stream), `timestamp_s` (its presentation time, seconds) and `track_id` (the person; nullable integer) after
+        `image`. A frame without a face has one row with `frame` and `timestamp_s`, and `face` and `track_id` empty.
+    """
+    results = list(results)
+    source = [input] * len(results) if input is not None else None
+    frame = results_to_dataframe([r.faces for r in results], source, tasks) if results else None
+    columns = dataframe_columns(tasks, video=True)
+    if frame is None:
+        return pd.DataFrame(columns=columns).astype({"image": "int64", "frame": "int64", "track_id": "Int64"})
+    faces = [face for r in results for face in (r.faces or [{}])]
+    per_row = [(r.frame, r.timestamp_s, face.get("track_id")) for r in results for face in (r.faces or [{}])]
+    frame["frame"], frame["timestamp_s"], frame["track_id"] = (list(values) for values in zip(*per_row))
+    frame["image"] = image
+    if any("smoothed" in face for face in faces):  # the smoothed answers, each column as `{column}_smooth`
+        columns = dataframe_columns(tasks, video=True, smoothed=True)
+        smooth = pd.DataFrame([_face_row({"box": [0, 0, 0, 0], **face.get("smoothed", {})}) for face in faces])
+        smooth = smooth.drop(columns=[c for c in smooth.columns if c in FACE_COLUMNS or c in LANDMARK_COLUMNS])
+        frame = pd.concat([frame, smooth.add_suffix("_smooth").set_index(frame.index)], axis=1)
+    extra = [c for c in frame.columns if c not in columns]
+    return frame.reindex(columns=columns + extra).astype(
+        {"frame": "int64", "timestamp_s": "float64", "track_id": "Int64"}
+    )
+
+
 def _face_row(face: dict) -> dict:
     row = {}
     x1, y1, x2, y2 = face["box"]
@@ -136,11 +179,19 @@ def _face_row(face: dict) -> dict:
     if "head_pose" in face:
         row.update({column: face["head_pose"][key] for column, key in POSE_COLUMNS.items() if key in face["head_pose"]})
     for task, value in face.items():
-        if task in DEFAULT_TASKS or not isinstance(value, dict) or task in ("attention", "stage_usage"):
+        if task in DEFAULT_TASKS or not isinstance(value, dict) or task in ("attention", "stage_usage", "smoothed"):
             continue
         scores = value.get("scores", value)  # multiclass tasks keep their probabilities under "scores"
         row.update({f"{task}_{key}": v for key, v in scores.items() if isinstance(v, (int, float))})
     return row
 
 
-__all__ = ["EMOTION_COLUMNS", "added_task_columns", "au_column", "dataframe_columns", "results_to_dataframe"]
+__all__ = [
+    "EMOTION_COLUMNS",
+    "VIDEO_COLUMNS",
+    "added_task_columns",
+    "au_column",
+    "dataframe_columns",
+    "results_to_dataframe",
+    "video_results_to_dataframe",
+]

@@ -267,6 +267,7 @@ class FaceAnalysisDemo:
         # The Analyze button and the sample photos are two events that Gradio may run at once; one model call at a
         # time keeps the pipeline's per-call state and the CPU threads to one request.
         self.lock = threading.Lock()
+        self.video = None  # the video section's handler (`video_tab.VideoDemo`), added by build_demo
 
     def analyze(self, photo):
         """An upload (Gradio file payload or path) -> the page's outputs (see `page_outputs`)."""
@@ -342,6 +343,8 @@ class QFacePage(gr.Blocks):
         super().close(verbose=verbose)
         if self.qface_app is not None:
             self.qface_app.write_csv.cleanup()
+            if self.qface_app.video is not None:
+                self.qface_app.video.cleanup()
 
 
 def build_demo(
@@ -422,6 +425,9 @@ def build_demo(
                     label="Sample photos (from pip/npm packages): click one",
                     elem_id="qface-examples",
                 )
+        from .video_tab import add_video_section
+
+        app.video = add_video_section(app.pipe, app.lock)
     demo.qface_app = app  # the handlers, for tests and scripts
     return demo
 
