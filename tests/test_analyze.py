@@ -201,7 +201,7 @@ def test_preset_model_renders_and_attention_figures(photo_tree, tmp_path, capsys
 def test_bad_arguments_exit_with_status_2(photo_tree, tmp_path, saved_model, capsys):
     image = photo_tree / "a.jpg"
     code, _, err = run([image, "--model", saved_model, "--output", tmp_path / "x.txt"], capsys)
-    assert code == 2 and "--output must end in .jsonl or .csv, got x.txt" in err
+    assert code == 2 and "--output must end in .jsonl, .csv or .parquet, got x.txt" in err
     code, _, err = run([image, "--model", tmp_path / "no-model", "--output", tmp_path / "x.csv"], capsys)
     assert code == 2 and "neither a model folder nor a preset" in err
     code, _, err = run([image, "--model", saved_model, "--output", tmp_path / "x.csv", "--tasks", "gender"], capsys)

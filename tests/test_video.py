@@ -41,6 +41,23 @@ def marker_frames(count: int, size=(96, 64)) -> list[np.ndarray]:
     return frames
 
 
+def truncated_copy(video: Path, target: Path, keep: float) -> Path:
+    """`video` remuxed with its index first (faststart, as streamed files have it: cutting the tail then loses
+    frames, not the index) and cut to the first `keep` share of its bytes, as an interrupted download leaves it."""
+    import av
+
+    fast = target.with_name("faststart_" + target.name)
+    with av.open(str(video)) as source, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:  # the demuxer's last, empty packet
+                packet.stream = stream
+                out.mux(packet)
+    data = fast.read_bytes()
+    target.write_bytes(data[: int(len(data) * keep)])
+    return target
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory, sample_photos):
     """The 3-person clip (5 s at 10 fps) and its ground truth."""
@@ -97,21 +114,7 @@ def test_every_start_and_end_select_frames_and_keep_the_streams_indices(tmp_path
 def test_a_truncated_video_yields_its_good_frames_then_names_the_frame_where_decoding_stopped(tmp_path):
     whole = tmp_path / "whole.mp4"
     write_video(whole, [np.random.default_rng(i).integers(0, 255, (64, 96, 3), np.uint8) for i in range(40)])
-    # faststart puts the index first, as streamed files have it: cutting the tail loses frames, not the index
-    import av
-
-    with (
-        av.open(str(whole)) as source,
-        av.open(str(tmp_path / "fast.mp4"), "w", options={"movflags": "faststart"}) as out,
-    ):
-        stream = out.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    cut = tmp_path / "cut.mp4"
-    fast = (tmp_path / "fast.mp4").read_bytes()
-    cut.write_bytes(fast[: len(fast) // 2])
+    cut = truncated_copy(whole, tmp_path / "cut.mp4", keep=0.5)
     decoded = []
     with pytest.raises(VideoDecodeError) as raised:
         for frame in read_frames(cut):
@@ -236,18 +239,8 @@ def test_qface_analyze_writes_one_row_per_face_per_frame_and_a_summary_per_track
 
 
 def test_a_truncated_video_is_one_failure_line_naming_the_frame_and_keeps_its_rows(tmp_path, clip, capsys):
-    import av
-
     path, _ = clip
-    fast = tmp_path / "fast.mp4"
-    with av.open(str(path)) as source, av.open(str(fast), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(fast.read_bytes()[: fast.stat().st_size * 2 // 3])
+    cut = truncated_copy(path, tmp_path / "cut.mp4", keep=2 / 3)
     assert main([str(cut), "--output", str(tmp_path / "cut.csv"), "--no-progress"]) == 0
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if "failed" in line]
@@ -471,3 +464,37 @@ def test_the_web_demos_video_section_shows_the_tracked_video_timeline_and_people
     (tmp_path / "x.mp4").write_text("no video")
     assert "Not a video" in demo.analyze(str(tmp_path / "x.mp4"))[3]
     demo.cleanup()
+
+
+@pytest.mark.slow  # three qface analyze runs
+def test_parquet_output_is_a_folder_of_whole_parts_with_the_csv_rows_and_resumes(
+    tmp_path, clip, sample_photos, monkeypatch
+):
+    import datasets
+
+    from modeling_qface.outputs import parquet
+
+    path, truth = clip
+    inputs = [str(sample_photos["t1.jpg"]), str(path)]
+    assert main([*inputs, "--output", str(tmp_path / "rows.csv"), "--no-progress"]) == 0
+    monkeypatch.setattr(parquet, "SECONDS_PER_PART", 0.0)  # a part per frame: many parts to lose and resume
+    folder = tmp_path / "rows.parquet"
+    assert main([*inputs, "--output", str(folder), "--no-progress"]) == 0
+    expected = pd.read_csv(tmp_path / "rows.csv")
+    table = pd.read_parquet(folder)
+    assert list(table.columns) == list(expected.columns) and len(table) == len(expected)
+    pd.testing.assert_series_equal(table["track_id"], expected["track_id"].astype("Int64"))
+    np.testing.assert_allclose(table["age"].to_numpy(float), expected["age"].to_numpy(float), rtol=1e-5)
+    assert datasets.load_dataset("parquet", data_dir=str(folder), split="train").num_rows == len(expected)
+    # A killed run: its last parts never written, one left half-written under its temporary name.
+    parts = sorted(folder.glob("part-*.parquet"))
+    assert len(parts) > len(truth.boxes) // 2
+    for part in parts[len(parts) // 2 :]:
+        part.unlink()
+    (folder / f".{parts[-1].name}.tmp").write_bytes(b"PAR1 torn")
+    assert main([*inputs, "--output", str(folder), "--no-progress"]) == 2  # holds results: refused
+    assert main([*inputs, "--output", str(folder), "--no-progress", "--resume"]) == 0
+    resumed = pd.read_parquet(folder)
+    assert not resumed.duplicated(["input", "frame", "face"]).any() and len(resumed) == len(expected)
+    pd.testing.assert_series_equal(resumed["track_id"], table["track_id"])
+    assert not list(folder.glob(".*.tmp"))

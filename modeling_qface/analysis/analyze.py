@@ -1,5 +1,5 @@
 # Copyright 2026 The Q-Face authors. Licensed under the Apache License, Version 2.0.
-"""`qface analyze`: every face of many images and videos through a Q-Face model, written as JSON Lines or CSV.
+"""`qface analyze`: every face of many images and videos through a Q-Face model, as JSON Lines, CSV or Parquet.
 
     qface analyze photos/ "more/**/*.jpg" group.png --model runs/qface/final --output faces.csv
     qface analyze photos/ --model runs/qface/final --output faces.jsonl --render-dir annotated/ --attention-dir att/
@@ -15,6 +15,7 @@ loops end; a file reached by several paths is analysed once. The output format f
 
 - `.jsonl`: one line per image, `{"input": path, "faces": [...]}` with the pipeline's face dicts, or
   `{"input": path, "error": reason}` for an input that could not be read. Strict JSON: NaN and infinities are null.
+- `.parquet`: the CSV's rows and columns in a folder of Parquet parts, each written whole (`outputs/parquet.py`).
 - `.csv`: one row per face with py-feat-style columns (`modeling_qface.outputs.dataframe.results_to_dataframe`), and
   one row per image without a face: its `input` and `image`, every other column empty (`face` too). The columns are
   those of the tasks computed (the model's, or `--tasks`), only their labels: known before the first image.
@@ -60,7 +61,7 @@ from .workers import PreprocessPool, replay_preprocessed, threads_per_process
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = (".jsonl", ".csv")
+OUTPUT_FORMATS = (".jsonl", ".csv", ".parquet")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         required=True,
         help="results file: .jsonl (per image) or .csv (per face; a face-less image has one row), written as each image is done: a killed or "
-        "interrupted run leaves a valid file with every finished image (it loses at most the image in progress)",
+        "interrupted run leaves a valid file with every finished image (it loses at most the image in progress); or "
+        ".parquet, a folder of Parquet parts with the CSV's rows (a kill loses at most the last 10 s of work)",
     )
     parser.add_argument(
         "--resume",
@@ -247,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         return _bad_input(problem)
     try:  # before the model loads: an output that cannot be written costs no time
-        check_output_file(output, "--output", resume=args.resume, overwrite=args.overwrite)
+        if output.suffix.lower() == ".parquet":
+            from ..outputs.parquet import check_parquet_output
+
+            check_parquet_output(output, "--output", resume=args.resume, overwrite=args.overwrite)
+        else:
+            check_output_file(output, "--output", resume=args.resume, overwrite=args.overwrite)
         for option, folder in (
             ("--render-dir", args.render_dir),
             ("--attention-dir", args.attention_dir),
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
 def _option_problem(args, output: Path) -> str | None:
     """What is wrong with the options, found before the model loads and any image is read; None: nothing."""
     if output.suffix.lower() not in OUTPUT_FORMATS:
-        return f"--output must end in {' or '.join(OUTPUT_FORMATS)}, got {output.name}"
+        return f"--output must end in {', '.join(OUTPUT_FORMATS[:-1])} or {OUTPUT_FORMATS[-1]}, got {output.name}"
     if args.batch_size < 1:
         return f"--batch-size must be >= 1, got {args.batch_size}"
     if args.workers < 1:

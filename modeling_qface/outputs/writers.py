@@ -43,12 +43,17 @@ def open_writer(path: Path, tasks: list[dict], resume: bool = False, video: bool
     `frame`, `timestamp_s` and `track_id` columns; a resumed CSV that has them keeps them); `smoothed`: a CSV also
     gets the `*_smooth` columns (`--smooth`)."""
     path.parent.mkdir(parents=True, exist_ok=True)  # checked before the model loaded: `check_output_file`
-    if path.suffix.lower() == ".csv":
+    # .parquet: a folder of parts (`parquet.ParquetWriter`), the CSV's columns.
+    if path.suffix.lower() in (".csv", ".parquet"):
         from .dataframe import dataframe_columns
 
         columns = dataframe_columns(tasks, video=video, smoothed=smoothed)
         if resume and not video and _csv_header(path) == dataframe_columns(tasks, video=True, smoothed=smoothed):
             columns = dataframe_columns(tasks, video=True, smoothed=smoothed)  # a file with videos, resumed with photos
+        if path.suffix.lower() == ".parquet":
+            from .parquet import ParquetWriter
+
+            return ParquetWriter(path, dataframe_columns(tasks, video=video, smoothed=smoothed), resume)
         return CsvWriter(path, columns, resume)
     return JsonLinesWriter(path, resume)
 
