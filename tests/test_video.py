@@ -498,3 +498,20 @@ def test_parquet_output_is_a_folder_of_whole_parts_with_the_csv_rows_and_resumes
     assert not resumed.duplicated(["input", "frame", "face"]).any() and len(resumed) == len(expected)
     pd.testing.assert_series_equal(resumed["track_id"], table["track_id"])
     assert not list(folder.glob(".*.tmp"))
+
+
+def test_a_media_file_without_a_video_stream_is_one_clear_failure(tmp_path, capsys):
+    import av
+
+    audio = tmp_path / "voice.m4a"
+    with av.open(str(audio), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        for index in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, index * 1024
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    assert probe_video(audio) is None
+    assert main([str(audio), "--output", str(tmp_path / "out.csv"), "--no-progress", "--strict"]) == 1
+    failed = [line for line in capsys.readouterr().out.splitlines() if "failed" in line]
+    assert len(failed) == 1 and "voice.m4a" in failed[0] and "no video stream" in failed[0]

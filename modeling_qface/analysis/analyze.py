@@ -285,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bad_input(error)
     chosen = call.get("tasks") or pipe.model.config.task_names
     tasks = [task for task in pipe.model.config.tasks if task["name"] in chosen]
-    files, videos = split_photos_and_videos(files)
+    files, videos, not_videos = split_photos_and_videos(files)
+    failures += not_videos
     try:
         check_side_outputs(args, videos)
         writer = open_writer(output, tasks, args.resume, video=bool(videos), smoothed=args.smooth and bool(videos))

@@ -190,13 +190,15 @@ def _is_image_name(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS or path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def split_photos_and_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
-    """`files` as (photos, videos), by content, not name: a file Pillow identifies is a photo (an animated GIF
-    too); else one in which FFmpeg finds a video stream is a video; anything else stays with the photos, where it
-    is reported as an unreadable image."""
+def split_photos_and_videos(files: list[Path]) -> tuple[list[Path], list[Path], list[tuple[str, str]]]:
+    """`files` as (photos, videos, failures), by content, not name: a file Pillow identifies is a photo (an animated
+    GIF too); one in which FFmpeg finds a video stream is a video; a media file FFmpeg reads without one (audio only)
+    is a failure saying so; anything else stays with the photos, where it is reported as an unreadable image."""
     from PIL import Image, UnidentifiedImageError
 
-    photos, videos = [], []
+    from ..video.decoding import NotAVideoError, open_video
+
+    photos, videos, failures = [], [], []
     for path in files:
         try:
             with Image.open(path):
@@ -207,8 +209,17 @@ def split_photos_and_videos(files: list[Path]) -> tuple[list[Path], list[Path]]:
         except Image.DecompressionBombError:
             photos.append(path)  # a (huge) image: load_image_rgb reports it
             continue
-        (videos if probe_video(path) is not None else photos).append(path)
-    return photos, videos
+        if probe_video(path) is not None:
+            videos.append(path)
+            continue
+        try:
+            open_video(path)[0].close()
+        except NotAVideoError as error:
+            if "no video stream" in str(error):
+                failures.append((str(path), f"{error} (audio only?): nothing to analyse"))
+                continue
+        photos.append(path)
+    return photos, videos, failures
 
 
 __all__ = ["IMAGE_EXTENSIONS", "collect_inputs", "split_photos_and_videos"]
