@@ -240,7 +240,11 @@ def _resume_csv(path: Path, columns: list[str]) -> tuple[set[str], dict, dict[st
         os.replace(temporary, path)
     done, frames, images = set(), {}, {}
     box = [columns.index(c) for c in ("FaceRectX", "FaceRectY", "FaceRectWidth", "FaceRectHeight")]
-    score, face, track = columns.index("FaceScore"), columns.index("face"), columns.index("track_id") if frame else None
+    score, face, track = (
+        columns.index("FaceScore"),
+        columns.index("face"),
+        columns.index("track_id") if frame is not None else None,
+    )
     for row in body:
         images[row[source]] = int(row[image])
         if frame is None or row[frame] == "":
