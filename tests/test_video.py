@@ -66,6 +66,24 @@ def clip(tmp_path_factory, sample_photos):
 
 
 @pytest.fixture(scope="module")
+def csv_run(clip, tmp_path_factory):
+    """One `qface analyze` of the clip to CSV with every side output: (folder, its files by name)."""
+    folder = tmp_path_factory.mktemp("csv_run")
+    options = ["--smooth", "--openface-csv", str(folder / "openface.csv"), "--render-video", str(folder / "drawn.mp4")]
+    assert main([str(clip[0]), "--output", str(folder / "rows.csv"), "--no-progress", *options]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def jsonl_run(clip, tmp_path_factory):
+    """One `qface analyze` of the clip to JSONL with its HTML report."""
+    folder = tmp_path_factory.mktemp("jsonl_run")
+    output, report = folder / "rows.jsonl", folder / "report"
+    assert main([str(clip[0]), "--output", str(output), "--report", str(report), "--no-progress"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
 def analyzer():
     return VideoAnalyzer()
 
@@ -214,17 +232,17 @@ def test_detecting_every_third_frame_keeps_the_tracks(clip, analyzer):
 # ------------------------------------------------------------------------------------------------ qface analyze
 
 
-@pytest.mark.slow  # two qface analyze runs
-def test_qface_analyze_writes_one_row_per_face_per_frame_and_a_summary_per_track(tmp_path, clip, clip_results):
+@pytest.mark.slow  # uses the CLI runs
+def test_qface_analyze_writes_one_row_per_face_per_frame_and_a_summary_per_track(
+    clip, clip_results, csv_run, jsonl_run
+):
     path, truth = clip
-    assert main([str(path), "--output", str(tmp_path / "rows.csv"), "--no-progress"]) == 0
-    table = pd.read_csv(tmp_path / "rows.csv")
+    table = pd.read_csv(csv_run / "rows.csv")
     assert list(table.columns[:6]) == ["input", "image", "frame", "timestamp_s", "track_id", "face"]
     assert len(table) == sum(max(1, len(r.faces)) for r in clip_results)
     assert sorted(table["frame"].unique()) == list(range(len(truth.boxes)))
     assert table["timestamp_s"].max() == pytest.approx((len(truth.boxes) - 1) / FPS)
-    assert main([str(path), "--output", str(tmp_path / "rows.jsonl"), "--no-progress"]) == 0
-    lines = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (jsonl_run / "rows.jsonl").read_text().splitlines()]
     assert [line["frame"] for line in lines[:-1]] == list(range(len(truth.boxes)))
     end = lines[-1]
     assert end["frames"] == len(truth.boxes) and end["video"]["frame_count"] == len(truth.boxes)
@@ -258,17 +276,19 @@ def test_a_file_with_a_video_name_that_is_no_video_is_reported_like_a_bad_image(
     assert "fake.mp4" in capsys.readouterr().out
 
 
-@pytest.mark.slow  # two full runs per format
+@pytest.mark.slow  # a resumed run per format
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
-def test_resume_continues_a_video_after_its_last_whole_frame_with_the_same_ids(tmp_path, clip, suffix):
+def test_resume_continues_a_video_after_its_last_whole_frame_with_the_same_ids(
+    tmp_path, clip, csv_run, jsonl_run, suffix
+):
     path, truth = clip
-    whole, part = tmp_path / f"whole{suffix}", tmp_path / f"part{suffix}"
-    assert main([str(path), "--output", str(whole), "--no-progress"]) == 0
+    whole, part = (csv_run / "rows.csv" if suffix == ".csv" else jsonl_run / "rows.jsonl"), tmp_path / f"part{suffix}"
     # A run killed part-way: the file ends with a torn record in the middle of the frames.
     lines = whole.read_text().splitlines(keepends=True)
     keep = len(lines) * 6 // 10
     part.write_text("".join(lines[:keep]) + lines[keep][:25])
-    assert main([str(path), "--output", str(part), "--no-progress", "--resume"]) == 0
+    options = ["--smooth"] if suffix == ".csv" else []  # the columns of the run it continues
+    assert main([str(path), "--output", str(part), "--no-progress", "--resume", *options]) == 0
     if suffix == ".csv":
         resumed, expected = pd.read_csv(part), pd.read_csv(whole)
         assert not resumed.duplicated(["frame", "face"]).any()
@@ -287,11 +307,11 @@ def test_resume_continues_a_video_after_its_last_whole_frame_with_the_same_ids(t
         assert summary(resumed[-1]) == summary(expected[-1])
 
 
-@pytest.mark.slow  # two qface analyze runs
-def test_a_finished_video_is_skipped_on_resume(tmp_path, clip, capsys):
+@pytest.mark.slow  # a resumed run
+def test_a_finished_video_is_skipped_on_resume(tmp_path, clip, jsonl_run, capsys):
     path, _ = clip
     output = tmp_path / "done.jsonl"
-    assert main([str(path), "--output", str(output), "--no-progress"]) == 0
+    output.write_bytes((jsonl_run / "rows.jsonl").read_bytes())
     before = output.read_bytes()
     assert main([str(path), "--output", str(output), "--no-progress", "--resume"]) == 0
     assert output.read_bytes() == before
@@ -374,24 +394,16 @@ def test_one_euro_smoothing_adds_columns_beside_the_raw_ones_and_calms_flicker()
     assert "smoothed" not in result.faces[1]
 
 
-@pytest.mark.slow  # a qface analyze run with every side output
-def test_smooth_openface_and_render_video_outputs(tmp_path, clip, clip_results):
+@pytest.mark.slow  # uses the CLI run with every side output
+def test_smooth_openface_and_render_video_outputs(tmp_path, clip, csv_run):
     import av
 
     path, truth = clip
-    options = [
-        "--smooth",
-        "--openface-csv",
-        str(tmp_path / "openface.csv"),
-        "--render-video",
-        str(tmp_path / "drawn.mp4"),
-    ]
-    assert main([str(path), "--output", str(tmp_path / "rows.csv"), "--no-progress", *options]) == 0
-    rows = pd.read_csv(tmp_path / "rows.csv")
+    rows = pd.read_csv(csv_run / "rows.csv")
     assert {"happiness_smooth", "Yaw_smooth", "age_smooth"} <= set(rows.columns) and "happiness" in rows.columns
     one = rows[rows["track_id"] == 1]
     assert one["Yaw_smooth"].diff().abs().mean() < one["Yaw"].diff().abs().mean()  # smoother along the track
-    openface = pd.read_csv(tmp_path / "openface.csv", skipinitialspace=True)
+    openface = pd.read_csv(csv_run / "openface.csv", skipinitialspace=True)
     assert list(openface.columns[:8]) == [
         "frame",
         "face_id",
@@ -407,7 +419,7 @@ def test_smooth_openface_and_render_video_outputs(tmp_path, clip, clip_results):
     assert openface[openface["frame"] == 1]["face_id"].tolist() == first["track_id"].tolist()
     np.testing.assert_allclose(openface[openface["frame"] == 1]["pose_Ry"], np.radians(first["Yaw"]), atol=2e-3)
     np.testing.assert_allclose(openface[openface["frame"] == 1]["pose_Rx"], -np.radians(first["Pitch"]), atol=2e-3)
-    with av.open(str(tmp_path / "drawn.mp4")) as rendered:
+    with av.open(str(csv_run / "drawn.mp4")) as rendered:
         stream = rendered.streams.video[0]
         assert stream.codec_context.name == "h264" and (stream.width, stream.height) == truth.size
         assert sum(1 for _ in rendered.decode(stream)) == len(truth.boxes)
@@ -415,7 +427,7 @@ def test_smooth_openface_and_render_video_outputs(tmp_path, clip, clip_results):
     copy = tmp_path / "copy.mp4"
     copy.write_bytes(path.read_bytes())
     code = main(
-        [str(path), str(copy), "--output", str(tmp_path / "two.csv"), "--openface-csv", str(tmp_path / "openface.csv")]
+        [str(path), str(copy), "--output", str(tmp_path / "two.csv"), "--openface-csv", str(csv_run / "openface.csv")]
     )
     assert code == 2
     assert (
@@ -424,11 +436,10 @@ def test_smooth_openface_and_render_video_outputs(tmp_path, clip, clip_results):
     )
 
 
-@pytest.mark.slow  # a qface analyze run and its report
-def test_the_report_has_each_videos_people_and_their_timeline(tmp_path, clip):
+@pytest.mark.slow  # uses the CLI run with its report
+def test_the_report_has_each_videos_people_and_their_timeline(tmp_path, clip, jsonl_run):
     path, _ = clip
-    output, report = tmp_path / "frames.jsonl", tmp_path / "report"
-    assert main([str(path), "--output", str(output), "--report", str(report), "--no-progress"]) == 0
+    output, report = jsonl_run / "rows.jsonl", jsonl_run / "report"
     page = (report / "index.html").read_text()
     end = json.loads(output.read_text().splitlines()[-1])
     assert "Videos: every person over time" in page and f"{path.name}" in page
@@ -466,21 +477,18 @@ def test_the_web_demos_video_section_shows_the_tracked_video_timeline_and_people
     demo.cleanup()
 
 
-@pytest.mark.slow  # three qface analyze runs
-def test_parquet_output_is_a_folder_of_whole_parts_with_the_csv_rows_and_resumes(
-    tmp_path, clip, sample_photos, monkeypatch
-):
+@pytest.mark.slow  # a run to Parquet and its resumption
+def test_parquet_output_is_a_folder_of_whole_parts_with_the_csv_rows_and_resumes(tmp_path, clip, csv_run, monkeypatch):
     import datasets
 
     from modeling_qface.outputs import parquet
 
     path, truth = clip
-    inputs = [str(sample_photos["t1.jpg"]), str(path)]
-    assert main([*inputs, "--output", str(tmp_path / "rows.csv"), "--no-progress"]) == 0
+    inputs = [str(path), "--smooth"]  # as the CSV run, whose rows these must be
     monkeypatch.setattr(parquet, "SECONDS_PER_PART", 0.0)  # a part per frame: many parts to lose and resume
     folder = tmp_path / "rows.parquet"
     assert main([*inputs, "--output", str(folder), "--no-progress"]) == 0
-    expected = pd.read_csv(tmp_path / "rows.csv")
+    expected = pd.read_csv(csv_run / "rows.csv")
     table = pd.read_parquet(folder)
     assert list(table.columns) == list(expected.columns) and len(table) == len(expected)
     pd.testing.assert_series_equal(table["track_id"], expected["track_id"].astype("Int64"))
