@@ -192,7 +192,7 @@ def _side_writers(path: Path, videos: list[Path], info, args, tasks, resume: boo
     if args.smooth:
         from ..video.smoothing import TrackSmoother
 
-        sinks.append(_Sink(TrackSmoother(args.smooth_cutoff, args.smooth_beta)))
+        sinks.append(TrackSmoother(args.smooth_cutoff, args.smooth_beta))
     openface = side_output("--openface-csv", args.openface_csv, path, videos, ".csv")
     if openface is not None:
         from ..video.openface import OpenFaceWriter
@@ -207,19 +207,6 @@ def _side_writers(path: Path, videos: list[Path], info, args, tasks, resume: boo
         rendered.parent.mkdir(parents=True, exist_ok=True)
         sinks.append(VideoRenderer(rendered, info.frame_rate))
     return sinks
-
-
-class _Sink:
-    """A per-frame step with the writers' `add` / `close` (the smoother changes the frame, writes nothing)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def add(self, result) -> None:
-        self.step(result)
-
-    def close(self) -> None:
-        pass
 
 
 def _au_thresholds(au_names: list[str], threshold: float) -> dict[str, float]:

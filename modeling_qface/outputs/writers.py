@@ -191,7 +191,7 @@ class CsvWriter(_ResultWriter):
 def _resume_jsonl(path: Path) -> tuple[set[str], dict]:
     """The inputs a JSON Lines output holds whole, and the frames of the videos it holds part of (a line cut short
     by a kill is cut off first)."""
-    text, _ = _cut_partial_line(path)
+    text, _ = cut_partial_line(path)
     done, frames = set(), {}
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -221,7 +221,7 @@ def _resume_csv(path: Path, columns: list[str]) -> tuple[set[str], dict, dict[st
     """The photos a CSV output holds (those with faces and the face-less ones, which have one row each), the frames
     of its videos, and each input's `image` number. A kill while a record's rows were being written can leave some
     of them: that record's rows (one image, or one frame of a video) are all dropped, so it is analysed again."""
-    text, cut = _cut_partial_line(path)
+    text, cut = cut_partial_line(path)
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return set(), {}, {}
@@ -261,7 +261,7 @@ def _number(text: str, kind=float):
     return kind(float(text)) if text not in ("", "nan", "NaN") else None
 
 
-def _cut_partial_line(path: Path) -> tuple[str, bool]:
+def cut_partial_line(path: Path) -> tuple[str, bool]:
     """The text of `path` up to its last newline, the file truncated there, and whether anything was cut: a kill
     while a line was being written leaves the start of it."""
     if not path.is_file():
@@ -274,4 +274,4 @@ def _cut_partial_line(path: Path) -> tuple[str, bool]:
     return keep.decode("utf-8"), len(keep) < len(data)
 
 
-__all__ = ["CsvWriter", "JsonLinesWriter", "open_writer", "strict_json"]
+__all__ = ["CsvWriter", "JsonLinesWriter", "cut_partial_line", "open_writer", "strict_json"]

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..outputs.dataframe import au_column
 from ..outputs.result_file import RecordFile
+from ..outputs.writers import cut_partial_line
 
 SEPARATOR = ", "  # OpenFace's own
 
@@ -84,14 +85,7 @@ def _number(value, digits: int = 3) -> str:
 
 def _last_frame(path: Path, columns: list[str]) -> int:
     """The 0-based index of the last frame a file holds (a torn last line cut off first); -1 for none."""
-    if not path.is_file():
-        return -1
-    data = path.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]
-    if len(keep) < len(data):
-        with path.open("r+b") as handle:
-            handle.truncate(len(keep))
-    lines = keep.decode("utf-8").splitlines()
+    lines = cut_partial_line(path)[0].splitlines()
     if lines and lines[0].split(SEPARATOR) != columns:
         raise ValueError(f"--resume: {path} has other columns than this run's OpenFace table (another model?)")
     return int(lines[-1].split(SEPARATOR)[0]) - 1 if len(lines) > 1 else -1

@@ -57,6 +57,13 @@ class TrackSmoother:
         self.min_cutoff_hz, self.beta = min_cutoff_hz, beta
         self._filters: dict[tuple[int, str], OneEuroFilter] = {}
 
+    def add(self, result) -> None:
+        """A step of a video's frames, as the side writers are (`analysis/video_run.py`): smooths in place."""
+        self(result)
+
+    def close(self) -> None:
+        pass
+
     def __call__(self, result):
         """Smooths one `FrameResult` in place (and returns it); untracked faces get no `smoothed`."""
         for face in result.faces:
